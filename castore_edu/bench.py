@@ -1,0 +1,144 @@
+"""``python -m castore_edu.bench`` — what the event store costs on this machine.
+
+Prints figures, asserts nothing: speed targets are for people to read, not for unit tests to
+flake on. ``--quick`` runs smaller sizes (a smoke test for CI).
+
+Every measurement is the median of several rounds, so one hiccup of the machine does not
+decide the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from castore_edu import EventDetail, EventStore, EventType, InMemoryEventStorageAdapter, SQLiteEventStorageAdapter
+
+
+def counter_store(adapter: Any) -> EventStore:
+    return EventStore(
+        event_store_id="COUNTERS",
+        event_types=[EventType("INCREMENTED")],
+        reducer=lambda total, event: (total or 0) + event.payload["by"],
+        event_storage_adapter=adapter,
+    )
+
+
+def increments(count: int, aggregate_id: str = "counter") -> list[EventDetail]:
+    return [
+        EventDetail(aggregate_id=aggregate_id, version=version, type="INCREMENTED", payload={"by": 1})
+        for version in range(1, count + 1)
+    ]
+
+
+def median_rate(rounds: int, run_round: Callable[[], float], count: int) -> float:
+    """Median of ``count / seconds`` over ``rounds`` runs of ``run_round`` (which returns seconds)."""
+    return statistics.median(count / run_round() for _ in range(rounds))
+
+
+def time_async(coroutine_factory: Callable[[], Awaitable[Any]]) -> float:
+    async def timed() -> float:
+        start = time.perf_counter()
+        await coroutine_factory()
+        return time.perf_counter() - start
+
+    return asyncio.run(timed())
+
+
+async def push_all(store: EventStore, events: list[EventDetail]) -> None:
+    for event in events:
+        await store.push_event(event)
+
+
+def bench_push_in_memory(count: int, rounds: int) -> float:
+    events = increments(count)
+    return median_rate(rounds, lambda: time_async(lambda: push_all(counter_store(InMemoryEventStorageAdapter()), events)), count)
+
+
+def bench_push_sqlite(count: int, rounds: int, directory: str) -> float:
+    events = increments(count)
+
+    def one_round() -> float:
+        path = tempfile.mktemp(suffix=".sqlite", dir=directory)
+        with SQLiteEventStorageAdapter(path) as adapter:
+            return time_async(lambda: push_all(counter_store(adapter), events))
+
+    return median_rate(rounds, one_round, count)
+
+
+def bench_raw_sqlite(count: int, rounds: int, directory: str) -> float:
+    """The physical limit: the same rows, durability settings and one transaction per row,
+    written by plain ``sqlite3`` with no event store around it."""
+
+    def one_round() -> float:
+        path = tempfile.mktemp(suffix=".sqlite", dir=directory)
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute(
+            "CREATE TABLE events (position INTEGER PRIMARY KEY, event_store_id TEXT NOT NULL,"
+            " aggregate_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL,"
+            " timestamp TEXT NOT NULL, payload TEXT, metadata TEXT,"
+            " UNIQUE (event_store_id, aggregate_id, version))"
+        )
+        start = time.perf_counter()
+        for version in range(1, count + 1):
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(
+                "INSERT INTO events (event_store_id, aggregate_id, version, type, timestamp, payload, metadata)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ("COUNTERS", "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None),
+            )
+            connection.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        connection.close()
+        return elapsed
+
+    return median_rate(rounds, one_round, count)
+
+
+def bench_get_aggregate(adapter: Any, size: int, rounds: int) -> float:
+    """Median milliseconds to read and fold a ``size``-event aggregate."""
+    store = counter_store(adapter)
+    asyncio.run(push_all(store, increments(size, "big")))
+    times = [time_async(lambda: store.get_aggregate("big")) for _ in range(rounds)]
+    return statistics.median(times) * 1000
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    options = parser.parse_args(argv)
+    pushes, durable_pushes, rounds = (2_000, 200, 3) if options.quick else (20_000, 1_000, 5)
+    figures: dict[str, float] = {}
+    print(f"castore_edu benchmark — {os.cpu_count()} cores, medians of {rounds} rounds")
+    with tempfile.TemporaryDirectory() as directory:
+        figures["push_in_memory_per_s"] = bench_push_in_memory(pushes, rounds)
+        figures["push_sqlite_per_s"] = bench_push_sqlite(durable_pushes, rounds, directory)
+        figures["raw_sqlite_per_s"] = bench_raw_sqlite(durable_pushes, rounds, directory)
+        figures["get_aggregate_1000_in_memory_ms"] = bench_get_aggregate(InMemoryEventStorageAdapter(), 1_000, rounds)
+        with SQLiteEventStorageAdapter(os.path.join(directory, "read.sqlite")) as adapter:
+            figures["get_aggregate_1000_sqlite_ms"] = bench_get_aggregate(adapter, 1_000, rounds)
+    sqlite_share = figures["push_sqlite_per_s"] / figures["raw_sqlite_per_s"]
+    rows = [
+        ("push_event, in memory", f"{figures['push_in_memory_per_s']:,.0f} events/s", "target ≥ 100,000/s"),
+        ("push_event, SQLite (durable)", f"{figures['push_sqlite_per_s']:,.0f} events/s",
+         f"{sqlite_share:.0%} of raw sqlite3, target ≥ 80 %"),
+        ("raw sqlite3 insert (same settings)", f"{figures['raw_sqlite_per_s']:,.0f} rows/s", "the physical limit"),
+        ("get_aggregate, 1,000 events, in memory", f"{figures['get_aggregate_1000_in_memory_ms']:.2f} ms", "target ≤ 10 ms"),
+        ("get_aggregate, 1,000 events, SQLite", f"{figures['get_aggregate_1000_sqlite_ms']:.2f} ms", ""),
+    ]
+    for name, value, note in rows:
+        print(f"  {name:<42} {value:>20}   {note}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

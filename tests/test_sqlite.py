@@ -1,0 +1,135 @@
+"""SQLiteEventStorageAdapter: the contract suite, plus what only a real database does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castore_edu import EventAlreadyExistsError, SQLiteEventStorageAdapter
+from castore_edu.clock import Clock, utc_now
+from tests.adapter_contract import AdapterContract, event, run, store
+
+
+class TestSQLiteAdapter(AdapterContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, tmp_path: Path) -> Any:
+        self.path = tmp_path / "events.sqlite"
+        self.opened: list[SQLiteEventStorageAdapter] = []
+        yield
+        for adapter in self.opened:
+            adapter.close()
+
+    def make_adapter(self, clock: Clock = utc_now) -> SQLiteEventStorageAdapter:
+        adapter = SQLiteEventStorageAdapter(self.path, clock=clock)
+        self.opened.append(adapter)
+        return adapter
+
+    def make_sibling(self, adapter: Any) -> SQLiteEventStorageAdapter:
+        return self.make_adapter(adapter.clock)  # a second connection to the same file
+
+    def make_stranger(self, adapter: Any) -> SQLiteEventStorageAdapter:
+        other = SQLiteEventStorageAdapter(self.path.with_name("other.sqlite"))
+        self.opened.append(other)
+        return other
+
+    def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
+        # one file, one log for both stores
+        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 3, "pikachu", 2), ("POKEMONS", 4, "mew", 1),
+                ("TRAINERS", 2, "ash", 1)]
+
+
+def test_events_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "pokedex.sqlite"
+    with SQLiteEventStorageAdapter(path) as adapter:
+        pushed = run(store("POKEMONS", adapter).push_event(event(payload={"name": "Pikachu"})))
+    with SQLiteEventStorageAdapter(path) as reopened:
+        assert run(store("POKEMONS", reopened).get_events("pikachu")) == [pushed.event]
+        assert reopened.last_position() == 1
+
+
+def test_one_file_holds_several_event_stores_apart(tmp_path: Path) -> None:
+    with SQLiteEventStorageAdapter(tmp_path / "db.sqlite") as adapter:
+        pokemons, trainers = store("POKEMONS", adapter), store("TRAINERS", adapter)
+        run(pokemons.push_event(event("same-id", type="APPEARED")))
+        run(trainers.push_event(event("same-id", type="GAME_STARTED")))  # no conflict: another store
+        assert [e.type for e in run(pokemons.get_events("same-id"))] == ["APPEARED"]
+        assert [e.type for e in run(trainers.get_events("same-id"))] == ["GAME_STARTED"]
+        with pytest.raises(EventAlreadyExistsError) as caught:
+            run(trainers.push_event(event("same-id")))
+        assert caught.value.event_store_id == "TRAINERS"
+
+
+def test_the_database_uses_write_ahead_logging_and_full_sync(tmp_path: Path) -> None:
+    with SQLiteEventStorageAdapter(tmp_path / "db.sqlite") as adapter:
+        assert adapter.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert adapter.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_two_private_memory_databases_cannot_share_a_group() -> None:
+    from castore_edu import EventStore
+
+    a, b = store("A", SQLiteEventStorageAdapter()), store("B", SQLiteEventStorageAdapter())
+    with pytest.raises(ValueError, match="same SQLite database"):
+        run(EventStore.push_event_group(a.group_event(event("x")), b.group_event(event("y"))))
+
+
+def test_close_releases_the_connection(tmp_path: Path) -> None:
+    adapter = SQLiteEventStorageAdapter(tmp_path / "db.sqlite")
+    adapter.close()
+    with pytest.raises(Exception, match="closed"):
+        run(adapter.get_events("a", event_store_id="S"))
+
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from castore_edu import Command, EventDetail, EventStore, SQLiteEventStorageAdapter
+
+    path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    counter = EventStore(event_store_id="COUNTERS", event_types=[],
+                         reducer=lambda aggregate, event: event.version,
+                         event_storage_adapter=SQLiteEventStorageAdapter(path))
+
+    async def increment(_input, stores):
+        [counters] = stores
+        result = await counters.get_aggregate("shared")
+        version = (result.aggregate or 0) + 1
+        await counters.push_event(EventDetail(aggregate_id="shared", version=version,
+                                              type="INCREMENTED", payload={"by": name}))
+
+    command = Command(command_id="INCREMENT", required_event_stores=[counter], handler=increment,
+                      event_already_exists_retries=10_000)
+
+    async def main():
+        for _ in range(count):
+            await command.handler(None, [counter])
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: Path) -> None:
+    """Optimistic concurrency across OS processes: the unique constraint is the referee."""
+    path, per_process = tmp_path / "shared.sqlite", 150
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    root = str(Path(__file__).resolve().parents[1])
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(path), name, str(per_process)],
+                         env={"PYTHONPATH": root}, stderr=subprocess.PIPE, text=True)
+        for name in ("ash", "misty")
+    ]
+    for worker in workers:
+        _, errors = worker.communicate(timeout=120)
+        assert worker.returncode == 0, errors
+    with SQLiteEventStorageAdapter(path) as adapter:
+        events = run(adapter.get_events("shared", event_store_id="COUNTERS"))
+        assert [e.version for e in events] == list(range(1, 2 * per_process + 1))
+        assert sorted(e.payload["by"] for e in events) == ["ash"] * per_process + ["misty"] * per_process
+        assert [entry.position for entry in adapter.read_log()] == list(range(1, 2 * per_process + 1))
