@@ -33,5 +33,7 @@ from castore_edu.test_tools import MockedEventStore, mock_event_store, mute_even
 
 # --- messaging (helper) ---
 # --- end messaging ---
+# --- failure modes (helper) ---
+# --- end failure modes ---
 
 __version__ = "0.1.0"

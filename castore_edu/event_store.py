@@ -214,10 +214,20 @@ class EventStore:
             )
             for grouped, event in zip(grouped_events, stored)
         ]
-        await asyncio.gather(*(
+        callbacks = [
             callback(result)
             for grouped, result in zip(grouped_events, results)
             if grouped.event_store is not None
             and (callback := grouped.event_store.on_event_pushed) is not None
-        ))
+        ]
+        # Wait for every callback, even after one failed (asyncio.run would cancel those still
+        # running), then raise the failure that came first, as Castore's Promise.all does.
+        first_failure: Exception | None = None
+        for finished in asyncio.as_completed(callbacks):
+            try:
+                await finished
+            except Exception as error:
+                first_failure = first_failure or error
+        if first_failure is not None:
+            raise first_failure
         return results

@@ -75,6 +75,9 @@ class InMemoryEventStorageAdapter:
         for event in initial_events:
             self._write(event_store_id, self._stamped(event, clock()), force=False)
 
+    def __repr__(self) -> str:
+        return f"InMemoryEventStorageAdapter(aggregates={len(self._aggregates)}, events={len(self._log)})"
+
     # -- reading ---------------------------------------------------------------------------
 
     async def get_events(

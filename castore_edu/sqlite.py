@@ -101,6 +101,9 @@ class SQLiteEventStorageAdapter:
                     raise
                 time.sleep(0.005)
 
+    def __repr__(self) -> str:
+        return f"SQLiteEventStorageAdapter({os.path.basename(self.path)!r})"
+
     def close(self) -> None:
         self.connection.close()
 

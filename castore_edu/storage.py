@@ -15,7 +15,12 @@ from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, Logg
 
 @runtime_checkable
 class EventStorageAdapter(Protocol):
-    """The five calls an event store makes to its storage."""
+    """The five calls an event store makes to its storage.
+
+    An adapter is the last line of defence: ``push_event`` and ``push_event_group`` call
+    :func:`~castore_edu.events.validate_event` on every event before writing any of them, so a
+    bad event is refused whole, on every adapter alike.
+    """
 
     async def get_events(
         self,

@@ -1,0 +1,278 @@
+"""Command: castore-behaviour §10 items 100-105 and API.md §10.
+
+The fixture is Castore's counter command: a ``Counters`` store and a handler that reads a
+counter and pushes the next version. Conflicts come either from a fake adapter that refuses
+the first pushes on purpose, or from a real race between two commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from castore_edu import (
+    Command,
+    EventAlreadyExistsError,
+    EventDetail,
+    EventStore,
+    EventType,
+    InMemoryEventStorageAdapter,
+    is_event_already_exists_error,
+)
+
+COUNTER_ID = "counter1"
+
+
+@dataclass(frozen=True)
+class Counter:
+    aggregate_id: str
+    version: int
+    count: int
+
+
+def counters_reducer(counter: Counter | None, event: EventDetail) -> Counter:
+    count = 0 if counter is None else counter.count
+    return Counter(event.aggregate_id, event.version, count + (event.type == "COUNTER_INCREMENTED"))
+
+
+class ConflictingAdapter(InMemoryEventStorageAdapter):
+    """A fake adapter whose first ``conflicts`` pushes fail with a version conflict
+    (``conflicts=-1``: every push). It counts the pushes and keeps the errors it raised."""
+
+    def __init__(self, conflicts: int) -> None:
+        super().__init__()
+        self.conflicts = conflicts
+        self.pushes = 0
+        self.raised: list[EventAlreadyExistsError] = []
+
+    async def push_event(self, event: EventDetail, *, event_store_id: str = "", force: bool = False) -> EventDetail:
+        self.pushes += 1
+        # Not a conflict, so a command that forgot to stop retrying fails instead of hanging.
+        assert self.pushes <= 10, "too many pushes: the command should have stopped retrying"
+        if self.conflicts < 0 or self.pushes <= self.conflicts:
+            self.raised.append(EventAlreadyExistsError(
+                event_store_id=event_store_id, aggregate_id=event.aggregate_id, version=event.version,
+            ))
+            raise self.raised[-1]
+        return await super().push_event(event, event_store_id=event_store_id, force=force)
+
+
+def counters_store(adapter: InMemoryEventStorageAdapter | None = None) -> EventStore:
+    return EventStore(
+        event_store_id="Counters",
+        event_types=[EventType("COUNTER_CREATED"), EventType("COUNTER_INCREMENTED")],
+        reducer=counters_reducer,
+        event_storage_adapter=adapter if adapter is not None else InMemoryEventStorageAdapter(),
+    )
+
+
+async def increment(counter_id: str, event_stores: list[EventStore], *context: Any) -> Counter:
+    """Read the counter, then push the next version (yielding in between, as real I/O would)."""
+    [counters] = event_stores
+    counter = (await counters.get_aggregate(counter_id)).aggregate
+    await asyncio.sleep(0)
+    version = 1 if counter is None else counter.version + 1
+    result = await counters.push_event(
+        EventDetail(aggregate_id=counter_id, version=version, type="COUNTER_INCREMENTED"),
+        prev_aggregate=counter,
+    )
+    return result.next_aggregate
+
+
+class CallbackRecorder:
+    """An ``on_event_already_exists`` that records how it was called, after yielding once
+    (so a callback that is called but not awaited records nothing)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Exception, int, int]] = []
+
+    async def __call__(self, error: Exception, *, attempt_number: int, retries_left: int) -> None:
+        await asyncio.sleep(0)
+        self.calls.append((error, attempt_number, retries_left))
+
+
+def increment_command(adapter: InMemoryEventStorageAdapter | None = None,
+                      **options: Any) -> tuple[Command, CallbackRecorder]:
+    """The counter command on a fresh ``Counters`` store, with a recording callback."""
+    callback = CallbackRecorder()
+    command = Command(command_id="INCREMENT_COUNTER", required_event_stores=[counters_store(adapter)],
+                      handler=increment, on_event_already_exists=callback, **options)
+    return command, callback
+
+
+def run_increment(command: Command) -> Counter:
+    return asyncio.run(command.handler(COUNTER_ID, command.required_event_stores))
+
+
+# -- shape and defaults (items 100, 105) ----------------------------------------------------
+
+
+def test_command_attributes() -> None:
+    command, callback = increment_command()
+    assert {name for name in vars(command) if not name.startswith("_")} == {
+        "command_id", "required_event_stores", "event_already_exists_retries", "on_event_already_exists",
+    }
+    assert callable(command.handler)
+    assert command.command_id == "INCREMENT_COUNTER"
+    assert [s.event_store_id for s in command.required_event_stores] == ["Counters"]
+    assert command.on_event_already_exists is callback
+
+
+def test_retries_default_to_two_and_callback_to_none() -> None:
+    adapter = ConflictingAdapter(conflicts=-1)
+    command = Command(command_id="INCREMENT_COUNTER", required_event_stores=[counters_store(adapter)],
+                      handler=increment)
+    assert command.event_already_exists_retries == 2
+    assert command.on_event_already_exists is None
+    with pytest.raises(EventAlreadyExistsError):
+        run_increment(command)
+    assert adapter.pushes == 3
+
+
+@pytest.mark.parametrize("retries", [-1, -5])
+def test_negative_retries_are_refused(retries: int) -> None:
+    with pytest.raises(ValueError):
+        Command(command_id="C", required_event_stores=[], handler=increment, event_already_exists_retries=retries)
+
+
+# -- retrying on conflicts (items 101-103) --------------------------------------------------
+
+
+def test_retries_until_the_push_succeeds() -> None:
+    adapter = ConflictingAdapter(conflicts=2)
+    command, callback = increment_command(adapter, event_already_exists_retries=2)
+    counter = run_increment(command)
+    assert adapter.pushes == 3
+    assert callback.calls == [(adapter.raised[0], 1, 2), (adapter.raised[1], 2, 1)]
+    assert counter == Counter(COUNTER_ID, 1, 1)
+
+
+def test_raises_the_conflict_once_the_retries_are_spent() -> None:
+    adapter = ConflictingAdapter(conflicts=-1)
+    command, callback = increment_command(adapter, event_already_exists_retries=2)
+    with pytest.raises(EventAlreadyExistsError) as raised:
+        run_increment(command)
+    assert adapter.pushes == 3
+    assert raised.value is adapter.raised[-1]
+    # The callback also runs on the final conflict, with nothing left to retry.
+    assert callback.calls == [(adapter.raised[0], 1, 2), (adapter.raised[1], 2, 1), (adapter.raised[2], 3, 0)]
+
+
+def test_zero_retries_means_a_single_attempt() -> None:
+    adapter = ConflictingAdapter(conflicts=-1)
+    command, callback = increment_command(adapter, event_already_exists_retries=0)
+    with pytest.raises(EventAlreadyExistsError):
+        run_increment(command)
+    assert adapter.pushes == 1
+    assert callback.calls == [(adapter.raised[0], 1, 0)]
+
+
+def test_retries_are_read_when_the_handler_runs() -> None:
+    adapter = ConflictingAdapter(conflicts=-1)
+    command, callback = increment_command(adapter)
+    command.event_already_exists_retries = 4
+    with pytest.raises(EventAlreadyExistsError):
+        run_increment(command)
+    assert adapter.pushes == 5
+    assert [(attempt, left) for _, attempt, left in callback.calls] == [(1, 4), (2, 3), (3, 2), (4, 1), (5, 0)]
+
+
+def test_a_real_race_between_two_commands_is_resolved_by_a_retry() -> None:
+    command, callback = increment_command()
+    stores = command.required_event_stores
+    [store] = stores
+
+    async def race() -> list[Counter]:
+        # Both handlers read version 0 before either pushes: one of the two pushes conflicts.
+        return list(await asyncio.gather(command.handler(COUNTER_ID, stores), command.handler(COUNTER_ID, stores)))
+
+    counters = asyncio.run(race())
+    assert sorted(counter.version for counter in counters) == [1, 2]
+    assert asyncio.run(store.get_aggregate(COUNTER_ID)).aggregate == Counter(COUNTER_ID, 2, 2)
+    [(error, attempt_number, retries_left)] = callback.calls
+    assert (attempt_number, retries_left) == (1, 2)
+    assert isinstance(error, EventAlreadyExistsError)
+    assert (error.event_store_id, error.aggregate_id, error.version) == ("Counters", COUNTER_ID, 1)
+    assert str(error) == "Event already exists for Counters aggregate counter1 and version 1"
+
+
+def test_other_errors_are_raised_at_once_without_callback() -> None:
+    failure = KeyError("no such trainer")
+    attempts: list[str] = []
+
+    async def handler(input: str, event_stores: list[EventStore]) -> None:
+        attempts.append(input)
+        raise failure
+
+    callback = CallbackRecorder()
+    command = Command(command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback)
+    with pytest.raises(KeyError) as raised:
+        asyncio.run(command.handler("ash", []))
+    assert raised.value is failure
+    assert attempts == ["ash"]
+    assert callback.calls == []
+
+
+def test_a_duck_typed_conflict_is_retried_too() -> None:
+    class PostgresConflict(Exception):
+        code = "EventAlreadyExistsError"
+
+    attempts: list[int] = []
+
+    async def handler(input: Any, event_stores: list[EventStore]) -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) < 2:
+            raise PostgresConflict("duplicate key value violates unique constraint")
+        return "done"
+
+    callback = CallbackRecorder()
+    command = Command(command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback)
+    assert asyncio.run(command.handler(None, [])) == "done"
+    assert attempts == [1, 2]
+    assert [(type(error), attempt, left) for error, attempt, left in callback.calls] == [(PostgresConflict, 1, 2)]
+
+
+def test_every_attempt_gets_the_input_the_stores_and_the_context() -> None:
+    store = counters_store(ConflictingAdapter(conflicts=1))
+    seen: list[tuple[Any, ...]] = []
+
+    async def handler(input: str, event_stores: list[EventStore], *context: Any) -> Counter:
+        seen.append((input, event_stores, *context))
+        return await increment(input, event_stores)
+
+    command = Command(command_id="C", required_event_stores=[store], handler=handler)
+    stores = [store]
+    asyncio.run(command.handler(COUNTER_ID, stores, "uuid-generator", {"now": "2024"}))
+    assert seen == [(COUNTER_ID, stores, "uuid-generator", {"now": "2024"})] * 2
+    assert seen[1][1] is stores
+
+
+# -- is_event_already_exists_error (item 104) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [
+        (EventAlreadyExistsError(event_store_id="S", aggregate_id="a", version=1), True),
+        (SimpleNamespace(code="EventAlreadyExistsError"), True),
+        (None, False),
+        ("EventAlreadyExistsError", False),
+        (SimpleNamespace(code="AggregateNotFoundError"), False),
+        (ValueError("EventAlreadyExistsError"), False),
+    ],
+)
+def test_is_event_already_exists_error_is_duck_typed(candidate: Any, expected: bool) -> None:
+    assert is_event_already_exists_error(candidate) is expected
+
+
+# -- event loops ----------------------------------------------------------------------------
+
+
+def test_a_command_made_outside_a_loop_works_in_later_loops() -> None:
+    command, _ = increment_command()
+    run_increment(command)
+    assert run_increment(command) == Counter(COUNTER_ID, 2, 2)
