@@ -32,6 +32,42 @@ from castore_edu.storage import EventStorageAdapter
 from castore_edu.test_tools import MockedEventStore, mock_event_store, mute_event_store
 
 # --- messaging (helper) ---
+from castore_edu.channels import (
+    AggregateExistsMessageBus,
+    AggregateExistsMessageChannel,
+    AggregateExistsMessageQueue,
+    MessageChannelAdapter,
+    NotificationMessageBus,
+    NotificationMessageChannel,
+    NotificationMessageQueue,
+    StateCarryingMessageBus,
+    StateCarryingMessageChannel,
+    StateCarryingMessageQueue,
+)
+from castore_edu.connected import ConnectedEventStore, publish_pushed_event
+from castore_edu.dam import (
+    PouredAggregateIds,
+    PouredCollectionEvents,
+    PouredEvents,
+    PouredStoreEvents,
+    ScanInfo,
+    pour_aggregate_events,
+    pour_event_store_aggregate_ids,
+    pour_event_store_collection_events,
+    pour_event_store_events,
+)
+from castore_edu.delivery import DeadLetter, TaskContext
+from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.in_memory_queue import InMemoryMessageQueueAdapter
+from castore_edu.messages import (
+    AggregateExistsMessage,
+    NotificationMessage,
+    StateCarryingMessage,
+    is_aggregate_exists_message,
+    is_event_carrying_message,
+    is_notification_message,
+    is_state_carrying_message,
+)
 # --- end messaging ---
 # --- failure modes (helper) ---
 # --- end failure modes ---

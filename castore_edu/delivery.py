@@ -1,0 +1,202 @@
+"""What the in-memory bus and queue adapters share: contexts, retries, dead letters, idling.
+
+Both adapters deliver a message by awaiting a consumer ``async def consumer(message, context)``
+(a bus *handler* or a queue *worker*). A consumer that raises is retried after a delay that grows
+geometrically, and given up on after ``1 + retry_attempts`` deliveries:
+
+    delay before retry k = round-half-up(retry_delay_ms * retry_backoff_rate ** (k - 1)) ms
+
+(k is the delivery that just failed, starting at 1: with the defaults 30 s, then 60 s.)
+
+Delivery is fire-and-forget: the publisher is never told about a consumer's failure, just as with
+a real broker. So that lost work stays visible, a message that is given up on is logged (logger
+``castore_edu``, level ERROR) and kept in ``adapter.dead_letters``.
+
+Consumers run in asyncio tasks of the loop that publishes (a bus starts each handler eagerly, so
+a handler that never waits needs no task at all); the adapter keeps a reference to each task
+until it ends (asyncio itself keeps only weak ones). ``await adapter.wait_idle()`` returns once
+none of them is running or waiting for a retry — handy in tests and notebooks. Nothing here is tied
+to one event loop: an adapter made outside any loop works inside every later ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Self, TypeAlias
+
+logger = logging.getLogger("castore_edu")
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a consumer is told besides the message: which delivery this is, and whether it replays."""
+
+    attempt: int
+    retry_attempts_left: int
+    replay: bool
+
+
+@functools.lru_cache(maxsize=128)
+def _shared_context(attempt: int, retry_attempts_left: int, replay: bool) -> TaskContext:
+    """Contexts are immutable, so deliveries can share equal ones: cheaper than one per delivery."""
+    return TaskContext(attempt, retry_attempts_left, replay)
+
+
+Consumer: TypeAlias = Callable[[Any, TaskContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message whose consumer still failed after the last retry."""
+
+    message: Any
+    error: BaseException
+    attempts: int
+    handler: Consumer
+
+
+def round_half_up(value: float) -> int:
+    """Round as JavaScript's ``Math.round`` does: halves go up.
+
+    Python's ``round`` sends halves to the even neighbour (``round(2.5) == 2``), which would
+    change some of Castore's delays by a millisecond.
+    """
+    return math.floor(value + 0.5)
+
+
+def require_async_callable(consumer: object, role: str = "handler") -> Consumer:
+    """Return ``consumer`` if calling it gives a coroutine, else raise ``TypeError``.
+
+    Accepted: ``async def`` functions, bound async methods, ``functools.partial`` of those, and
+    objects whose ``__call__`` is ``async def``. A plain function that *returns* a coroutine
+    cannot be told apart before it is called, so it is refused: write it with ``async def``.
+    """
+    is_async = inspect.iscoroutinefunction(consumer) or (
+        not inspect.isclass(consumer) and inspect.iscoroutinefunction(getattr(consumer, "__call__", None))
+    )
+    if not is_async:
+        raise TypeError(f"The {role} must be an async function (async def {role}(message, context)), got {consumer!r}")
+    return consumer  # type: ignore[return-value]
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], first_wait: Any) -> None:
+    """Finish a coroutine that has already run up to ``first_wait`` (see ``_start_eagerly``)."""
+    await _Resumed(coroutine, first_wait)
+
+
+class _Resumed:
+    """An awaitable that hands ``first_wait`` to the task first, then drives the rest of ``coroutine``.
+
+    The loop below is what ``yield from coroutine`` would do, had the first step not run already.
+    """
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], first_wait: Any) -> None:
+        self.coroutine, self.first_wait = coroutine, first_wait
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        waiting = self.first_wait
+        while True:
+            try:
+                try:
+                    outcome = yield waiting  # the task waits on it, then resumes us
+                except BaseException as error:  # e.g. cancellation: it belongs to the coroutine
+                    waiting = self.coroutine.throw(error)
+                else:
+                    waiting = self.coroutine.send(outcome)
+            except StopIteration:
+                return
+
+
+def _non_negative(name: str, value: object, kind: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"Invalid {name}, please select a positive {kind}.")
+    return value
+
+
+class InMemoryChannelAdapter:
+    """Base class of ``InMemoryMessageBusAdapter`` and ``InMemoryMessageQueueAdapter``."""
+
+    def __init__(
+        self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
+    ) -> None:
+        self.retry_attempts = round_half_up(_non_negative("retry_attempts", retry_attempts, "integer"))
+        self.retry_delay_ms = round_half_up(_non_negative("retry_delay_ms", retry_delay_ms, "number"))
+        self.retry_backoff_rate = _non_negative("retry_backoff_rate", retry_backoff_rate, "number")
+        self.dead_letters: list[DeadLetter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def attach_to(cls, channel: Any, **settings: Any) -> Self:
+        """Build an adapter with ``settings``, make it ``channel``'s adapter, and return it."""
+        adapter = cls(**settings)
+        channel.message_channel_adapter = adapter
+        return adapter
+
+    async def publish_message(self, message: Any, *, replay: bool = False) -> None:
+        raise NotImplementedError
+
+    async def publish_messages(self, messages: Sequence[Any], *, replay: bool = False) -> None:
+        """Publish the messages one after the other."""
+        for message in messages:
+            await self.publish_message(message, replay=replay)
+
+    def retry_delay_for(self, failed_attempt: int) -> int:
+        """Milliseconds to wait after delivery number ``failed_attempt`` failed."""
+        return round_half_up(self.retry_delay_ms * self.retry_backoff_rate ** (failed_attempt - 1))
+
+    async def wait_idle(self) -> None:
+        """Return once no delivery is running or waiting for a retry."""
+        loop = asyncio.get_running_loop()
+        # Tasks of a loop that has ended can never finish in this one: they are not waited for.
+        while busy := [task for task in self._tasks if not task.done() and task.get_loop() is loop]:
+            await asyncio.wait(busy)
+
+    def _spawn(
+        self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context | None = None
+    ) -> asyncio.Task[None]:
+        """Run ``coroutine`` in a task of the running loop, and hold on to the task until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine, context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` now, up to its first real wait; a task runs the rest, if any.
+
+        This is what Python 3.12's "eager tasks" do, and for the same reasons: a handler that
+        never waits costs no task and no trip through the event loop, and one that waits has at
+        least started. As there, the first step runs in a copy of the caller's context variables
+        (and ``asyncio.current_task()`` is still the publisher's during that step).
+        """
+        context = contextvars.copy_context()
+        try:
+            first_wait = context.run(coroutine.send, None)
+        except StopIteration:
+            return
+        self._spawn(_resume(coroutine, first_wait), context)
+
+    def _task_context(self, attempt: int, replay: bool) -> TaskContext:
+        """The context of delivery number ``attempt``."""
+        return _shared_context(attempt, self.retry_attempts - (attempt - 1), replay)
+
+    def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: Exception) -> bool:
+        """Delivery number ``attempt`` failed with ``error``: True if another one is due.
+
+        After the last allowed delivery the message becomes a dead letter, and is logged.
+        """
+        if attempt <= self.retry_attempts:
+            logger.debug("Delivery %d of %r failed, retrying in %d ms", attempt, message, self.retry_delay_for(attempt))
+            return True
+        self.dead_letters.append(DeadLetter(message, error, attempt, consumer))
+        logger.error("%s gave up on %r after %d deliveries", type(self).__name__, message, attempt, exc_info=error)
+        return False
+
+    async def _sleep_before_retry(self, failed_attempt: int) -> None:
+        await asyncio.sleep(self.retry_delay_for(failed_attempt) / 1000)
