@@ -1,0 +1,105 @@
+# castore_edu developer commands (GNU make). `make help` lists them.
+#
+#   make lab     set up .venv if needed, then open JupyterLab on notebooks/
+#   make test    set up .venv if needed, then run every test (unit tests + nbval on notebooks/)
+#
+# Variables you may override on the command line:
+#   PYTHON=python3.12          interpreter for the new .venv (default: first of python3.13,
+#                              python3.12, python3.11, python3 that is >= 3.11)
+#   LAB_ARGS="--no-browser"    extra arguments for `jupyter lab`
+#   PYTEST_ARGS="-k store"     extra arguments for pytest
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+VENV_PY     := $(VENV)/bin/python
+CONSTRAINTS := requirements/constraints.txt
+EXTRAS      := notebooks,test
+LOCK_EXTRAS := notebooks,test,bench
+STAMP       := $(VENV)/.installed-$(EXTRAS)
+BENCH_STAMP := $(VENV)/.installed-bench
+LOCK_VENV   := .lock-venv
+
+# The venv takes the newest Python; the lock is made on the oldest supported one, so that its
+# pins also install there (a package that drops 3.11 would otherwise slip in).
+PYTHON_CANDIDATES      := $(or $(PYTHON),python3.13 python3.12 python3.11 python3)
+LOCK_PYTHON_CANDIDATES := $(or $(PYTHON),python3.11 python3.12 python3.13 python3)
+LAB_ARGS    ?=
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
+PYTEST_ARGS ?=
+
+.PHONY: help setup lab test bench lock clean
+
+help:
+	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
+	@echo "make test   set up .venv and run every test: unit tests and nbval on notebooks/"
+	@echo "make bench  set up .venv and run the benchmark (python -m castore_edu.bench)"
+	@echo "make setup  only create/update .venv (fast when nothing changed)"
+	@echo "make lock   regenerate $(CONSTRAINTS) from a fresh install"
+	@echo "make clean  remove .venv and generated files"
+
+# $(call find_python,CANDIDATES) sets the shell variable py to the first candidate that runs and
+# is >= 3.11. Running it (not just `command -v`) matters: a pyenv shim exists for every installed
+# version but fails unless that version is active.
+define find_python
+py=""; \
+for c in $(1); do \
+  if "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then py="$$c"; break; fi; \
+done; \
+if [ -z "$$py" ]; then \
+  echo "error: castore_edu needs Python >= 3.11, and none of these is: $(1)." >&2; \
+  echo "       Install Python 3.11 or newer, or name one, e.g. make setup PYTHON=/path/to/python3.11" >&2; \
+  exit 1; \
+fi
+endef
+
+$(VENV_PY):
+	@$(call find_python,$(PYTHON_CANDIDATES)); \
+	echo "Creating $(VENV) with $$py ($$("$$py" --version 2>&1))"; \
+	"$$py" -m venv --clear $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$$py -m venv' failed (on Debian/Ubuntu: apt install python3-venv)." >&2; exit 1; }
+
+# The stamp is newer than pyproject.toml and the constraints once they are installed, so a
+# second `make setup` does nothing. Editing either file reinstalls.
+$(STAMP): $(VENV_PY) pyproject.toml $(CONSTRAINTS)
+	$(VENV_PY) -m pip install --quiet --upgrade pip -c $(CONSTRAINTS)
+	$(VENV_PY) -m pip install --quiet -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
+	@touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	$(VENV_PY) -m pip install --quiet -e '.[$(EXTRAS),bench]' -c $(CONSTRAINTS)
+	@touch $@
+
+setup: $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ROOT) $(LAB_ARGS)
+
+test: setup
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(BENCH_STAMP)
+	$(VENV_PY) -m castore_edu.bench
+
+# Resolve the newest versions allowed by pyproject.toml in a throw-away venv with every extra,
+# and write them (plus requirements/platform-pins.txt) as the new constraints.
+# Commit the result after `make test` passes with it.
+lock:
+	@$(call find_python,$(LOCK_PYTHON_CANDIDATES)); \
+	echo "Locking with $$py ($$("$$py" --version 2>&1))"; \
+	rm -rf $(LOCK_VENV); \
+	"$$py" -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[$(LOCK_EXTRAS)]'
+	$(LOCK_VENV)/bin/python -m pip freeze --all --exclude castore_edu --exclude setuptools --exclude wheel \
+	  | $(LOCK_VENV)/bin/python requirements/lock.py $(LOCK_EXTRAS) > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+	@echo "Wrote $(CONSTRAINTS)"
+
+clean:
+	rm -rf $(VENV) $(LOCK_VENV) build dist *.egg-info .pytest_cache bench-results test-artifacts
+	find . -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +
