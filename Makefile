@@ -31,12 +31,13 @@ LAB_ARGS    ?=
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test bench lock clean
+.PHONY: help setup lab test bench notebooks lock clean
 
 help:
 	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
 	@echo "make test   set up .venv and run every test: unit tests and nbval on notebooks/"
 	@echo "make bench  set up .venv and run the benchmark (python -m castore_edu.bench)"
+	@echo "make notebooks  rebuild notebooks/*.ipynb from tools/notebooks/*.py with fresh outputs (NOTEBOOKS=\"02 05\" for some)"
 	@echo "make setup  only create/update .venv (fast when nothing changed)"
 	@echo "make lock   regenerate $(CONSTRAINTS) from a fresh install"
 	@echo "make clean  remove .venv and generated files"
@@ -67,6 +68,8 @@ $(VENV_PY):
 $(STAMP): $(VENV_PY) pyproject.toml $(CONSTRAINTS)
 	$(VENV_PY) -m pip install --quiet --upgrade pip -c $(CONSTRAINTS)
 	$(VENV_PY) -m pip install --quiet -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
+	@# build matplotlib's font cache now, so its one-time notice never lands in a notebook
+	$(VENV_PY) -c 'import matplotlib.pyplot'
 	@touch $@
 
 $(BENCH_STAMP): $(STAMP)
@@ -80,6 +83,10 @@ lab: setup
 
 test: setup
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+NOTEBOOKS ?=
+notebooks: setup
+	$(VENV_PY) tools/build_notebooks.py $(NOTEBOOKS)
 
 bench: $(BENCH_STAMP)
 	$(VENV_PY) -m castore_edu.bench

@@ -70,6 +70,24 @@ from castore_edu.messages import (
 )
 # --- end messaging ---
 # --- failure modes (helper) ---
+from castore_edu.experiment import ExperimentResult, FaultRates, PathResult, plot_experiment, run_experiment
+from castore_edu.faults import (
+    Fault,
+    FaultSchedule,
+    FaultyChannelAdapter,
+    FaultyStorageAdapter,
+    InjectedFault,
+    SimulatedCrash,
+)
+from castore_edu.idempotency import (
+    IdempotentHandler,
+    InMemoryProcessedMessages,
+    LevelBoard,
+    SQLiteProcessedMessages,
+    idempotent,
+    message_key,
+)
+from castore_edu.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore
 # --- end failure modes ---
 
 __version__ = "0.1.0"

@@ -57,6 +57,9 @@ class MessageChannel:
         self.source_event_stores = list(source_event_stores)
         self.message_channel_adapter = message_channel_adapter
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message_channel_id!r})"
+
     def get_event_store(self, event_store_id: str) -> EventStore:
         """The source store with this id (the first one, if two share it)."""
         for event_store in self.source_event_stores:

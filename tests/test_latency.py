@@ -1,0 +1,147 @@
+"""SimulatedLatencyAdapter: transparent (the whole adapter contract holds through it), slow, counted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from castore_edu import (
+    EventAlreadyExistsError,
+    EventStore,
+    InMemoryEventStorageAdapter,
+    SQLiteEventStorageAdapter,
+    stepping_clock,
+)
+from castore_edu.clock import Clock, utc_now
+from castore_edu.latency import CallCounts, SimulatedLatencyAdapter
+from tests.adapter_contract import AdapterContract, event, run, store
+
+
+class TestThroughTheWrapperInMemory(AdapterContract):
+    """Every promise of the in-memory adapter still holds behind the wrapper."""
+
+    def make_adapter(self, clock: Clock = utc_now) -> SimulatedLatencyAdapter:
+        return SimulatedLatencyAdapter(InMemoryEventStorageAdapter(clock=clock), latency_ms=0)
+
+    def make_sibling(self, adapter: Any) -> SimulatedLatencyAdapter:
+        return SimulatedLatencyAdapter(InMemoryEventStorageAdapter(clock=adapter.inner.clock), latency_ms=0)
+
+    def make_stranger(self, adapter: Any) -> SimulatedLatencyAdapter:
+        return SimulatedLatencyAdapter(SQLiteEventStorageAdapter(), latency_ms=0)
+
+    def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
+        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 2, "pikachu", 2), ("POKEMONS", 3, "mew", 1),
+                ("TRAINERS", 1, "ash", 1)]
+
+
+class TestThroughTheWrapperOnSQLite(AdapterContract):
+    """...and so do the SQLite adapter's, groups (one transaction) included."""
+
+    def make_adapter(self, clock: Clock = utc_now) -> SimulatedLatencyAdapter:
+        return SimulatedLatencyAdapter(SQLiteEventStorageAdapter(clock=clock), latency_ms=0)
+
+    def make_sibling(self, adapter: Any) -> SimulatedLatencyAdapter:
+        return adapter  # one SQLite database holds both stores
+
+    def make_stranger(self, adapter: Any) -> SimulatedLatencyAdapter:
+        return SimulatedLatencyAdapter(InMemoryEventStorageAdapter(), latency_ms=0)
+
+    def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
+        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 3, "pikachu", 2), ("POKEMONS", 4, "mew", 1),
+                ("TRAINERS", 2, "ash", 1)]
+
+
+def counting(inner: Any = None, latency_ms: float = 0) -> SimulatedLatencyAdapter:
+    return SimulatedLatencyAdapter(inner if inner is not None else InMemoryEventStorageAdapter(), latency_ms=latency_ms)
+
+
+def test_reads_count_calls_and_the_events_they_return() -> None:
+    adapter = counting()
+    pokemons = store("POKEMONS", adapter)
+
+    async def scenario() -> None:
+        for version in (1, 2, 3):
+            await pokemons.push_event(event(version=version))
+        await pokemons.get_events("pikachu")
+        await pokemons.get_aggregate("pikachu", max_version=2)
+        await pokemons.get_events("nobody")
+        await pokemons.list_aggregate_ids()
+
+    run(scenario())
+    assert adapter.counts == CallCounts(reads=3, events_read=5, writes=3, events_written=3, listings=1)
+
+
+def test_a_refused_write_is_a_round_trip_that_writes_nothing() -> None:
+    adapter = counting()
+    pokemons = store("POKEMONS", adapter)
+    run(pokemons.push_event(event()))
+    with pytest.raises(EventAlreadyExistsError):
+        run(pokemons.push_event(event()))
+    assert adapter.counts == CallCounts(writes=2, events_written=1)
+
+
+def test_reset_counts_returns_what_was_counted_and_starts_again() -> None:
+    adapter = counting()
+    run(adapter.push_event(event(), event_store_id="S"))
+    assert adapter.reset_counts() == CallCounts(writes=1, events_written=1)
+    assert adapter.counts == CallCounts()
+
+
+def test_a_group_is_one_round_trip_counted_on_the_adapter_that_runs_it() -> None:
+    head, other = counting(), counting()
+    pokemons, trainers = store("POKEMONS", head), store("TRAINERS", other)
+    run(EventStore.push_event_group(
+        pokemons.group_event(event("pikachu")), trainers.group_event(event("ash")), pokemons.group_event(event("mew"))
+    ))
+    assert head.counts == CallCounts(writes=1, events_written=3)
+    assert other.counts == CallCounts()
+    assert [e.aggregate_id for e in run(trainers.get_events("ash"))] == ["ash"]  # stored in the other adapter
+
+
+def test_a_group_mixing_wrapped_and_bare_adapters_of_the_same_kind_works() -> None:
+    wrapped, bare = counting(), InMemoryEventStorageAdapter()
+    pokemons, trainers = store("POKEMONS", wrapped), store("TRAINERS", bare)
+    run(EventStore.push_event_group(pokemons.group_event(event("pikachu")), trainers.group_event(event("ash"))))
+    assert len(run(trainers.get_events("ash"))) == 1
+
+
+def test_every_call_waits_the_latency() -> None:
+    adapter = counting(latency_ms=20)
+
+    async def timed() -> float:
+        started = time.perf_counter()
+        await adapter.push_event(event(), event_store_id="S")
+        await adapter.get_events("pikachu", event_store_id="S")
+        return time.perf_counter() - started
+
+    assert run(timed()) >= 0.039  # two calls, 20 ms each (asyncio.sleep never returns early)
+
+
+def test_waiting_does_not_block_other_tasks() -> None:
+    """Like a driver waiting on a socket: ten concurrent reads take about one latency, not ten."""
+    adapter = counting(latency_ms=50)
+
+    async def timed() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(adapter.get_events("pikachu", event_store_id="S") for _ in range(10)))
+        return time.perf_counter() - started
+
+    elapsed = run(timed())
+    assert 0.049 <= elapsed < 0.25  # one latency (50 ms), with generous room for a slow machine
+    assert adapter.counts.reads == 10
+
+
+def test_a_negative_latency_is_refused() -> None:
+    with pytest.raises(ValueError, match="latency_ms"):
+        counting(latency_ms=-1)
+
+
+def test_the_ordered_log_is_passed_through_without_counting() -> None:
+    adapter = counting(InMemoryEventStorageAdapter(clock=stepping_clock()))
+    run(adapter.push_event(event(), event_store_id="S"))
+    adapter.reset_counts()
+    assert adapter.last_position() == 1 and [entry.position for entry in adapter.read_log()] == [1]
+    assert adapter.counts == CallCounts()

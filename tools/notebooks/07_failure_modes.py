@@ -1,0 +1,329 @@
+# %% [markdown]
+# # 07 · Failure modes: what a connected event store cannot promise
+#
+# **Time:** about 20 minutes.
+#
+# **Learning objectives.** By the end of this notebook you will be able to:
+#
+# 1. inject faults — a failed publish, a crash, duplicates, reordering — on a script, so that
+#    every failure below happens the same way on every run;
+# 2. explain why a publish that fails *after* the push loses the message, and why retrying the
+#    push cannot bring it back;
+# 3. tell apart what a failing *consumer* costs (retries, then a dead letter) from what a
+#    failing *publisher* costs (a message that never existed);
+# 4. recognise duplicate, out-of-order and wrong state-carrying messages, and a group whose events
+#    were all stored but only partly published.
+#
+# Castore's page on connected event stores ends with a warning: they "strongly decouple your
+# storage and messaging solutions: make sure to anticipate any issue that might arise
+# (consistency, non-caught errors etc.)". This notebook makes each of those issues happen.
+# Notebook 08 fixes them.
+
+# %% [markdown]
+# ## Faults on a script
+#
+# `castore_edu/faults.py` wraps a real adapter and lets a **schedule** decide, call by call,
+# whether a fault strikes: `FaultSchedule.on_calls(2, 5)` fails the 2nd and the 5th call;
+# `FaultSchedule.seeded(7, fail=0.1)` fails each call with probability 0.1, drawn from a seeded
+# random generator. A schedule never looks at the clock, so what fails is the same on every run.
+#
+# | fault | on a channel | on storage |
+# |---|---|---|
+# | `FAIL` | raises, nothing delivered | raises, nothing stored |
+# | `FAIL_AFTER` | delivered, *then* raises (a lost acknowledgement) | stored, then raises |
+# | `CRASH` / `CRASH_AFTER` | the process dies before / after delivering | … before / after writing |
+# | `DUPLICATE` | delivered twice | — |
+# | `REORDER` | held back, delivered after the next message | — |
+#
+# A crash raises `SimulatedCrash`, which is not an `Exception` (like `KeyboardInterrupt`): no
+# `except Exception` can swallow it. The notebook plays the operating system and "restarts".
+
+# %%
+from castore_edu import (
+    ConnectedEventStore,
+    EventAlreadyExistsError,
+    Fault,
+    FaultSchedule,
+    FaultyChannelAdapter,
+    FaultyStorageAdapter,
+    InjectedFault,
+    InMemoryMessageBusAdapter,
+    NotificationMessageBus,
+    SimulatedCrash,
+    StateCarryingMessageBus,
+)
+from castore_edu.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+
+pokedex = in_memory_pokedex()
+await tell_the_story(pokedex)
+pokemons, trainers = pokedex.pokemons, pokedex.trainers
+
+def listening_bus(bus_class, bus_id, sources, **retry_settings):
+    """A bus on an in-memory adapter; ``bus.inbox`` keeps every message its listener received."""
+    bus = bus_class(message_bus_id=bus_id, source_event_stores=sources)
+    bus.inbox = []
+
+    async def listen(message, context):
+        bus.inbox.append(message)
+
+    InMemoryMessageBusAdapter.attach_to(bus, **retry_settings).on({}, listen)
+    return bus
+
+schedule = FaultSchedule.seeded(7, fail=0.1, duplicate=0.05)
+print("the first 20 calls:", ["." if fault is None else fault.value for fault in schedule.decisions(20)])
+assert schedule.decisions(20) == FaultSchedule.seeded(7, fail=0.1, duplicate=0.05).decisions(20)
+
+# %% [markdown]
+# ## 1. The publish fails after the push
+#
+# The connected store stores the event, *then* publishes it. Here the bus refuses the first
+# publish (a broker that is down, a network error).
+
+# %%
+news = listening_bus(NotificationMessageBus, "POKEMON_NEWS", [pokemons])
+broker = FaultyChannelAdapter.wrap(news, FaultSchedule.on_calls(1))
+connected_pokemons = ConnectedEventStore(pokemons, news)
+
+# %% tags=["raises-exception"]
+await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=5))
+
+# %% [markdown]
+# The caller sees an error, and might conclude that nothing happened. But the event **is**
+# stored; only the message is missing.
+
+# %%
+import sys
+
+error = sys.last_value
+assert isinstance(error, InjectedFault) and error.call == 1
+pikachu = (await pokemons.get_aggregate("pikachu")).aggregate
+assert (pikachu.version, pikachu.level) == (5, 8)  # stored: Pikachu did level up
+await news.message_channel_adapter.wait_idle()
+assert news.inbox == []  # ...and nobody was told
+print(f"stored: Pikachu v{pikachu.version}, level {pikachu.level}; messages received: {len(news.inbox)}")
+
+# %% [markdown]
+# The natural reaction is to try again. The broker is back (the schedule fails only call 1),
+# but the *push* comes first, and version 5 is taken:
+
+# %% tags=["raises-exception"]
+await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=5))
+
+# %%
+error = sys.last_value
+assert isinstance(error, EventAlreadyExistsError) and error.version == 5
+assert broker.calls == 1  # the retry never reached the publish
+assert news.inbox == []
+print("the retry:", error)
+
+# %% [markdown]
+# The message is lost for good: the only code that knew it had to be sent has raised. The
+# caller could republish by hand (`publish_pushed_event`) — if it knew that the push had
+# succeeded, which the error does not say.
+
+# %% [markdown]
+# ## 2. A crash between the store and the publish
+#
+# Worse: the process dies right after the database committed (a deployment, an out-of-memory
+# kill, a power cut). `FaultyStorageAdapter` crashes right after its first write.
+
+# %%
+real_storage = pokemons.event_storage_adapter
+pokemons.event_storage_adapter = FaultyStorageAdapter(real_storage, FaultSchedule.on_calls(1, fault=Fault.CRASH_AFTER))
+try:
+    await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=6))
+except SimulatedCrash as crash:
+    print("the process died:", crash)
+else:
+    raise AssertionError("the push must crash")
+
+# The "restart": new objects, same storage.
+pokemons.event_storage_adapter = real_storage
+assert (await pokemons.get_aggregate("pikachu")).aggregate.version == 6  # committed before the crash
+await news.message_channel_adapter.wait_idle()
+assert news.inbox == []
+
+# %% [markdown]
+# This time nobody even saw an error. After the restart, nothing in memory remembers that
+# version 6 was never published. Only the storage knows it happened.
+
+# %% [markdown]
+# ## 3. A consumer that keeps failing: retries, then a dead letter
+#
+# Publishing worked, delivery worked, but the *consumer* fails — its own database is down. The
+# in-memory bus retries it after `retry_delay_ms × retry_backoff_rate ** (attempt − 1)` ms (10 ms,
+# then 20 ms here), and after the last retry it gives up: the message becomes a **dead letter**,
+# kept in `adapter.dead_letters` and logged (logger `castore_edu`, level ERROR; a `NullHandler`
+# keeps that log out of this page).
+
+# %%
+import logging
+
+quiet = logging.NullHandler()
+logging.getLogger("castore_edu").addHandler(quiet)
+
+attempts = []
+
+async def projection_with_its_database_down(message, context):
+    attempts.append((context.attempt, context.retry_attempts_left))
+    raise ConnectionError("the read model database is down")
+
+fragile = NotificationMessageBus(message_bus_id="FRAGILE", source_event_stores=[pokemons])
+fragile_adapter = InMemoryMessageBusAdapter.attach_to(fragile, retry_attempts=2, retry_delay_ms=10, retry_backoff_rate=2)
+fragile_adapter.on({}, projection_with_its_database_down)
+
+await ConnectedEventStore(pokemons, fragile).push_event(pokemon_leveled_up("charmander", version=2))
+await fragile_adapter.wait_idle()
+logging.getLogger("castore_edu").removeHandler(quiet)
+
+(dead,) = fragile_adapter.dead_letters
+print("deliveries (attempt, retries left):", attempts)
+print(f"dead letter: charmander v{dead.message.event.version} after {dead.attempts} deliveries: {dead.error!r}")
+assert attempts == [(1, 2), (2, 1), (3, 0)]
+assert [fragile_adapter.retry_delay_for(attempt) for attempt in (1, 2)] == [10, 20]
+assert dead.attempts == 3 and dead.message.event.aggregate_id == "charmander"
+
+# %% [markdown]
+# Compare with sections 1 and 2: here the message exists and is kept, so it can be delivered
+# again once the consumer is fixed. A message that was never published has no dead letter.
+
+# %% [markdown]
+# ## 4. Duplicates and deliveries out of order
+#
+# Brokers redeliver (a lost acknowledgement, a consumer restart) and do not always keep order.
+# Two naive consumers of a state-carrying bus: one counts level-ups, one keeps the latest state
+# it was sent. The bus duplicates the first message and holds the second back.
+
+# %%
+charmander_news = listening_bus(StateCarryingMessageBus, "CHARMANDER_NEWS", [pokemons])
+FaultyChannelAdapter.wrap(charmander_news, FaultSchedule.scripted({1: Fault.DUPLICATE, 2: Fault.REORDER}))
+connected_charmander = ConnectedEventStore(pokemons, charmander_news)
+for version in (3, 4, 5):
+    await connected_charmander.push_event(pokemon_leveled_up("charmander", version=version))
+await charmander_news.message_channel_adapter.wait_idle()
+
+level_ups_counted = sum(1 for message in charmander_news.inbox if message.event.type == "POKEMON_LEVELED_UP")
+latest_state = {}
+for message in charmander_news.inbox:
+    latest_state[message.event.aggregate_id] = message.aggregate  # "the last message is the newest"
+
+truth = (await pokemons.get_aggregate("charmander")).aggregate
+print("delivered versions:", [message.event.version for message in charmander_news.inbox])
+print(f"level-ups counted: {level_ups_counted} (pushed: 3)")
+print(f"latest state kept: v{latest_state['charmander'].version}, level {latest_state['charmander'].level}"
+      f" — the store says v{truth.version}, level {truth.level}")
+assert [message.event.version for message in charmander_news.inbox] == [3, 3, 5, 4]
+assert level_ups_counted == 4
+assert (latest_state["charmander"].version, truth.version) == (4, 5)
+
+# %% [markdown]
+# ## 5. A stale `prev_aggregate`
+#
+# Passing `prev_aggregate` spares a state-carrying store a read (notebook 05). The store trusts
+# it. Here we read Charmander, another writer pushes a level-up, and we push the next version
+# with the aggregate we read before.
+
+# %%
+snapshot = (await pokemons.get_aggregate("charmander")).aggregate  # v5
+await pokemons.push_event(pokemon_leveled_up("charmander", version=6))  # the other writer
+charmander_news.inbox.clear()
+await connected_charmander.push_event(pokemon_leveled_up("charmander", version=7), prev_aggregate=snapshot)
+await charmander_news.message_channel_adapter.wait_idle()
+
+(sent,) = charmander_news.inbox
+truth = (await pokemons.get_aggregate("charmander")).aggregate
+print(f"message: v{sent.aggregate.version}, level {sent.aggregate.level} | store: v{truth.version}, level {truth.level}")
+assert sent.aggregate.version == truth.version == 7
+assert (sent.aggregate.level, truth.level) == (8, 9)  # the message misses one level-up
+
+# %% [markdown]
+# The push succeeded (version 7 was free), so no conflict warned us; the message is simply
+# wrong. `castore_edu.pokedex.push_with_checked_prev_aggregate` refuses a `prev_aggregate` whose
+# version is not `event.version − 1` (notebook 05).
+
+# %% [markdown]
+# ## 6. A failing publish inside an event group
+#
+# Ash catches Charmander: two events, two stores, one group (notebook 06). The group is stored
+# all or nothing — but publishing happens afterwards, store by store. The trainers' bus fails.
+
+# %%
+from castore_edu import EventStore
+from castore_edu.pokedex import pokemon_caught, trainer_caught_pokemon
+
+pokemon_bus = listening_bus(NotificationMessageBus, "POKEMON_BUS", [pokemons])
+trainer_bus = listening_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
+FaultyChannelAdapter.wrap(trainer_bus, FaultSchedule.on_calls(1))
+connected_trainers = ConnectedEventStore(trainers, trainer_bus)
+connected_pokemons = ConnectedEventStore(pokemons, pokemon_bus)
+
+# %% tags=["raises-exception"]
+await EventStore.push_event_group(
+    connected_pokemons.group_event(pokemon_caught("charmander", version=8, trainer_id="ash")),
+    connected_trainers.group_event(trainer_caught_pokemon("ash", version=3, pokemon_id="charmander")),
+)
+
+# %%
+error = sys.last_value
+assert isinstance(error, InjectedFault)
+assert (await pokemons.get_aggregate("charmander")).aggregate.status == "caught"  # both stored...
+assert (await trainers.get_aggregate("ash")).aggregate.pokemon_ids == ("pikachu", "charmander")
+for bus in (pokemon_bus, trainer_bus):
+    await bus.message_channel_adapter.wait_idle()
+assert [message.event.type for message in pokemon_bus.inbox] == ["POKEMON_CAUGHT"]  # ...one published
+assert trainer_bus.inbox == []
+print("pokemon bus:", [m.event.type for m in pokemon_bus.inbox], "| trainer bus:", [m.event.type for m in trainer_bus.inbox])
+
+# %% [markdown]
+# Storage kept its promise (all or nothing); messaging could not: a consumer that joins the two
+# streams now sees a caught Charmander with no trainer.
+
+# %% [markdown]
+# ## What each failure costs
+#
+# | failure | the caller sees | stored | delivered |
+# |---|---|---|---|
+# | publish fails after the push | an error; the retry: `EventAlreadyExistsError` | yes | never |
+# | crash between store and publish | nothing (it died) | yes | never |
+# | consumer keeps failing | nothing (fire-and-forget) | yes | yes, then a dead letter |
+# | duplicate / reordered delivery | nothing | yes | twice / out of order |
+# | stale `prev_aggregate` | success | yes | a wrong state |
+# | publish fails in a group | an error | all events | some events |
+#
+# The first two are the *dual write* problem: storing and publishing are two writes to two
+# systems, and nothing makes them one. No retry policy in the publisher can fix it, because after
+# a crash there is no publisher left to retry. The next notebook moves publishing to where the
+# truth is — the storage's own log — and makes consumers safe against the duplicates that
+# follow.
+
+# %%
+# Nothing left running (see notebook 03, "Leaving nothing behind").
+import asyncio
+
+assert not [task for task in asyncio.all_tasks()
+            if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")]
+
+# %% [markdown]
+# ## Recap
+#
+# - Fault schedules (`castore_edu/faults.py`) make failures reproducible: explicit call numbers,
+#   or a seeded random generator — never the clock.
+# - A connected store publishes *after* storing. A failed publish or a crash in between leaves a
+#   stored event whose message is lost; retrying the push only meets `EventAlreadyExistsError`.
+# - Consumer failures are retried with back-off and end as dead letters, which can be replayed.
+# - Consumers must expect duplicates, reordering and — with a stale `prev_aggregate` — wrong states.
+# - A group is stored atomically but published store by store: part of it can go unpublished.
+#
+# *When this notebook was last built it ran in {{build_time}} in a fresh kernel.*
+#
+# **Further reading**
+#
+# - Castore, connected event store (its closing warning):
+#   <https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/>
+# - Chris Richardson, *Transactional outbox* (the dual write and its fix):
+#   <https://microservices.io/patterns/data/transactional-outbox.html>
+# - Martin Fowler, *What do you mean by "Event-Driven"?*:
+#   <https://martinfowler.com/articles/201701-event-driven.html>
+# - In this package: `castore_edu/faults.py`, `castore_edu/connected.py`, `castore_edu/delivery.py`.
+#
+# Next: **08 · Remedies: a relay, idempotent consumers, replay**.
