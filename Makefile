@@ -17,7 +17,7 @@ VENV        := .venv
 VENV_PY     := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
 EXTRAS      := notebooks,test
-LOCK_EXTRAS := notebooks,test,bench
+LOCK_EXTRAS := notebooks,test,bench,e2e
 STAMP       := $(VENV)/.installed-$(EXTRAS)
 BENCH_STAMP := $(VENV)/.installed-bench
 LOCK_VENV   := .lock-venv
@@ -31,7 +31,7 @@ LAB_ARGS    ?=
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test bench notebooks lock clean
+.PHONY: help setup lab test e2e-setup bench notebooks lock clean
 
 help:
 	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
@@ -39,6 +39,7 @@ help:
 	@echo "make bench  set up .venv and run the benchmark (python -m castore_edu.bench)"
 	@echo "make notebooks  rebuild notebooks/*.ipynb from tools/notebooks/*.py with fresh outputs (NOTEBOOKS=\"02 05\" for some)"
 	@echo "make setup  only create/update .venv (fast when nothing changed)"
+	@echo "make e2e-setup  install Chromium and Playwright for the browser test (tests/e2e/)"
 	@echo "make lock   regenerate $(CONSTRAINTS) from a fresh install"
 	@echo "make clean  remove .venv and generated files"
 
@@ -81,7 +82,12 @@ setup: $(STAMP)
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ROOT) $(LAB_ARGS)
 
-test: setup
+# The browser test (tests/e2e/) needs Chromium and Playwright; installing them costs about a
+# second once they are there. On Debian/Ubuntu Chromium comes from apt-get (root or sudo).
+e2e-setup: setup
+	bash tools/e2e_setup.sh
+
+test: setup e2e-setup
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 NOTEBOOKS ?=

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Install what the browser test (tests/e2e/test_jupyterlab.py) needs, and nothing else:
+#
+#   1. Playwright's Python package into .venv, at the version pinned in
+#      requirements/constraints.txt, when that version is not already there.
+#   2. Chromium, when /usr/bin/chromium is missing: Debian's package (`apt-get install chromium`)
+#      where apt-get exists — Playwright drives it through `executable_path` and downloads
+#      nothing; elsewhere (macOS) Playwright's own build (`playwright install chromium`).
+#
+# Each step checks first and does nothing when already done, so CI can call this on every run
+# at the cost of about a second. It runs from the repository root, after `make setup` (it calls
+# that itself when .venv is missing). apt-get needs root: CI runs as root; elsewhere sudo is
+# used when present.
+#
+#   bash tools/e2e_setup.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CHROMIUM=/usr/bin/chromium
+VENV_PY=.venv/bin/python
+CONSTRAINTS=requirements/constraints.txt
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "error: '$*' needs root. Run it as root, or install Debian's chromium yourself." >&2
+    exit 1
+  fi
+}
+
+if [ ! -x "$VENV_PY" ]; then
+  make setup
+fi
+
+# The pinned version, e.g. "1.65.2", or empty when the constraints do not pin playwright yet.
+pinned=$(sed -n 's/^playwright==\([^ ;]*\).*/\1/p' "$CONSTRAINTS" | head -n 1)
+installed=$("$VENV_PY" -c 'import importlib.metadata as m; print(m.version("playwright"))' 2>/dev/null || true)
+if [ -n "$installed" ] && { [ -z "$pinned" ] || [ "$installed" = "$pinned" ]; }; then
+  echo "e2e setup: playwright $installed already installed"
+else
+  if [ -z "$pinned" ]; then
+    echo "warning: $CONSTRAINTS pins no playwright version; installing the newest." >&2
+  fi
+  echo "e2e setup: installing playwright${pinned:+==$pinned} into .venv"
+  "$VENV_PY" -m pip install --quiet -c "$CONSTRAINTS" playwright
+fi
+
+if [ -x "$CHROMIUM" ]; then
+  echo "e2e setup: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM") already installed"
+elif command -v apt-get >/dev/null 2>&1; then
+  echo "e2e setup: installing Debian's chromium"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  "$CHROMIUM" --version 2>/dev/null  # (Debian's launcher script complains on stderr; harmless)
+else
+  # No Debian here (macOS, say): Playwright fetches its own Chromium build into its cache.
+  echo "e2e setup: no $CHROMIUM and no apt-get; installing Playwright's Chromium"
+  "$VENV_PY" -m playwright install chromium
+fi
