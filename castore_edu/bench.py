@@ -1,7 +1,9 @@
 """``python -m castore_edu.bench`` — what the event store costs on this machine.
 
 Prints figures, asserts nothing: speed targets are for people to read, not for unit tests to
-flake on. ``--quick`` runs smaller sizes (a smoke test for CI).
+flake on. ``--quick`` runs smaller sizes (a smoke test for CI). ``--peers`` runs only the
+comparison with eventsourcing and raw sqlite3 (``castore_edu.bench_peers``), ``--all`` these
+figures and then that comparison; ``--plot DIR`` also writes the comparison's plots.
 
 Every measurement is the median of several rounds, so one hiccup of the machine does not
 decide the figure.
@@ -115,7 +117,22 @@ def bench_get_aggregate(adapter: Any, size: int, rounds: int) -> float:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--peers", action="store_true",
+                        help="only the comparison with eventsourcing and raw sqlite3 (castore_edu.bench_peers)")
+    parser.add_argument("--all", action="store_true", help="these figures, then the comparison with the peers")
+    parser.add_argument("--plot", metavar="DIR",
+                        help="with --peers or --all: write the comparison's PNG plots into DIR")
     options = parser.parse_args(argv)
+    if options.peers or options.all:
+        # These figures first: importing the peers (eventsourcing) grows the heap, and with it the
+        # garbage collector's work during the pushes measured here.
+        core = {} if options.peers else main(["--quick"] if options.quick else [])
+        from castore_edu import bench_peers
+
+        print()
+        bench_peers.run(quick=options.quick, plot_directory=options.plot,
+                        print_fn=lambda line: print(line, flush=True))
+        return core
     pushes, durable_pushes, rounds = (2_000, 200, 3) if options.quick else (20_000, 1_000, 5)
     figures: dict[str, float] = {}
     print(f"castore_edu benchmark — {os.cpu_count()} cores, medians of {rounds} rounds")

@@ -21,20 +21,26 @@ def format_timestamp(moment: datetime) -> str:
 
 
 _second_formatted: tuple[int, str] = (-1, "")
+_last_stamp: tuple[int, str] = (-1, "")
 
 
 def utc_now() -> str:
     """The default clock: now, in UTC.
 
     Stamping is on the path of every push, so the date and time up to the second are formatted
-    once per second and reused; only the milliseconds are formatted on each call.
+    once per second and reused, and a whole stamp is reused within its millisecond (pushes in a
+    loop get many per millisecond).
     """
-    global _second_formatted
-    now = time.time()
-    second = int(now)
+    global _second_formatted, _last_stamp
+    millis = int(time.time() * 1000)
+    if _last_stamp[0] == millis:
+        return _last_stamp[1]
+    second, milli = divmod(millis, 1000)
     if _second_formatted[0] != second:
         _second_formatted = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_formatted[1]}.{int((now - second) * 1000):03d}Z"
+    stamp = f"{_second_formatted[1]}.{milli:03d}Z"
+    _last_stamp = (millis, stamp)
+    return stamp
 
 
 def stepping_clock(start: str = "2024-01-01T00:00:00.000Z", step_ms: int = 1000) -> Clock:

@@ -15,7 +15,7 @@ hook a :class:`~castore_edu.connected.ConnectedEventStore` uses to publish the e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +30,7 @@ from castore_edu.events import (
     PushEventResult,
     validate_event,
 )
+from castore_edu.hot_paths import build_push_result
 from castore_edu.storage import EventStorageAdapter
 
 Reducer = Callable[[Any, EventDetail], Any]
@@ -176,7 +177,7 @@ class EventStore:
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
-        result = PushEventResult(event=stored, next_aggregate=self._next_aggregate(prev_aggregate, stored))
+        result = build_push_result(stored, self._next_aggregate(prev_aggregate, stored))
         if self.on_event_pushed is not None:
             await self.on_event_pushed(result)
         return result
@@ -207,9 +208,9 @@ class EventStore:
             list(grouped_events), force=force
         )
         results = [
-            PushEventResult(
-                event=event,
-                next_aggregate=None if grouped.event_store is None
+            build_push_result(
+                event,
+                None if grouped.event_store is None
                 else grouped.event_store._next_aggregate(grouped.prev_aggregate, event),
             )
             for grouped, event in zip(grouped_events, stored)

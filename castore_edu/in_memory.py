@@ -12,7 +12,7 @@ Like Castore's, one adapter serves one event store: it ignores ``event_store_id`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import NamedTuple
 
@@ -24,12 +24,10 @@ from castore_edu.events import (
     GroupedEvent,
     LoggedEvent,
     validate_event,
-    with_timestamp,
 )
+from castore_edu.hot_paths import build_event, with_timestamp
 from castore_edu.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage import check_log_read, check_read, group_context_ids
-
-Undo = Callable[[], None]
 
 
 class _StoredEvent(NamedTuple):
@@ -47,11 +45,10 @@ class _StoredEvent(NamedTuple):
         if self.payload is None and self.metadata is None:
             return self.event  # frozen and holds nothing mutable: safe to share
         event = self.event
-        return EventDetail(
-            aggregate_id=event.aggregate_id, version=event.version, type=event.type,
-            timestamp=event.timestamp,
-            payload=None if self.payload is None else json.loads(self.payload),
-            metadata=None if self.metadata is None else json.loads(self.metadata),
+        return build_event(
+            event.aggregate_id, event.version, event.type, event.timestamp,
+            None if self.payload is None else json.loads(self.payload),
+            None if self.metadata is None else json.loads(self.metadata),
         )
 
 
@@ -141,7 +138,9 @@ class InMemoryEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str = "", force: bool = False
     ) -> EventDetail:
-        return self._write(event_store_id, self._stamped(event, self.clock()), force)[0]
+        stored = self._stamped(event, self.clock())
+        self._write(event_store_id, stored, force)
+        return stored.event
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
@@ -163,51 +162,54 @@ class InMemoryEventStorageAdapter:
                 )
         group_timestamp = self.clock()  # events without a timestamp share one
         stamped = [self._stamped(grouped.event, group_timestamp) for grouped in grouped_events]
-        undos: list[Undo] = []
+        written: list[tuple[InMemoryEventStorageAdapter, EventDetail, _StoredEvent | None]] = []
         try:
-            for grouped, store_id, event in zip(grouped_events, store_ids, stamped):
+            for grouped, store_id, stored in zip(grouped_events, store_ids, stamped):
                 adapter: InMemoryEventStorageAdapter = grouped.event_storage_adapter  # type: ignore[assignment]
-                undos.append(adapter._write(store_id, event, force)[1])
+                written.append((adapter, stored.event, adapter._write(store_id, stored, force)))
         except BaseException:
-            for undo in reversed(undos):
-                undo()
+            for adapter, event, replaced in reversed(written):
+                adapter._undo(event, replaced)
             raise
-        return [event for event, _payload, _metadata in stamped]
+        return [stored.event for stored in stamped]
 
     @staticmethod
-    def _stamped(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:
+    def _stamped(event: EventDetail, timestamp: str) -> _StoredEvent:
+        """``event`` checked, stamped (unless it has a timestamp) and with its JSON encoded."""
         payload, metadata = validate_event(event)
         if event.timestamp is None:
             event = with_timestamp(event, timestamp)
-        return event, payload, metadata
+        # tuple.__new__ is what _StoredEvent(...) runs, minus a Python call: a push builds one each.
+        return tuple.__new__(_StoredEvent, (event, payload, metadata))
 
-    def _write(
-        self, event_store_id: str, stamped: tuple[EventDetail, str | None, str | None], force: bool
-    ) -> tuple[EventDetail, Undo]:
-        """Store one validated, stamped event; return it and a function that takes it back."""
-        event, payload, metadata = stamped
+    def _write(self, event_store_id: str, stored: _StoredEvent, force: bool) -> _StoredEvent | None:
+        """Store one validated, stamped event; return the one it overwrote (``force``), if any."""
+        event = stored.event
         aggregate_id, version = event.aggregate_id, event.version
         events = self._aggregates.get(aggregate_id)
-        previous = None if events is None else events.get(version)
-        if previous is not None and not force:
+        replaced = None if events is None else events.get(version)
+        if replaced is not None and not force:
             raise EventAlreadyExistsError(
                 event_store_id=event_store_id, aggregate_id=aggregate_id, version=version
             )
         if events is None:
             events = self._aggregates[aggregate_id] = {}
             self._created[aggregate_id] = next(self._creations)
-        events[version] = _StoredEvent(event, payload, metadata)
-        if previous is not None:
-            # A forced overwrite replaces the event in place: its log position stays.
-            return event, lambda: events.__setitem__(version, previous)
-        self._log.append((event_store_id, aggregate_id, version))
-        return event, lambda: self._forget(aggregate_id, version)
+        events[version] = stored
+        # A forced overwrite replaces the event in place: its log position stays.
+        if replaced is None:
+            self._log.append((event_store_id, aggregate_id, version))
+        return replaced
 
-    def _forget(self, aggregate_id: str, version: int) -> None:
-        """Undo the latest write of a new event, leaving no trace (not even an empty aggregate)."""
+    def _undo(self, event: EventDetail, replaced: _StoredEvent | None) -> None:
+        """Take back the latest write of ``event``: put back the event it overwrote, or forget it
+        entirely, leaving no trace (not even an empty aggregate)."""
+        events = self._aggregates[event.aggregate_id]
+        if replaced is not None:
+            events[event.version] = replaced
+            return
         self._log.pop()
-        events = self._aggregates[aggregate_id]
-        del events[version]
+        del events[event.version]
         if not events:
-            del self._aggregates[aggregate_id]
-            del self._created[aggregate_id]
+            del self._aggregates[event.aggregate_id]
+            del self._created[event.aggregate_id]

@@ -27,10 +27,12 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from castore_edu.clock import Clock, utc_now
 from castore_edu.errors import EventAlreadyExistsError
-from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event, with_timestamp
+from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
+from castore_edu.hot_paths import build_event, with_timestamp
 from castore_edu.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage import check_log_read, check_read, group_context_ids
 
@@ -242,13 +244,10 @@ class SQLiteEventStorageAdapter:
         return [event for _, event, _, _ in rows]
 
 
-def _to_event(row: Sequence[object]) -> EventDetail:
+def _to_event(row: Sequence[Any]) -> EventDetail:
     aggregate_id, version, type_, timestamp, payload, metadata = row
-    return EventDetail(
-        aggregate_id=aggregate_id,  # type: ignore[arg-type]
-        version=version,  # type: ignore[arg-type]
-        type=type_,  # type: ignore[arg-type]
-        timestamp=timestamp,  # type: ignore[arg-type]
-        payload=None if payload is None else json.loads(payload),  # type: ignore[arg-type]
-        metadata=None if metadata is None else json.loads(metadata),  # type: ignore[arg-type]
+    return build_event(
+        aggregate_id, version, type_, timestamp,
+        None if payload is None else json.loads(payload),
+        None if metadata is None else json.loads(metadata),
     )

@@ -37,6 +37,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,16 +120,19 @@ def notebook_path(stem: str) -> Path:
     return NOTEBOOKS / f"{stem}.ipynb"
 
 
-def stems(prefixes: list[str] | None = None) -> list[str]:
+def stems(prefixes: list[str] | None = None, sources: Path = SOURCES) -> list[str]:
     """Every notebook source, in course order (optionally only names starting with a prefix)."""
-    found = sorted(path.stem for path in SOURCES.glob("[0-9][0-9]_*.py"))
+    found = sorted(path.stem for path in sources.glob("[0-9][0-9]_*.py"))
     if prefixes:
         found = [stem for stem in found if any(stem.startswith(prefix) for prefix in prefixes)]
     return found
 
 
-def execute(notebook: nbformat.NotebookNode) -> float:
-    """Run ``notebook`` in a fresh kernel (cwd ``notebooks/``); return the wall time in seconds."""
+def execute(notebook: nbformat.NotebookNode, cwd: Path = NOTEBOOKS, *, allow_errors: bool = False) -> float:
+    """Run ``notebook`` in a fresh kernel (working directory ``cwd``); return the wall time in seconds.
+
+    ``allow_errors`` keeps going after a cell that raises (the error becomes its output).
+    """
     from nbclient import NotebookClient  # only the build needs it, not --check
 
     client = NotebookClient(
@@ -136,7 +140,8 @@ def execute(notebook: nbformat.NotebookNode) -> float:
         timeout=120,
         kernel_name="python3",
         record_timing=False,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(cwd)}},
     )
     started = time.perf_counter()
     client.execute()
@@ -209,18 +214,26 @@ def sources_match(stem: str) -> list[str]:
     return problems
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(
+    argv: list[str] | None = None,
+    *,
+    description: str = __doc__.split("\n\n")[0],
+    sources: Path = SOURCES,
+    build: Callable[[str], float] = build,
+    problems: Callable[[str], list[str]] = sources_match,
+) -> int:
+    """The command line; ``tools/build_exercises.py`` reuses it with its own sources and steps."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("names", nargs="*", help="build only notebooks whose name starts with these")
     parser.add_argument("--check", action="store_true", help="only check that notebooks match their sources")
     options = parser.parse_args(argv)
-    selected = stems(options.names)
+    selected = stems(options.names, sources)
     if not selected:
-        parser.error(f"no notebook source matches {options.names} in {SOURCES}")
+        parser.error(f"no notebook source matches {options.names} in {sources}")
     if options.check:
-        problems = [problem for stem in selected for problem in sources_match(stem)]
-        print("\n".join(problems) or f"{len(selected)} notebooks match their sources")
-        return 1 if problems else 0
+        found = [problem for stem in selected for problem in problems(stem)]
+        print("\n".join(found) or f"{len(selected)} notebooks match their sources")
+        return 1 if found else 0
     total = 0.0
     for stem in selected:
         seconds = build(stem)

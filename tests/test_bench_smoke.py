@@ -1,0 +1,96 @@
+"""The peer comparison runs end to end (``--quick``) and fills every row of its table.
+
+A smoke test, not a performance test: no figure is compared with a threshold here, because a
+busy CI machine would make such a test flake. The figures are for people (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from castore_edu import bench_peers
+from castore_edu.bench_peers import QUICK, Results, eventsourcing_installed
+
+# Every (group, workload, peer) the table must have. The eventsourcing rows are there even when
+# the library is not installed, with an empty peer figure.
+EXPECTED_ROWS = {
+    ("push, one event per call", "in memory: EventStore.push_event", "eventsourcing POPO: Application.save"),
+    ("push, one event per call", "in memory, storage: adapter.push_event", "eventsourcing POPO: EventStore.put"),
+    ("push, one event per call", "SQLite: EventStore.push_event", "eventsourcing SQLite: Application.save"),
+    ("push, one event per call", "SQLite: EventStore.push_event", "raw sqlite3, 1 row per transaction"),
+    ("push, one event per call", "SQLite, storage: adapter.push_event", "eventsourcing SQLite: recorder.insert_events"),
+    ("push in batches of 100", "in memory: push_event_group", "eventsourcing POPO: Application.save"),
+    ("push in batches of 100", "SQLite: push_event_group", "eventsourcing SQLite: Application.save"),
+    ("push in batches of 100", "SQLite: push_event_group", "raw sqlite3, 100 rows per transaction"),
+    ("rebuild a 1,000-event aggregate", "in memory: get_aggregate", "eventsourcing POPO: repository.get"),
+    ("rebuild a 1,000-event aggregate", "SQLite: get_aggregate", "eventsourcing SQLite: repository.get"),
+    ("rebuild a 1,000-event aggregate", "SQLite: get_aggregate", "raw sqlite3: select, json.loads, fold"),
+    ("connected store (in memory)", "push + publish, notification bus, 1 no-op handler",
+     "castore_edu plain EventStore.push_event"),
+    *(
+        ("state-carrying publish (in memory)", f"{size:,} events: with prev_aggregate",
+         "castore_edu without prev_aggregate")
+        for size in (10, 100, 1_000, 10_000)
+    ),
+    ("relay from the SQLite log", "Relay.catch_up, 1 no-op handler", "eventsourcing: Follower.pull_and_process"),
+    ("relay from the SQLite log", "Relay.catch_up, 1 no-op handler", "raw sqlite3: read the log, json.loads"),
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, list[str], Path]:
+    """One quick run for every test of this module (it takes a few seconds)."""
+    printed: list[str] = []
+    plots = tmp_path_factory.mktemp("plots")
+    with_plots = importlib.util.find_spec("matplotlib") is not None  # the notebooks extra has it
+    results = bench_peers.run(quick=True, plot_directory=str(plots) if with_plots else None,
+                              print_fn=printed.append)
+    return results, printed, plots
+
+
+def positive(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def test_the_table_has_every_row(quick_run: tuple[Results, list[str], Path]) -> None:
+    results, _, _ = quick_run
+    assert {(row.group, row.workload, row.peer) for row in results.rows} == EXPECTED_ROWS
+    assert len(results.rows) == len(EXPECTED_ROWS)
+
+
+def test_every_figure_is_a_positive_number(quick_run: tuple[Results, list[str], Path]) -> None:
+    results, _, _ = quick_run
+    for row in results.rows:
+        assert positive(row.castore_edu), row
+        if row.peer.startswith("eventsourcing") and not eventsourcing_installed():
+            assert row.peer_value is None and row.ratio is None, row
+        else:
+            assert positive(row.peer_value), row
+            assert positive(row.ratio), row
+
+
+def test_prev_aggregate_spares_every_storage_read(quick_run: tuple[Results, list[str], Path]) -> None:
+    """Counts, not times: with prev_aggregate a publish reads nothing, without it reads once."""
+    results, _, _ = quick_run
+    assert set(results.state_carrying) == set(QUICK.state_sizes)
+    for figures in results.state_carrying.values():
+        assert figures["reads_with"] == 0
+        assert figures["reads_without"] == 1
+
+
+def test_it_prints_progress_the_table_and_writes_the_plots(quick_run: tuple[Results, list[str], Path]) -> None:
+    results, printed, plots = quick_run
+    progress = [line for line in printed if line.startswith("[")]
+    assert len(progress) == bench_peers.Bench.GROUPS
+    assert progress[0].startswith(f"[1/{bench_peers.Bench.GROUPS}]")
+    table = [line for line in printed if line.startswith("| ")]
+    assert len(table) == len(results.rows) + 1  # a header line, then one line per row
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed: no plots")
+    for name in ("benchmarks-prev-aggregate.png", "benchmarks-peers.png"):
+        assert (plots / name).read_bytes().startswith(b"\x89PNG")
+
