@@ -154,7 +154,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     for name, value, note in rows:
         print(f"  {name:<42} {value:>20}   {note}")
+    if not options.quick:
+        run_messaging_and_relay()
     return figures
+
+
+def run_messaging_and_relay() -> None:
+    """The connected store's cost, the prev_aggregate scaling and the relay (about 20 s)."""
+    from castore_edu.bench_messaging import run_messaging_benchmarks
+    from castore_edu.bench_relay import run_relay_benchmarks
+
+    indent = lambda line: print("  " + line, flush=True)  # noqa: E731
+    print("\nConnected event store and prev_aggregate:")
+    asyncio.run(run_messaging_benchmarks(print_fn=indent))
+    print("\nRelay from the SQLite log:")
+    asyncio.run(run_relay_benchmarks(print_fn=indent))
 
 
 if __name__ == "__main__":
