@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from castore_edu import EventDetail, EventStore, EventType, InMemoryEventStorageAdapter, SQLiteEventStorageAdapter
+from castore_edu.sqlite import INSERT, SCHEMA
 
 
 def counter_store(adapter: Any) -> EventStore:
@@ -75,33 +76,42 @@ def bench_push_sqlite(count: int, rounds: int, directory: str) -> float:
     return median_rate(rounds, one_round, count)
 
 
+def stopwatch() -> Callable[[], float]:
+    """Start timing; call the result to read the seconds elapsed."""
+    start = time.perf_counter()
+    return lambda: time.perf_counter() - start
+
+
+def raw_connection(path: str) -> sqlite3.Connection:
+    """castore_edu's table with castore_edu's settings, and nothing else."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute(SCHEMA)
+    return connection
+
+
+def raw_inserts(path: str, count: int, per_transaction: int) -> float:
+    """``count`` rows of castore_edu's INSERT, ``per_transaction`` rows per transaction."""
+    connection = raw_connection(path)
+    rows = [("COUNTERS", "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None)
+            for version in range(1, count + 1)]
+    elapsed = stopwatch()
+    for start in range(0, count, per_transaction):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(INSERT, rows[start:start + per_transaction])
+        connection.execute("COMMIT")
+    seconds = elapsed()
+    connection.close()
+    return seconds
+
+
 def bench_raw_sqlite(count: int, rounds: int, directory: str) -> float:
     """The physical limit: the same rows, durability settings and one transaction per row,
     written by plain ``sqlite3`` with no event store around it."""
 
     def one_round() -> float:
-        path = tempfile.mktemp(suffix=".sqlite", dir=directory)
-        connection = sqlite3.connect(path, isolation_level=None)
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute(
-            "CREATE TABLE events (position INTEGER PRIMARY KEY, event_store_id TEXT NOT NULL,"
-            " aggregate_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL,"
-            " timestamp TEXT NOT NULL, payload TEXT, metadata TEXT,"
-            " UNIQUE (event_store_id, aggregate_id, version))"
-        )
-        start = time.perf_counter()
-        for version in range(1, count + 1):
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute(
-                "INSERT INTO events (event_store_id, aggregate_id, version, type, timestamp, payload, metadata)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ("COUNTERS", "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None),
-            )
-            connection.execute("COMMIT")
-        elapsed = time.perf_counter() - start
-        connection.close()
-        return elapsed
+        return raw_inserts(tempfile.mktemp(suffix=".sqlite", dir=directory), count, per_transaction=1)
 
     return median_rate(rounds, one_round, count)
 

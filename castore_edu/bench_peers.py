@@ -45,14 +45,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from castore_edu.bench import counter_store, increments
+from castore_edu.bench import counter_store, increments, raw_inserts, stopwatch
 from castore_edu.bench_messaging import event as fixed_time_event
 from castore_edu.bench_messaging import publish_cost, push_target
 from castore_edu.bench_relay import relay_rate
 from castore_edu.event_store import EventStore
 from castore_edu.events import EventDetail
 from castore_edu.in_memory import InMemoryEventStorageAdapter
-from castore_edu.sqlite import INSERT, SCHEMA, SQLiteEventStorageAdapter
+from castore_edu.sqlite import INSERT, SQLiteEventStorageAdapter
 
 try:
     from eventsourcing.application import Application
@@ -199,11 +199,6 @@ async def median_seconds(rounds: int, variants: dict[str, Timed]) -> dict[str, f
             finally:
                 gc.enable()
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-def stopwatch() -> Callable[[], float]:
-    start = time.perf_counter()
-    return lambda: time.perf_counter() - start
 
 
 def peer_only(run: Callable[[], float]) -> Timed:
@@ -356,30 +351,6 @@ def es_follow(leader_path: str, count: int) -> float:
 
 
 # -- raw sqlite3 rounds ---------------------------------------------------------------------
-
-
-def raw_connection(path: str) -> sqlite3.Connection:
-    """castore_edu's table with castore_edu's settings, and nothing else."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = FULL")
-    connection.execute(SCHEMA)
-    return connection
-
-
-def raw_inserts(path: str, count: int, per_transaction: int) -> float:
-    """``count`` rows of castore_edu's INSERT, ``per_transaction`` rows per transaction."""
-    connection = raw_connection(path)
-    rows = [(EVENT_STORE_ID, "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None)
-            for version in range(1, count + 1)]
-    elapsed = stopwatch()
-    for start in range(0, count, per_transaction):
-        connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(INSERT, rows[start:start + per_transaction])
-        connection.execute("COMMIT")
-    seconds = elapsed()
-    connection.close()
-    return seconds
 
 
 def raw_rebuild(path: str, size: int) -> float:

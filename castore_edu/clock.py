@@ -20,27 +20,21 @@ def format_timestamp(moment: datetime) -> str:
     return utc.isoformat(timespec="milliseconds") + "Z"
 
 
-_second_formatted: tuple[int, str] = (-1, "")
-_last_stamp: tuple[int, str] = (-1, "")
+_last_stamp: tuple[int, str] = (-1, "")  # (milliseconds since the epoch, its stamp)
 
 
 def utc_now() -> str:
     """The default clock: now, in UTC.
 
-    Stamping is on the path of every push, so the date and time up to the second are formatted
-    once per second and reused, and a whole stamp is reused within its millisecond (pushes in a
-    loop get many per millisecond).
+    Stamping is on the path of every push, and pushes in a loop get many per millisecond, so
+    the stamp of the current millisecond is formatted once and reused.
     """
-    global _second_formatted, _last_stamp
+    global _last_stamp
     millis = int(time.time() * 1000)
-    if _last_stamp[0] == millis:
-        return _last_stamp[1]
-    second, milli = divmod(millis, 1000)
-    if _second_formatted[0] != second:
-        _second_formatted = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    stamp = f"{_second_formatted[1]}.{milli:03d}Z"
-    _last_stamp = (millis, stamp)
-    return stamp
+    if _last_stamp[0] != millis:
+        second, milli = divmod(millis, 1000)
+        _last_stamp = (millis, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{milli:03d}Z")
+    return _last_stamp[1]
 
 
 def stepping_clock(start: str = "2024-01-01T00:00:00.000Z", step_ms: int = 1000) -> Clock:

@@ -60,9 +60,6 @@ class ConnectedEventStore:
         self.event_store = event_store
         self.message_channel = message_channel
 
-    def __repr__(self) -> str:
-        return f"ConnectedEventStore({self.event_store!r}, {self.message_channel!r})"
-
     def __getattr__(self, name: str) -> Any:
         # Only called for names not found above: the wrapped store's methods (get_events, ...).
         if name == "event_store":  # not set yet (copy, pickle): do not recurse

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from castore_edu.delivery import is_finite_number
 from castore_edu.event_store import EventStore
 from castore_edu.events import AggregateIdEntry, EventDetail
 from castore_edu.messages import AggregateExistsMessage, NotificationMessage
@@ -92,10 +92,7 @@ class _Publisher:
     """Publishes replayed messages, at most ``rate_limit`` per second (no limit: as fast as possible)."""
 
     def __init__(self, channel: Any, rate_limit: float | None) -> None:
-        if rate_limit is not None and (
-            isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float)
-            or not math.isfinite(rate_limit) or rate_limit <= 0
-        ):
+        if rate_limit is not None and not (is_finite_number(rate_limit) and rate_limit > 0):
             raise ValueError(f"rate_limit must be a positive number of messages per second, got {rate_limit!r}")
         self._channel = channel
         self._interval = None if rate_limit is None else 1 / rate_limit
@@ -242,9 +239,8 @@ async def pour_event_store_collection_events(
         for scan in listing:
             if scan.cursor == lowest:  # the stores holding the release back
                 await scan.list_next_page(start, end, buffer)
-        cursors = [scan.cursor for scan in scans if not scan.done]
         # Events at the horizon itself wait: an aggregate still unlisted may tie with them.
-        horizon = min(cursors) if cursors else None
+        horizon = min((scan.cursor for scan in scans if not scan.done), default=None)
         while buffer and (horizon is None or buffer[0][0][0] < horizon):
             (_timestamp, rank, _listed, _version), event = heapq.heappop(buffer)
             await publisher.publish(NotificationMessage(scans[rank].event_store.event_store_id, event))

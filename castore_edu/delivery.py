@@ -114,8 +114,13 @@ class _Resumed:
                 return
 
 
+def is_finite_number(value: object) -> bool:
+    """An int or a float, neither infinite nor NaN; not a bool (``True`` is an int in Python)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def _non_negative(name: str, value: object, kind: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if not is_finite_number(value) or value < 0:
         raise ValueError(f"Invalid {name}, please select a positive {kind}.")
     return value
 

@@ -183,7 +183,10 @@ class EventStore:
         return result
 
     def group_event(self, event: EventDetail, *, prev_aggregate: Any = None) -> GroupedEvent:
-        """Prepare ``event`` for :meth:`push_event_group`; nothing is stored yet."""
+        """Prepare ``event`` for :meth:`push_event_group`; nothing is stored yet.
+
+        A bad event fails here, where the mistake is made, rather than when the group is pushed.
+        """
         validate_event(event)
         grouped = self.get_event_storage_adapter().group_event(event)
         grouped.event_store = self
@@ -208,9 +211,9 @@ class EventStore:
             list(grouped_events), force=force
         )
         results = [
-            build_push_result(
-                event,
-                None if grouped.event_store is None
+            PushEventResult(
+                event=event,
+                next_aggregate=None if grouped.event_store is None
                 else grouped.event_store._next_aggregate(grouped.prev_aggregate, event),
             )
             for grouped, event in zip(grouped_events, stored)

@@ -121,12 +121,17 @@ class ExperimentResult:
     connected: PathResult
     relay: PathResult
 
+    def rows(self) -> list[tuple[str, Any, Any]]:
+        """One row per measure: its name, the connected store's value, the relay's value."""
+        return [
+            (field.name.replace("_", " "), getattr(self.connected, field.name), getattr(self.relay, field.name))
+            for field in fields(PathResult)[1:]  # every field but the path's name
+        ]
+
     def table(self) -> str:
         """The two paths side by side, as plain text."""
         rows = [("", "connected store", "relay")]
-        for field in fields(PathResult)[1:]:
-            name = field.name.replace("_", " ")
-            rows.append((name, str(getattr(self.connected, field.name)), str(getattr(self.relay, field.name))))
+        rows += [(name, str(connected), str(relay)) for name, connected, relay in self.rows()]
         width = max(len(row[0]) for row in rows)
         return "\n".join(f"{a:<{width}}  {b:>15}  {c:>6}" for a, b, c in rows)
 
@@ -226,7 +231,7 @@ async def run_relay(events: list[EventDetail], schedule: FaultSchedule, *, batch
         await step()
     # Fault rates below 1 make each step succeed eventually; the bound only guards against a bug.
     for _ in range(1000 + 100 * len(events)):
-        if checkpoints.load(relay.name) >= adapter.last_position():
+        if relay.lag() == 0:
             break
         await step()
     else:

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from itertools import count
 from typing import NamedTuple
 
 from castore_edu.clock import Clock, utc_now
 from castore_edu.errors import EventAlreadyExistsError
-from castore_edu.events import (
-    AggregateIdsPage,
-    EventDetail,
-    GroupedEvent,
-    LoggedEvent,
-    validate_event,
-)
-from castore_edu.hot_paths import build_event, with_timestamp
+from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
+from castore_edu.hot_paths import build_event
 from castore_edu.listing import ListedAggregate, paginate, resolve_options
-from castore_edu.storage import check_log_read, check_read, group_context_ids
+from castore_edu.storage import check_log_read, check_read, group_context_ids, stamp_for_storage
 
 
 class _StoredEvent(NamedTuple):
@@ -65,9 +58,8 @@ class InMemoryEventStorageAdapter:
         event_store_id: str = "",
     ) -> None:
         self.clock = clock
+        # Insertion-ordered, so the keys also say in which order the aggregates were created.
         self._aggregates: dict[str, dict[int, _StoredEvent]] = {}
-        self._created: dict[str, int] = {}  # creation order of each aggregate
-        self._creations = count()
         self._log: list[tuple[str, str, int]] = []  # (event_store_id, aggregate_id, version)
         for event in initial_events:
             self._write(event_store_id, self._stamped(event, clock()), force=False)
@@ -115,8 +107,8 @@ class InMemoryEventStorageAdapter:
             initial_event_before=initial_event_before, reverse=reverse,
         )
         rows = [
-            ListedAggregate(events[min(events)].event.timestamp or "", self._created[aggregate_id], aggregate_id)
-            for aggregate_id, events in self._aggregates.items()
+            ListedAggregate(events[min(events)].event.timestamp or "", created, aggregate_id)
+            for created, (aggregate_id, events) in enumerate(self._aggregates.items())
         ]
         return paginate(self.kind, rows, options)
 
@@ -175,12 +167,7 @@ class InMemoryEventStorageAdapter:
 
     @staticmethod
     def _stamped(event: EventDetail, timestamp: str) -> _StoredEvent:
-        """``event`` checked, stamped (unless it has a timestamp) and with its JSON encoded."""
-        payload, metadata = validate_event(event)
-        if event.timestamp is None:
-            event = with_timestamp(event, timestamp)
-        # tuple.__new__ is what _StoredEvent(...) runs, minus a Python call: a push builds one each.
-        return tuple.__new__(_StoredEvent, (event, payload, metadata))
+        return _StoredEvent(*stamp_for_storage(event, timestamp))
 
     def _write(self, event_store_id: str, stored: _StoredEvent, force: bool) -> _StoredEvent | None:
         """Store one validated, stamped event; return the one it overwrote (``force``), if any."""
@@ -194,7 +181,6 @@ class InMemoryEventStorageAdapter:
             )
         if events is None:
             events = self._aggregates[aggregate_id] = {}
-            self._created[aggregate_id] = next(self._creations)
         events[version] = stored
         # A forced overwrite replaces the event in place: its log position stays.
         if replaced is None:
@@ -212,4 +198,3 @@ class InMemoryEventStorageAdapter:
         del events[event.version]
         if not events:
             del self._aggregates[event.aggregate_id]
-            del self._created[event.aggregate_id]

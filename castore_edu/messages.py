@@ -17,7 +17,7 @@ which keys a message object has. So any object of the right shape passes, datacl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from castore_edu.events import EventDetail
@@ -47,9 +47,6 @@ class AggregateExistsMessage:
     event_store_id: str
     aggregate_id: str
     initial_event_timestamp: str | None = None
-
-
-Message: TypeAlias = NotificationMessage | StateCarryingMessage | AggregateExistsMessage
 
 
 def is_aggregate_exists_message(message: object) -> bool:

@@ -204,13 +204,13 @@ class Pokedex:
         return (self.pokemons, self.trainers)
 
     def close(self) -> None:
-        """Close every distinct SQLite adapter the stores use (in-memory ones need nothing)."""
-        closed: list[object] = []
+        """Close the SQLite adapters the stores use (in-memory ones need nothing).
+
+        Closing an SQLite connection twice is harmless, so a shared adapter needs no bookkeeping.
+        """
         for store in self.stores:
-            adapter = store.event_storage_adapter
-            if isinstance(adapter, SQLiteEventStorageAdapter) and not any(adapter is c for c in closed):
-                adapter.close()
-                closed.append(adapter)
+            if isinstance(store.event_storage_adapter, SQLiteEventStorageAdapter):
+                store.event_storage_adapter.close()
 
     def __enter__(self) -> Pokedex:
         return self

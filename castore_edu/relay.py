@@ -204,18 +204,23 @@ class Relay:
     async def catch_up(self, *, max_failures: int = 10) -> int:
         """Step until everything in the log is published; return how many entries that took.
 
-        A failed publish is retried at once, up to ``max_failures`` failures in a row.
+        A failed publish is retried at once, up to ``max_failures`` failures in a row. A batch
+        shorter than ``batch_size`` reached the end of the log: no need to load the checkpoint
+        again to know it.
         """
         covered = failures = 0
-        while self.position < self.storage.last_position():
+        while True:
             try:
-                covered += await self.step()
-                failures = 0
+                count = await self.step()
             except Exception:
                 failures += 1
                 if failures > max_failures:
                     raise
-        return covered
+                continue
+            failures = 0
+            covered += count
+            if count < self.batch_size:
+                return covered
 
     def _save(self, start: int, done: int) -> None:
         if done > start:

@@ -31,10 +31,10 @@ from typing import Any
 
 from castore_edu.clock import Clock, utc_now
 from castore_edu.errors import EventAlreadyExistsError
-from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
-from castore_edu.hot_paths import build_event, with_timestamp
+from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
+from castore_edu.hot_paths import build_event
 from castore_edu.listing import ListedAggregate, paginate, resolve_options
-from castore_edu.storage import check_log_read, check_read, group_context_ids
+from castore_edu.storage import check_log_read, check_read, group_context_ids, stamp_for_storage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -212,12 +212,7 @@ class SQLiteEventStorageAdapter:
         self, events: list[tuple[str, EventDetail]], timestamp: str, force: bool
     ) -> list[EventDetail]:
         """Validate everything, then insert everything in one transaction."""
-        rows = []
-        for event_store_id, event in events:
-            payload, metadata = validate_event(event)
-            if event.timestamp is None:
-                event = with_timestamp(event, timestamp)
-            rows.append((event_store_id, event, payload, metadata))
+        rows = [(event_store_id, *stamp_for_storage(event, timestamp)) for event_store_id, event in events]
         statement = UPSERT if force else INSERT
         # BEGIN IMMEDIATE takes the write lock now, so two writers queue up instead of both
         # reading first and then failing to upgrade their locks.

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
+from castore_edu.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
+from castore_edu.hot_paths import with_timestamp
 
 
 @runtime_checkable
@@ -62,6 +63,16 @@ class OrderedLog(Protocol):
     def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]: ...
 
     def last_position(self) -> int: ...
+
+
+def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:
+    """What every adapter does before a write: check the event (see
+    :func:`~castore_edu.events.validate_event`), stamp it with ``timestamp`` unless it has one,
+    and return it with the JSON text of its payload and metadata."""
+    payload, metadata = validate_event(event)
+    if event.timestamp is None:
+        event = with_timestamp(event, timestamp)
+    return event, payload, metadata
 
 
 def check_limit(limit: int | None) -> None:

@@ -276,25 +276,20 @@ class AdapterContract:
     @pytest.mark.parametrize("conflict_at", [0, 1, 2])
     def test_a_conflict_anywhere_in_a_group_stores_nothing(self, conflict_at: int) -> None:
         pokemons, trainers = self.two_stores()
-        run(pokemons.push_event(event("existing", version=1)))
-        before = (pokemons.event_storage_adapter.last_position(), trainers.event_storage_adapter.last_position())
-        grouped = [
-            pokemons.group_event(event("pikachu")),
-            trainers.group_event(event("ash")),
-            pokemons.group_event(event("eevee")),
-        ]
-        grouped[conflict_at] = (pokemons if conflict_at != 1 else trainers).group_event(event("existing"))
-        if conflict_at == 1:
-            run(trainers.push_event(event("existing", version=1)))
-            before = (pokemons.event_storage_adapter.last_position(), trainers.event_storage_adapter.last_position())
+        run(pokemons.push_event(event("existing")))
+        run(trainers.push_event(event("existing")))
+        positions = lambda: (pokemons.event_storage_adapter.last_position(), trainers.event_storage_adapter.last_position())
+        before = positions()
+        stores = [pokemons, trainers, pokemons]
+        names = ["pikachu", "ash", "eevee"]
+        names[conflict_at] = "existing"  # version 1 of "existing" is taken in both stores
         with pytest.raises(EventAlreadyExistsError) as caught:
-            run(EventStore.push_event_group(*grouped))
+            run(EventStore.push_event_group(*(each.group_event(event(name)) for each, name in zip(stores, names))))
         assert caught.value.aggregate_id == "existing"
         for name in ("pikachu", "ash", "eevee"):
             assert run(pokemons.get_events(name)) == [] and run(trainers.get_events(name)) == []
-        assert run(pokemons.list_aggregate_ids()).aggregate_ids[0].aggregate_id == "existing"
-        after = (pokemons.event_storage_adapter.last_position(), trainers.event_storage_adapter.last_position())
-        assert after == before
+        assert [e.aggregate_id for e in run(pokemons.list_aggregate_ids()).aggregate_ids] == ["existing"]
+        assert positions() == before
 
     def test_a_conflict_inside_the_group_itself_stores_nothing(self) -> None:
         pokemons, _ = self.two_stores()

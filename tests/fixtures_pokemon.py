@@ -21,6 +21,7 @@ from tests.pokemon import (
     PIKACHU_EVENTS,
     POKEMON_EVENT_TYPES,
     POKEMONS,
+    pokemons_event_store,
     pokemons_reducer,
 )
 
@@ -56,16 +57,12 @@ class SpyEventStore(EventStore):
 
 def pokemons_store(initial_events: tuple[EventDetail, ...] | list[EventDetail] = ()) -> EventStore:
     """The core fixture's POKEMONS store, on in-memory storage seeded with ``initial_events``."""
-    return _pokemons_store(EventStore, initial_events)
+    return pokemons_event_store(InMemoryEventStorageAdapter(initial_events))
 
 
 def spy_pokemons_store(initial_events: tuple[EventDetail, ...] | list[EventDetail] = ()) -> SpyEventStore:
     """``pokemons_store`` that records its pushes and reads."""
-    return _pokemons_store(SpyEventStore, initial_events)
-
-
-def _pokemons_store(store_class: type[Any], initial_events: Any) -> Any:
-    return store_class(
+    return SpyEventStore(
         event_store_id=POKEMONS,
         event_types=POKEMON_EVENT_TYPES,
         reducer=pokemons_reducer,
@@ -160,6 +157,11 @@ class Recorder:
     @property
     def contexts(self) -> list[TaskContext]:
         return [call.context for call in self.calls]
+
+    @property
+    def deliveries(self) -> list[tuple[Any, TaskContext]]:
+        """``(message, context)`` of each call."""
+        return [(call.message, call.context) for call in self.calls]
 
     def gaps(self) -> list[float]:
         """Seconds between consecutive calls."""

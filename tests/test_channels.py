@@ -28,9 +28,9 @@ from tests.fixtures_pokemon import (
     caught,
     leveled_up,
     pokemons_store,
-    pokemon_reducer,
     run,
 )
+from tests.pokemon import pikachu_after
 
 pikachu_appeared_message = NotificationMessage("POKEMONS", appeared)
 
@@ -135,8 +135,7 @@ def test_get_aggregate_and_publish_message_adds_the_aggregate_at_the_event_versi
         message_queue_adapter=adapter,
     )
     run(queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught), replay=True))
-    expected_aggregate = pokemon_reducer(pokemon_reducer(None, appeared), caught)
-    assert adapter.published == [(StateCarryingMessage("POKEMONS", caught, expected_aggregate), True)]
+    assert adapter.published == [(StateCarryingMessage("POKEMONS", caught, pikachu_after([appeared, caught])), True)]
 
 
 def test_get_aggregate_and_publish_message_of_an_unknown_aggregate_publishes_nothing() -> None:

@@ -203,6 +203,7 @@ def test_nbval_skips_the_learner_notebooks_which_fail_by_design() -> None:
 @pytest.mark.parametrize("stem", STEMS)
 def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -> None:
     notebook = nbformat.read(exercise_path(stem), as_version=4)
+    sources = source_cells(stem)  # cell for cell the learner notebook's (test_both_versions_match_the_source)
     seconds = execute(notebook, LEARNER_DIR, allow_errors=True)
     assert seconds <= BUDGET_SECONDS
     hints: list[str] = []  # the hints of the stubs since the last check
@@ -210,7 +211,7 @@ def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
-        hints += strip_solutions(source_cells(stem)[index].source)[1]
+        hints += strip_solutions(sources[index].source)[1]
         if not is_check(cell.source):
             assert cell.outputs == [], f"cell {index}"
             continue

@@ -112,8 +112,8 @@ def test_rendering_escapes_html() -> None:
 
 
 def test_aggregate_html_handles_dataclasses_mappings_other_values_and_none() -> None:
-    pikachu = story().pokemons
-    aggregate = run(pikachu.get_aggregate("pikachu")).aggregate
+    pokemons = story().pokemons
+    aggregate = run(pokemons.get_aggregate("pikachu")).aggregate
     assert "Aggregate (Pokemon)" in aggregate_html(aggregate) and "<td>7</td>" in aggregate_html(aggregate)
     assert "<th style='text-align:left'>level</th><td>3</td>" in aggregate_html({"level": 3})
     assert "<th style='text-align:left'>value</th><td>42</td>" in aggregate_html(42)

@@ -10,6 +10,7 @@ from castore_edu.channels import NotificationMessageBus
 from castore_edu.connected import ConnectedEventStore
 from castore_edu.errors import EventAlreadyExistsError
 from castore_edu.event_store import EventStore
+from castore_edu.events import EventDetail
 from castore_edu.faults import (
     Fault,
     FaultSchedule,
@@ -102,6 +103,9 @@ def test_fail_and_crash_deliver_nothing() -> None:
         assert recorded(inner) == [1]
         assert faulty.calls == 3 and faulty.deliveries == 1
         assert [(record.call, record.fault) for record in faulty.faults()] == [(2, Fault.FAIL), (3, Fault.CRASH)]
+        assert [(record.operation, record.subject) for record in faulty.history] == [
+            ("publish", message(version)) for version in (1, 2, 3)
+        ]
 
     run(main())
 
@@ -229,7 +233,7 @@ def test_storage_rejects_channel_only_faults() -> None:
     run(main())
 
 
-def test_read_faults_fail_the_state_carrying_refetch() -> None:
+def test_read_faults_strike_reads_and_leave_writes_alone() -> None:
     async def main() -> None:
         inner = InMemoryEventStorageAdapter([appeared])
         adapter = FaultyStorageAdapter(inner, reads=FaultSchedule.scripted({1: Fault.FAIL, 2: Fault.CRASH}))
@@ -254,7 +258,7 @@ def test_event_groups_go_through_the_wrapper_to_the_real_adapters(tmp_path) -> N
             pokemons.event_storage_adapter = faulty
             trainers = EventStore(event_store_id="TRAINERS", event_types=[], reducer=lambda a, e: e.version,
                                   event_storage_adapter=sqlite)
-            started = appeared.__class__(aggregate_id="ash", version=1, type="GAME_STARTED")
+            started = EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED")
             await EventStore.push_event_group(pokemons.group_event(appeared), trainers.group_event(started))
             assert sqlite.last_position() == 2
             with pytest.raises(InjectedFault):

@@ -22,11 +22,11 @@ from castore_edu.idempotency import (
 )
 from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.messages import NotificationMessage, StateCarryingMessage
-from castore_edu.pokedex import in_memory_pokedex, level_ups, pokemon_appeared, pokemon_caught
+from castore_edu.pokedex import in_memory_pokedex, level_ups, pokemon_appeared, pokemon_caught, pokemon_leveled_up
 from tests.fixtures_pokemon import run
 
 APPEARED = NotificationMessage("POKEMONS", pokemon_appeared("pikachu", name="Pikachu", level=5))
-(LEVELED_UP,) = [NotificationMessage("POKEMONS", event) for event in level_ups("pikachu", first_version=2, count=1)]
+LEVELED_UP = NotificationMessage("POKEMONS", pokemon_leveled_up("pikachu", version=2))
 
 
 class Counting:
@@ -142,6 +142,8 @@ def test_in_memory_processed_keys() -> None:
     processed = InMemoryProcessedMessages([("POKEMONS", "pikachu", 1)])
     assert ("POKEMONS", "pikachu", 1) in processed and len(processed) == 1
     processed.add(("POKEMONS", "pikachu", 2))
+    processed.add(("POKEMONS", "pikachu", 2))  # a set: adding twice keeps one
+    assert ("POKEMONS", "pikachu", 2) in processed and len(processed) == 2
     processed.clear()
     assert len(processed) == 0
 

@@ -26,10 +26,6 @@ from tests.fixtures_pokemon import (
 REPLAY_CONTEXT = TaskContext(attempt=1, retry_attempts_left=2, replay=True)
 
 
-def calls(worker: Recorder) -> list[tuple[object, TaskContext]]:
-    return [(call.message, call.context) for call in worker.calls]
-
-
 def test_worker_is_called_before_publish_returns() -> None:
     adapter, w1 = InMemoryMessageQueueAdapter(), Recorder()
     adapter.worker = w1
@@ -41,9 +37,9 @@ def test_worker_is_called_before_publish_returns() -> None:
         return called
 
     assert run(body()) == 1
-    assert calls(w1) == [(appeared_message, DEFAULT_CONTEXT)]
+    assert w1.deliveries == [(appeared_message, DEFAULT_CONTEXT)]
     publish_all(adapter, appeared_message, replay=True)
-    assert calls(w1)[-1] == (appeared_message, REPLAY_CONTEXT)
+    assert w1.deliveries[-1] == (appeared_message, REPLAY_CONTEXT)
 
 
 def test_publishing_does_not_wait_for_the_worker() -> None:
@@ -70,7 +66,7 @@ def test_a_new_worker_receives_the_next_messages() -> None:
     assert adapter.worker is w2
     publish_all(adapter, caught_message)
     assert w1.messages == [appeared_message]
-    assert calls(w2) == [(caught_message, DEFAULT_CONTEXT)]
+    assert w2.deliveries == [(caught_message, DEFAULT_CONTEXT)]
 
 
 def test_queue_channel_publishes_through_its_adapter() -> None:
@@ -87,7 +83,7 @@ def test_queue_channel_publishes_through_its_adapter() -> None:
         await adapter.wait_idle()
 
     run(body())
-    assert calls(worker) == [(appeared_message, DEFAULT_CONTEXT)] * 4 + [(caught_message, REPLAY_CONTEXT)]
+    assert worker.deliveries == [(appeared_message, DEFAULT_CONTEXT)] * 4 + [(caught_message, REPLAY_CONTEXT)]
 
 
 def test_attach_to_attaches_the_last_adapter() -> None:
@@ -104,7 +100,7 @@ def test_attach_to_attaches_the_last_adapter() -> None:
         await second.wait_idle()
 
     run(body())
-    assert calls(worker) == [(appeared_message, DEFAULT_CONTEXT)]
+    assert worker.deliveries == [(appeared_message, DEFAULT_CONTEXT)]
 
 
 def test_messages_are_processed_one_at_a_time_in_order() -> None:
@@ -164,7 +160,7 @@ def test_another_worker_takes_over_queued_messages_and_retries() -> None:
     run(body())
     assert old.messages == [appeared_message]
     # ...and its retry goes to the new worker, after the message that was queued.
-    assert calls(new) == [
+    assert new.deliveries == [
         (caught_message, DEFAULT_CONTEXT),
         (appeared_message, TaskContext(attempt=2, retry_attempts_left=1, replay=False)),
     ]

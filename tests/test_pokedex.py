@@ -134,7 +134,7 @@ def test_in_memory_pokedex_one_adapter_per_store_one_clock_for_both() -> None:
     pokedex.close()  # nothing to release, and no error
 
 
-def test_sqlite_pokedex_shares_one_database_and_closes_it_once(tmp_path: Path) -> None:
+def test_sqlite_pokedex_shares_one_database_and_closes_it(tmp_path: Path) -> None:
     with sqlite_pokedex(tmp_path / "pokedex.sqlite3") as pokedex:
         adapter = pokedex.pokemons.event_storage_adapter
         assert isinstance(adapter, SQLiteEventStorageAdapter) and adapter is pokedex.trainers.event_storage_adapter

@@ -14,26 +14,31 @@ from castore_edu.channels import (
     NotificationMessageBus,
     StateCarryingMessageBus,
 )
+from castore_edu.bench import push_all
 from castore_edu.errors import MessageChannelEventStoreNotFoundError
 from castore_edu.event_store import EventStore
 from castore_edu.events import EventDetail
-from castore_edu.faults import Fault, FaultSchedule, FaultyChannelAdapter, InjectedFault, SimulatedCrash
+from castore_edu.faults import (
+    Fault,
+    FaultSchedule,
+    FaultyChannelAdapter,
+    FaultyStorageAdapter,
+    InjectedFault,
+    SimulatedCrash,
+)
 from castore_edu.in_memory import InMemoryEventStorageAdapter
 from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.pokedex import level_ups, pokemon_appeared
 from castore_edu.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore, default_checkpoints
 from castore_edu.sqlite import SQLiteEventStorageAdapter
 from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer, run
 
 
 def life(aggregate_id: str, versions: int) -> list[EventDetail]:
-    """An aggregate's events: appeared, then level-ups."""
-    first = EventDetail(aggregate_id=aggregate_id, version=1, type="POKEMON_APPEARED",
-                        payload={"name": aggregate_id, "level": 5})
-    return [first] + [
-        EventDetail(aggregate_id=aggregate_id, version=version, type="POKEMON_LEVELED_UP")
-        for version in range(2, versions + 1)
-    ]
+    """An aggregate's events: appeared (at level 5), then level-ups."""
+    appeared = pokemon_appeared(aggregate_id, name=aggregate_id, level=5)
+    return [appeared, *level_ups(aggregate_id, first_version=2, count=versions - 1)]
 
 
 def interleaved(aggregates: int = 3, versions: int = 4) -> list[EventDetail]:
@@ -45,11 +50,6 @@ def interleaved(aggregates: int = 3, versions: int = 4) -> list[EventDetail]:
 def store_on(adapter: Any, store_class: type[EventStore] = EventStore, event_store_id: str = "POKEMONS") -> Any:
     return store_class(event_store_id=event_store_id, event_types=[], reducer=pokemon_reducer,
                        event_storage_adapter=adapter)
-
-
-async def push_all(store: EventStore, events: list[EventDetail]) -> None:
-    for event in events:
-        await store.push_event(event)
 
 
 def recording_bus(store: EventStore, channel_class: type = NotificationMessageBus) -> tuple[Any, RecordingChannelAdapter]:
@@ -186,8 +186,7 @@ def test_events_of_stores_without_a_route_are_passed_over() -> None:
         with SQLiteEventStorageAdapter() as adapter:
             pokemons, trainers = store_on(adapter), store_on(adapter, event_store_id="TRAINERS")
             await pokemons.push_event(life("pikachu", 1)[0])
-            await trainers.push_event(EventDetail(aggregate_id="ash", version=1, type="POKEMON_APPEARED",
-                                                  payload={"name": "Ash", "level": 1}))
+            await trainers.push_event(pokemon_appeared("ash", name="Ash", level=1))
             await pokemons.push_event(life("pikachu", 2)[1])
             bus, published = recording_bus(pokemons)
             relay = Relay(adapter, {"POKEMONS": bus})
@@ -246,8 +245,6 @@ def test_sqlite_checkpoints_live_in_the_events_database_and_survive_a_restart(tm
 def test_default_checkpoints_follow_the_adapter() -> None:
     assert isinstance(default_checkpoints(InMemoryEventStorageAdapter()), InMemoryCheckpointStore)
     with SQLiteEventStorageAdapter() as adapter:
-        from castore_edu.faults import FaultyStorageAdapter
-
         assert isinstance(default_checkpoints(FaultyStorageAdapter(adapter)), SQLiteCheckpointStore)
 
 

@@ -37,8 +37,6 @@ import re
 import sys
 from pathlib import Path
 
-import nbformat
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``tools`` importable
     sys.path.insert(0, str(ROOT))
@@ -47,10 +45,10 @@ from tools import build_notebooks  # noqa: E402
 from tools.build_notebooks import (  # noqa: E402
     NOTEBOOKS,
     SourceCell,
-    check_outputs,
-    execute,
+    cell_differences,
+    notebook_text,
     parse_source,
-    tidy,
+    run_and_store,
     to_notebook,
 )
 
@@ -124,21 +122,15 @@ def exercise_path(stem: str) -> Path:
 
 def learner_text(stem: str) -> str:
     """The learner's notebook, exactly as stored: no outputs, nothing run."""
-    notebook = to_notebook(stem, learner_cells(source_cells(stem)))
-    nbformat.validate(notebook)
-    return nbformat.writes(notebook) + "\n"
+    return notebook_text(to_notebook(stem, learner_cells(source_cells(stem))))
 
 
 def build(stem: str) -> float:
     """Write both notebooks of ``stem``; return how long the solution took to run."""
-    notebook = to_notebook(stem, source_cells(stem))
     SOLUTIONS.mkdir(exist_ok=True)
     EXERCISES.mkdir(exist_ok=True)
-    seconds = execute(notebook, SOLUTIONS)  # raises if a check fails on the solution
-    check_outputs(stem, notebook)
-    tidy(notebook, seconds)
-    nbformat.validate(notebook)
-    solution_path(stem).write_text(nbformat.writes(notebook) + "\n", encoding="utf-8")
+    # Raises if a check fails on the solution.
+    seconds = run_and_store(stem, to_notebook(stem, source_cells(stem)), solution_path(stem))
     exercise_path(stem).write_text(learner_text(stem), encoding="utf-8")
     return seconds
 
@@ -153,12 +145,7 @@ def problems(stem: str) -> list[str]:
     if not solution.exists():
         found.append(f"solutions/{solution.name} is missing")
     else:
-        def shape(cells: list) -> list[tuple[str, str, list[str]]]:
-            return [(cell.cell_type, cell.source, cell.metadata.get("tags", [])) for cell in cells]
-
-        stored = nbformat.read(solution, as_version=4).cells
-        if shape(stored) != shape(to_notebook(stem, source_cells(stem)).cells):
-            found.append(f"solutions/{solution.name} has other cells than its source")
+        found += [f"solutions/{problem}" for problem in cell_differences(solution, source_cells(stem))]
     return [f"{problem}: run python tools/build_exercises.py {stem[:2]}" for problem in found]
 
 

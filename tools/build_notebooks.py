@@ -183,23 +183,31 @@ def tidy(notebook: nbformat.NotebookNode, seconds: float) -> None:
             cell.source = cell.source.replace(BUILD_TIME, f"{seconds:.1f} s")
 
 
-def build(stem: str) -> float:
-    cells = parse_source(source_path(stem).read_text(encoding="utf-8"))
-    notebook = to_notebook(stem, cells)
-    seconds = execute(notebook)
+def notebook_text(notebook: nbformat.NotebookNode) -> str:
+    """The notebook as stored: validated JSON, ending with a newline."""
+    nbformat.validate(notebook)
+    return nbformat.writes(notebook) + "\n"
+
+
+def run_and_store(stem: str, notebook: nbformat.NotebookNode, path: Path) -> float:
+    """Run ``notebook`` in a fresh kernel next to ``path``, tidy it, write it there; return the run time."""
+    seconds = execute(notebook, path.parent)
     check_outputs(stem, notebook)
     tidy(notebook, seconds)
-    nbformat.validate(notebook)
-    notebook_path(stem).write_text(nbformat.writes(notebook) + "\n", encoding="utf-8")
+    path.write_text(notebook_text(notebook), encoding="utf-8")
     return seconds
 
 
-def sources_match(stem: str) -> list[str]:
-    """Differences between ``notebooks/<stem>.ipynb`` and its source (empty when in sync)."""
-    path = notebook_path(stem)
-    if not path.exists():
-        return [f"{path.name} is missing: run python tools/build_notebooks.py {stem[:2]}"]
-    expected = parse_source(source_path(stem).read_text(encoding="utf-8"))
+def build(stem: str) -> float:
+    notebook = to_notebook(stem, parse_source(source_path(stem).read_text(encoding="utf-8")))
+    return run_and_store(stem, notebook, notebook_path(stem))
+
+
+def cell_differences(path: Path, expected: list[SourceCell]) -> list[str]:
+    """How the cells stored in ``path`` differ from ``expected`` (empty when in sync).
+
+    Outputs are not compared (nbval does that); ``{{build_time}}`` matches any measured time.
+    """
     stored = nbformat.read(path, as_version=4).cells
     problems = []
     if len(expected) != len(stored):
@@ -212,6 +220,14 @@ def sources_match(stem: str) -> list[str]:
             tags = have.metadata.get("tags", [])
             problems.append(f"{path.name}: cell {index} has tags {tags}, the source {want.tags}")
     return problems
+
+
+def sources_match(stem: str) -> list[str]:
+    """Differences between ``notebooks/<stem>.ipynb`` and its source (empty when in sync)."""
+    path = notebook_path(stem)
+    if not path.exists():
+        return [f"{path.name} is missing: run python tools/build_notebooks.py {stem[:2]}"]
+    return cell_differences(path, parse_source(source_path(stem).read_text(encoding="utf-8")))
 
 
 def main(

@@ -37,6 +37,7 @@ from castore_edu.messages import NotificationMessage
 from castore_edu.pokedex import (
     POKEMON_CAUGHT,
     POKEMON_LEVELED_UP,
+    POKEMONS,
     TRAINERS,
     Pokemon,
     Trainer,
@@ -262,9 +263,9 @@ async def check_level_up_listener(listen_for_level_ups: Callable[[Any, list], An
         for entry in store.event_storage_adapter.read_log():
             await bus.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     pikachu_events = await pokedex.pokemons.get_events("pikachu")
-    await bus.publish_message(NotificationMessage("POKEMONS", pikachu_events[2]), replay=True)  # a replayed level-up
+    await bus.publish_message(NotificationMessage(POKEMONS, pikachu_events[2]), replay=True)  # a replayed level-up
     result = await pokedex.pokemons.push_event(pokemon_leveled_up("charmander", version=2))
-    await bus.publish_message(NotificationMessage("POKEMONS", result.event))
+    await bus.publish_message(NotificationMessage(POKEMONS, result.event))
     await spy.settle(ex)
 
     expected = [("pikachu", 3), ("pikachu", 4), ("charmander", 2)]
@@ -507,7 +508,7 @@ async def check_rebuild_levels(rebuild_levels: Callable[[EventStore, Any], Any])
 def _level_up_message(
     aggregate_id: str, version: int, event_type: str = POKEMON_LEVELED_UP.type
 ) -> NotificationMessage:
-    return NotificationMessage("POKEMONS", EventDetail(aggregate_id=aggregate_id, version=version, type=event_type))
+    return NotificationMessage(POKEMONS, EventDetail(aggregate_id=aggregate_id, version=version, type=event_type))
 
 
 async def check_idempotent_counter(counter_class: Callable[[], Any]) -> None:

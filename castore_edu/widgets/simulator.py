@@ -21,12 +21,11 @@ import asyncio
 import html
 import io
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
 from typing import Any
 
 import ipywidgets as widgets
 
-from castore_edu.experiment import ExperimentResult, FaultRates, PathResult, plot_experiment, run_experiment
+from castore_edu.experiment import ExperimentResult, FaultRates, plot_experiment, run_experiment
 
 Runner = Callable[..., Awaitable[ExperimentResult]]
 RATE_LABELS = {
@@ -48,11 +47,10 @@ def result_html(result: ExperimentResult) -> str:
     """The two paths side by side, as an HTML table."""
     header = "<tr><th></th><th>connected store</th><th>relay</th></tr>"
     rows = []
-    for field in fields(PathResult)[1:]:
-        cells = [getattr(result.connected, field.name), getattr(result.relay, field.name)]
-        shown = ["yes" if value is True else "no" if value is False else str(value) for value in cells]
+    for name, *values in result.rows():
+        shown = ["yes" if value is True else "no" if value is False else str(value) for value in values]
         rows.append(
-            f"<tr><td>{html.escape(field.name.replace('_', ' '))}</td>"
+            f"<tr><td>{html.escape(name)}</td>"
             + "".join(f"<td style='text-align:right'>{value}</td>" for value in shown)
             + "</tr>"
         )

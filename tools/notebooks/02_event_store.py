@@ -148,8 +148,6 @@ print("explorer and get_aggregate(max_version=...) agree on", len(explorer.snaps
 # `initial_event_before` keep aggregates whose first event falls in that window (inclusive).
 
 # %%
-from castore_edu.pokedex import pokemon_appeared
-
 for pokemon_id, name in [("bulbasaur", "Bulbasaur"), ("squirtle", "Squirtle"), ("eevee", "Eevee")]:
     await story.pokemons.push_event(pokemon_appeared(pokemon_id, name=name, level=1))
 
@@ -269,11 +267,8 @@ temporary = tempfile.TemporaryDirectory()
 database = Path(temporary.name) / "pokedex.sqlite3"
 
 async def all_events(pokedex):
-    return {
-        (store.event_store_id, entry.aggregate_id): await store.get_events(entry.aggregate_id)
-        for store in pokedex.stores
-        for entry in (await store.list_aggregate_ids()).aggregate_ids
-    }
+    """Every event of every aggregate of both stores: what the explorer loads (section 3)."""
+    return (await load_snapshot(*pokedex.stores)).histories
 
 in_memory, on_disk = in_memory_pokedex(), sqlite_pokedex(database)
 for each in (in_memory, on_disk):

@@ -56,16 +56,13 @@ ash
 
 # %%
 from castore_edu import EventAlreadyExistsError
+from castore_edu.widgets import load_snapshot
 
 await pokemons.push_event(pokemon_appeared("eevee", name="Eevee", level=4))
 
-async def snapshot(pokedex):
-    """Every event of every aggregate of both stores."""
-    return {
-        (store.event_store_id, entry.aggregate_id): await store.get_events(entry.aggregate_id)
-        for store in pokedex.stores
-        for entry in (await store.list_aggregate_ids()).aggregate_ids
-    }
+async def every_event(pokedex):
+    """Every event of every aggregate of both stores, read as the explorer of notebook 02 reads them."""
+    return (await load_snapshot(*pokedex.stores)).histories
 
 def catch_eevee_group(pokedex, ash_version):
     return [
@@ -76,11 +73,11 @@ def catch_eevee_group(pokedex, ash_version):
 
 async def refused_group(pokedex, ash_version):
     """Push the group, expecting a conflict; check that not one of its events was stored."""
-    before = await snapshot(pokedex)
+    before = await every_event(pokedex)
     try:
         await EventStore.push_event_group(*catch_eevee_group(pokedex, ash_version))
     except EventAlreadyExistsError as error:
-        assert await snapshot(pokedex) == before
+        assert await every_event(pokedex) == before
         return error
     raise AssertionError(f"version {ash_version} of ash should be taken")
 
@@ -123,7 +120,7 @@ print("SQLite refused the group too:", await refused_group(on_disk, ash_version=
 # in memory and SQLite, here — is refused before anything is written:
 
 # %%
-before = await snapshot(on_disk)
+before = await every_event(on_disk)
 mixed = [
     on_disk.pokemons.group_event(pokemon_caught("eevee", version=2, trainer_id="ash")),
     trainers.group_event(trainer_caught_pokemon("ash", version=5, pokemon_id="eevee")),
@@ -135,7 +132,7 @@ except ValueError as error:
     print("refused: event #1 is not in the same SQLite database as event #0")
 else:
     raise AssertionError("a group cannot span two kinds of storage")
-assert await snapshot(on_disk) == before
+assert await every_event(on_disk) == before
 
 on_disk.close()
 temporary.cleanup()

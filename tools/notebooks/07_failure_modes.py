@@ -58,7 +58,7 @@ pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
 
-def listening_bus(bus_class, bus_id, sources, **retry_settings):
+def listening_bus(bus_class, bus_id, sources):
     """A bus on an in-memory adapter; ``bus.inbox`` keeps every message its listener received."""
     bus = bus_class(message_bus_id=bus_id, source_event_stores=sources)
     bus.inbox = []
@@ -66,7 +66,7 @@ def listening_bus(bus_class, bus_id, sources, **retry_settings):
     async def listen(message, context):
         bus.inbox.append(message)
 
-    InMemoryMessageBusAdapter.attach_to(bus, **retry_settings).on({}, listen)
+    InMemoryMessageBusAdapter.attach_to(bus).on({}, listen)
     return bus
 
 schedule = FaultSchedule.seeded(7, fail=0.1, duplicate=0.05)
@@ -134,6 +134,7 @@ try:
     await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=6))
 except SimulatedCrash as crash:
     print("the process died:", crash)
+    assert crash.where == "after push_event #1"
 else:
     raise AssertionError("the push must crash")
 

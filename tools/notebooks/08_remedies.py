@@ -27,7 +27,6 @@
 
 # %%
 from castore_edu import (
-    EventStore,
     Fault,
     FaultSchedule,
     FaultyChannelAdapter,
@@ -78,6 +77,7 @@ relay = Relay(pokemons.event_storage_adapter, {"POKEMONS": news}, name="pokemon-
 
 await pokemons.push_event(pokemon_leveled_up("pikachu", version=5))  # succeeds: nothing else to do
 print(f"checkpoint {relay.position}, lag {relay.lag()} events")
+assert (relay.position, relay.lag()) == (0, 6)  # stored, not published yet
 
 # %% tags=["raises-exception"]
 await relay.step()
@@ -94,7 +94,7 @@ assert relay.position == 0 and relay.failures == 1
 assert await relay.step() == 6  # the whole log, in one batch
 await news.message_channel_adapter.wait_idle()
 print("published:", [(m.event.aggregate_id, m.event.version) for m in news.inbox])
-assert [(m.event.aggregate_id, m.event.version) for m in news.inbox] == [(e.event.aggregate_id, e.event.version) for e in pokemons.event_storage_adapter.read_log()]
+assert [m.event for m in news.inbox] == [entry.event for entry in relay.storage.read_log()]
 assert relay.position == 6 and relay.lag() == 0
 
 # %% [markdown]
@@ -119,6 +119,7 @@ await news.message_channel_adapter.wait_idle()
 assert [m.event.version for m in news.inbox[-2:]] == [6, 7]
 assert not relay.running and relay.position == 8
 print(f"published {relay.published} messages; checkpoint at position {relay.position}")
+assert relay.published == 8  # 6 by the second step, 2 by the task; the failed step published none
 
 # %% [markdown]
 # ## 3. Crash the relay; restart it on the same database
@@ -137,7 +138,7 @@ print(f"published {relay.published} messages; checkpoint at position {relay.posi
 import sqlite3
 import tempfile
 
-from castore_edu import LevelBoard, StateCarryingMessage
+from castore_edu import LevelBoard
 from castore_edu.clock import stepping_clock
 from castore_edu.pokedex import sqlite_pokedex
 
@@ -186,6 +187,7 @@ assert len(deliveries) == 4
 # %%
 dex, relay = start_process()
 print("process 2 starts at checkpoint", relay.position)
+assert relay.position == 3  # where process 1 saved it
 await relay.catch_up()
 await broker.wait_idle()
 
@@ -239,7 +241,7 @@ assert board.handler.skipped == 2  # v2 (caught) and v3 (levelled up)
 # projection, say — clear the read model and its processed identities together, then replay.
 
 # %%
-from castore_edu import NotificationMessageBus, pour_event_store_events
+from castore_edu import pour_event_store_events
 
 replay_channel = NotificationMessageBus(
     message_bus_id="POKEMON_REPLAY", source_event_stores=[dex.pokemons], message_bus_adapter=broker
@@ -319,6 +321,7 @@ simulator.run_button.click()
 await simulator.finished()
 print(simulator.status.value)
 assert simulator.result == result
+assert simulator.status.value.startswith(f"300 pushes: the connected store lost {result.connected.lost_messages} messages")
 assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 
 # %% [markdown]
@@ -326,12 +329,13 @@ assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 #
 # The relay costs a little latency and one more moving part; the connected store costs
 # correctness under failure. Measured on the development machine with
-# `python -m castore_edu.bench_relay` (figures vary with the machine, the disk above all):
+# `python -m castore_edu.bench_relay` (figures vary with the machine, the disk above all;
+# `docs/benchmarks.md` has the full table):
 #
-# - the relay moves about 45,000 events/s from an SQLite log on disk to an in-memory bus in
-#   batches of 500, under 2,000 events/s with a durable checkpoint after every event;
-# - pushing one event at a time is bounded by the database commit: about 2,500 pushes/s on
-#   disk, 2,100 through a connected store, 1,750 pushed then relayed;
+# - the relay moves about 50,000 events/s from an SQLite log on disk to an in-memory bus in
+#   batches of 500, under 3,000 events/s with a durable checkpoint after every event;
+# - pushing one event at a time is bounded by the database commit: about 2,950 pushes/s on
+#   disk, 2,800 through a connected store, 2,800 pushed then relayed;
 # - at 100 pushes/s, a relay polling every 50 ms delivers about 25 ms after the push (median);
 #   nudged by `on_event_pushed`, under a millisecond — as fast, in practice, as the connected
 #   store, which publishes inside the push.
