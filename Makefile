@@ -36,9 +36,9 @@ PYTEST_ARGS ?=
 help:
 	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
 	@echo "make test   set up .venv and run every test: unit tests and nbval on notebooks/"
-	@echo "make bench  set up .venv and run the benchmark with the peer comparison (python -m castore_edu.bench --all)"
+	@echo "make bench  set up .venv and run the benchmark with the peer comparison (python -m benchmarks --all)"
 	@echo "make notebooks  rebuild notebooks/*.ipynb from tools/notebooks/*.py with fresh outputs (NOTEBOOKS=\"02 05\" for some)"
-	@echo "make exercises  rebuild notebooks/solutions/ (run) and notebooks/exercises/ (stubs) from tools/exercises/*.py"
+	@echo "make exercises  rebuild instructor/solutions/ (run) and notebooks/exercises/ (stubs) from instructor/exercises/*.py"
 	@echo "make setup  only create/update .venv (fast when nothing changed)"
 	@echo "make e2e-setup  install Chromium and Playwright for the browser test (tests/e2e/)"
 	@echo "make lock   regenerate $(CONSTRAINTS) from a fresh install"
@@ -99,7 +99,7 @@ exercises: setup
 	$(VENV_PY) tools/build_exercises.py $(NOTEBOOKS)
 
 bench: $(BENCH_STAMP)
-	$(VENV_PY) -m castore_edu.bench --all
+	$(VENV_PY) -m benchmarks --all
 
 # Resolve the newest versions allowed by pyproject.toml in a throw-away venv with every extra,
 # and write them (plus requirements/platform-pins.txt) as the new constraints.

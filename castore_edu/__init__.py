@@ -1,51 +1,82 @@
 """castore_edu — Castore's event store, connected event store and message channels, in Python.
 
-Everything of the public API is importable from here: ``from castore_edu import EventStore``.
+Every name of the public API is importable from here: ``from castore_edu import EventStore``.
+The package is laid out as the course teaches it, one folder ("room") per concept:
+
+==================  ======================================================  ========
+room                what it holds                                            notebook
+==================  ======================================================  ========
+``core``            events, errors, clocks, the event store, commands        01, 02
+``storage``         the adapter protocol and ordered log; memory, SQLite     02, 08
+``messaging``       messages, channels, in-memory bus and queue adapters     03
+``connected``       the connected event store                                04–06
+``replay``          pouring past events into a channel again ("dam")         03, 08
+``reliability``     the relay on the ordered log; idempotent consumers       08
+``testing``         test doubles, fault injection, latency, the contract     02, 07
+``course``          the Pokédex, the experiment, widgets, exercise checks    all
+==================  ======================================================  ========
+
+A room imports only rooms above it in this table, never ``testing`` or ``course``
+(``tests/test_layout.py`` checks it); this module, the front door, re-exports the API.
 """
 
-from castore_edu.clock import stepping_clock, utc_now
-from castore_edu.command import Command
-from castore_edu.errors import (
-    AggregateNotFoundError,
-    EventAlreadyExistsError,
-    InvalidEventError,
-    MessageChannelEventStoreNotFoundError,
-    UndefinedEventStorageAdapterError,
-    UndefinedMessageChannelAdapterError,
-    is_event_already_exists_error,
-)
-from castore_edu.event_store import EventStore
-from castore_edu.events import (
+from castore_edu.connected import ConnectedEventStore, publish_pushed_event
+from castore_edu.core import (
     AggregateIdEntry,
     AggregateIdsPage,
+    AggregateNotFoundError,
     AggregateResult,
+    Command,
+    EventAlreadyExistsError,
     EventDetail,
+    EventStore,
     EventStoreContext,
     EventType,
     GroupedEvent,
+    InvalidEventError,
     LoggedEvent,
+    MessageChannelEventStoreNotFoundError,
     PushEventResult,
+    UndefinedEventStorageAdapterError,
+    UndefinedMessageChannelAdapterError,
+    is_event_already_exists_error,
+    stepping_clock,
+    utc_now,
 )
-from castore_edu.in_memory import InMemoryEventStorageAdapter
-from castore_edu.sqlite import SQLiteEventStorageAdapter
-from castore_edu.storage import EventStorageAdapter
-from castore_edu.test_tools import MockedEventStore, mock_event_store, mute_event_store
-
-# --- messaging (helper) ---
-from castore_edu.channels import (
+from castore_edu.messaging import (
+    AggregateExistsMessage,
     AggregateExistsMessageBus,
     AggregateExistsMessageChannel,
     AggregateExistsMessageQueue,
+    DeadLetter,
+    InMemoryMessageBusAdapter,
+    InMemoryMessageQueueAdapter,
     MessageChannelAdapter,
+    NotificationMessage,
     NotificationMessageBus,
     NotificationMessageChannel,
     NotificationMessageQueue,
+    StateCarryingMessage,
     StateCarryingMessageBus,
     StateCarryingMessageChannel,
     StateCarryingMessageQueue,
+    TaskContext,
+    is_aggregate_exists_message,
+    is_event_carrying_message,
+    is_notification_message,
+    is_state_carrying_message,
 )
-from castore_edu.connected import ConnectedEventStore, publish_pushed_event
-from castore_edu.dam import (
+from castore_edu.reliability import (
+    IdempotentHandler,
+    InMemoryCheckpointStore,
+    InMemoryProcessedMessages,
+    Relay,
+    SQLiteCheckpointStore,
+    SQLiteProcessedMessages,
+    idempotent,
+    message_key,
+)
+from castore_edu.replay import (
     PouredAggregateIds,
     PouredCollectionEvents,
     PouredEvents,
@@ -56,38 +87,80 @@ from castore_edu.dam import (
     pour_event_store_collection_events,
     pour_event_store_events,
 )
-from castore_edu.delivery import DeadLetter, TaskContext
-from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.in_memory_queue import InMemoryMessageQueueAdapter
-from castore_edu.messages import (
-    AggregateExistsMessage,
-    NotificationMessage,
-    StateCarryingMessage,
-    is_aggregate_exists_message,
-    is_event_carrying_message,
-    is_notification_message,
-    is_state_carrying_message,
+from castore_edu.storage import (
+    EventStorageAdapter,
+    InMemoryEventStorageAdapter,
+    SQLiteEventStorageAdapter,
 )
-# --- end messaging ---
-# --- failure modes (helper) ---
-from castore_edu.experiment import ExperimentResult, FaultRates, PathResult, plot_experiment, run_experiment
-from castore_edu.faults import (
-    Fault,
-    FaultSchedule,
-    FaultyChannelAdapter,
-    FaultyStorageAdapter,
-    InjectedFault,
-    SimulatedCrash,
-)
-from castore_edu.idempotency import (
-    IdempotentHandler,
-    InMemoryProcessedMessages,
-    LevelBoard,
-    SQLiteProcessedMessages,
-    idempotent,
-    message_key,
-)
-from castore_edu.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore
-# --- end failure modes ---
+from castore_edu.testing.doubles import MockedEventStore, mock_event_store, mute_event_store
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AggregateExistsMessage",
+    "AggregateExistsMessageBus",
+    "AggregateExistsMessageChannel",
+    "AggregateExistsMessageQueue",
+    "AggregateIdEntry",
+    "AggregateIdsPage",
+    "AggregateNotFoundError",
+    "AggregateResult",
+    "Command",
+    "ConnectedEventStore",
+    "DeadLetter",
+    "EventAlreadyExistsError",
+    "EventDetail",
+    "EventStorageAdapter",
+    "EventStore",
+    "EventStoreContext",
+    "EventType",
+    "GroupedEvent",
+    "IdempotentHandler",
+    "InMemoryCheckpointStore",
+    "InMemoryEventStorageAdapter",
+    "InMemoryMessageBusAdapter",
+    "InMemoryMessageQueueAdapter",
+    "InMemoryProcessedMessages",
+    "InvalidEventError",
+    "LoggedEvent",
+    "MessageChannelAdapter",
+    "MessageChannelEventStoreNotFoundError",
+    "MockedEventStore",
+    "NotificationMessage",
+    "NotificationMessageBus",
+    "NotificationMessageChannel",
+    "NotificationMessageQueue",
+    "PouredAggregateIds",
+    "PouredCollectionEvents",
+    "PouredEvents",
+    "PouredStoreEvents",
+    "PushEventResult",
+    "Relay",
+    "SQLiteCheckpointStore",
+    "SQLiteEventStorageAdapter",
+    "SQLiteProcessedMessages",
+    "ScanInfo",
+    "StateCarryingMessage",
+    "StateCarryingMessageBus",
+    "StateCarryingMessageChannel",
+    "StateCarryingMessageQueue",
+    "TaskContext",
+    "UndefinedEventStorageAdapterError",
+    "UndefinedMessageChannelAdapterError",
+    "idempotent",
+    "is_aggregate_exists_message",
+    "is_event_already_exists_error",
+    "is_event_carrying_message",
+    "is_notification_message",
+    "is_state_carrying_message",
+    "message_key",
+    "mock_event_store",
+    "mute_event_store",
+    "pour_aggregate_events",
+    "pour_event_store_aggregate_ids",
+    "pour_event_store_collection_events",
+    "pour_event_store_events",
+    "publish_pushed_event",
+    "stepping_clock",
+    "utc_now",
+]

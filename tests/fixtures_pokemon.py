@@ -10,12 +10,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from castore_edu.delivery import TaskContext
-from castore_edu.event_store import EventStore
-from castore_edu.events import EventDetail, EventType
-from castore_edu.in_memory import InMemoryEventStorageAdapter
-from castore_edu.messages import NotificationMessage
-from tests.adapter_contract import run  # one async test body per asyncio.run (no pytest-asyncio)
+from castore_edu.messaging.delivery import TaskContext
+from castore_edu.core.event_store import EventStore
+from castore_edu.core.events import EventDetail, EventType
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.messaging.messages import NotificationMessage
+from castore_edu.testing.storage_contract import run  # one async test body per asyncio.run (no pytest-asyncio)
 from tests.pokemon import (
     CHARIZARD_LEVELED_UP,
     PIKACHU_EVENTS,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from castore_edu import bench_peers
-from castore_edu.bench_peers import QUICK, Results, eventsourcing_installed
+from benchmarks import peers as bench_peers
+from benchmarks.peers import QUICK, Results, eventsourcing_installed
 
 # Every (group, workload, peer) the table must have. The eventsourcing rows are there even when
 # the library is not installed, with an empty peer figure.

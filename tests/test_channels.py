@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from castore_edu.channels import (
+from castore_edu.messaging.channels import (
     AggregateExistsMessageBus,
     AggregateExistsMessageChannel,
     AggregateExistsMessageQueue,
@@ -15,12 +15,12 @@ from castore_edu.channels import (
     StateCarryingMessageChannel,
     StateCarryingMessageQueue,
 )
-from castore_edu.errors import (
+from castore_edu.core.errors import (
     AggregateNotFoundError,
     MessageChannelEventStoreNotFoundError,
     UndefinedMessageChannelAdapterError,
 )
-from castore_edu.messages import AggregateExistsMessage, NotificationMessage, StateCarryingMessage
+from castore_edu.messaging.messages import AggregateExistsMessage, NotificationMessage, StateCarryingMessage
 from tests.fixtures_pokemon import (
     RecordingChannelAdapter,
     appeared,

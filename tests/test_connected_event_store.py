@@ -6,21 +6,21 @@ from typing import Any
 
 import pytest
 
-import castore_edu.connected as connected_module
-from castore_edu.channels import (
+import castore_edu.connected.connected_event_store as connected_module
+from castore_edu.messaging.channels import (
     AggregateExistsMessageQueue,
     NotificationMessageBus,
     NotificationMessageQueue,
     StateCarryingMessageBus,
     StateCarryingMessageQueue,
 )
-from castore_edu.connected import ConnectedEventStore, publish_pushed_event
-from castore_edu.event_store import EventStore
-from castore_edu.errors import UndefinedMessageChannelAdapterError
-from castore_edu.events import EventDetail, EventStoreContext, PushEventResult
-from castore_edu.in_memory import InMemoryEventStorageAdapter
-from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.connected.connected_event_store import ConnectedEventStore, publish_pushed_event
+from castore_edu.core.event_store import EventStore
+from castore_edu.core.errors import UndefinedMessageChannelAdapterError
+from castore_edu.core.events import EventDetail, EventStoreContext, PushEventResult
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
 from tests.fixtures_pokemon import (
     FailingChannelAdapter,
     RecordingChannelAdapter,

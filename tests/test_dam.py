@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from castore_edu import dam
-from castore_edu.channels import AggregateExistsMessageQueue, NotificationMessageQueue
-from castore_edu.dam import (
+from castore_edu.replay import dam
+from castore_edu.messaging.channels import AggregateExistsMessageQueue, NotificationMessageQueue
+from castore_edu.replay.dam import (
     PouredAggregateIds,
     PouredCollectionEvents,
     PouredEvents,
@@ -20,12 +20,12 @@ from castore_edu.dam import (
     pour_event_store_collection_events,
     pour_event_store_events,
 )
-from castore_edu.delivery import TaskContext
-from castore_edu.errors import MessageChannelEventStoreNotFoundError
-from castore_edu.events import AggregateIdEntry, EventDetail
-from castore_edu.in_memory_queue import InMemoryMessageQueueAdapter
-from castore_edu.messages import AggregateExistsMessage
-from castore_edu.test_tools import mock_event_store
+from castore_edu.messaging.delivery import TaskContext
+from castore_edu.core.errors import MessageChannelEventStoreNotFoundError
+from castore_edu.core.events import AggregateIdEntry, EventDetail
+from castore_edu.messaging.in_memory_queue import InMemoryMessageQueueAdapter
+from castore_edu.messaging.messages import AggregateExistsMessage
+from castore_edu.testing.doubles import mock_event_store
 from tests.fixtures_pokemon import Recorder, blueprint_stores, run
 
 REPLAYED = TaskContext(attempt=1, retry_attempts_left=2, replay=True)

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from castore_edu.experiment import (
+from castore_edu.course.experiment import (
     ExperimentResult,
     FaultRates,
     plot_experiment,
@@ -20,7 +20,7 @@ from castore_edu.experiment import (
     run_relay,
     seeded_workload,
 )
-from castore_edu.faults import Fault, FaultSchedule
+from castore_edu.testing.faults import Fault, FaultSchedule
 from tests.fixtures_pokemon import run
 
 SCHEDULES = 1_000

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 from castore_edu import EventDetail  # noqa: E402
-from castore_edu.pokedex import (  # noqa: E402
+from castore_edu.course.pokedex import (  # noqa: E402
     Pokedex,
     in_memory_pokedex,
     pokemon_appeared,
@@ -17,14 +17,14 @@ from castore_edu.pokedex import (  # noqa: E402
     sqlite_pokedex,
     tell_the_story,
 )
-from castore_edu.widgets import (  # noqa: E402
+from castore_edu.course.widgets import (  # noqa: E402
     EventStoreExplorer,
     ExplorerSnapshot,
     aggregate_html,
     event_html,
     load_snapshot,
 )
-from tests.adapter_contract import run  # noqa: E402
+from castore_edu.testing.storage_contract import run  # noqa: E402
 
 PIKACHU = ("POKEMONS", "pikachu")
 CHARMANDER = ("POKEMONS", "charmander")

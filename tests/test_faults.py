@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from castore_edu.channels import NotificationMessageBus
-from castore_edu.connected import ConnectedEventStore
-from castore_edu.errors import EventAlreadyExistsError
-from castore_edu.event_store import EventStore
-from castore_edu.events import EventDetail
-from castore_edu.faults import (
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.connected.connected_event_store import ConnectedEventStore
+from castore_edu.core.errors import EventAlreadyExistsError
+from castore_edu.core.event_store import EventStore
+from castore_edu.core.events import EventDetail
+from castore_edu.testing.faults import (
     Fault,
     FaultSchedule,
     FaultyChannelAdapter,
@@ -20,9 +20,9 @@ from castore_edu.faults import (
     SimulatedCrash,
     unwrap_storage,
 )
-from castore_edu.in_memory import InMemoryEventStorageAdapter
-from castore_edu.messages import NotificationMessage
-from castore_edu.sqlite import SQLiteEventStorageAdapter
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.messaging.messages import NotificationMessage
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from tests.fixtures_pokemon import RecordingChannelAdapter, appeared, caught, leveled_up, pokemons_store, run
 
 

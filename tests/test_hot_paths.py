@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from castore_edu import EventDetail, PushEventResult
-from castore_edu.hot_paths import build_event, build_push_result, with_timestamp
+from castore_edu.core.hot_paths import build_event, build_push_result, with_timestamp
 
 
 def test_build_event_equals_the_constructor() -> None:

@@ -8,21 +8,21 @@ from typing import Any
 
 import pytest
 
-from castore_edu.channels import NotificationMessageBus
-from castore_edu.dam import pour_event_store_events
-from castore_edu.delivery import TaskContext
-from castore_edu.faults import Fault, FaultSchedule, FaultyChannelAdapter
-from castore_edu.idempotency import (
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.replay.dam import pour_event_store_events
+from castore_edu.messaging.delivery import TaskContext
+from castore_edu.testing.faults import Fault, FaultSchedule, FaultyChannelAdapter
+from castore_edu.reliability.idempotency import (
     IdempotentHandler,
     InMemoryProcessedMessages,
-    LevelBoard,
     SQLiteProcessedMessages,
     idempotent,
     message_key,
 )
-from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.messages import NotificationMessage, StateCarryingMessage
-from castore_edu.pokedex import in_memory_pokedex, level_ups, pokemon_appeared, pokemon_caught, pokemon_leveled_up
+from castore_edu.course.read_models import LevelBoard
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.course.pokedex import in_memory_pokedex, level_ups, pokemon_appeared, pokemon_caught, pokemon_leveled_up
 from tests.fixtures_pokemon import run
 
 APPEARED = NotificationMessage("POKEMONS", pokemon_appeared("pikachu", name="Pikachu", level=5))

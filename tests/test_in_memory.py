@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from castore_edu import EventAlreadyExistsError, EventStore, InMemoryEventStorageAdapter
-from castore_edu.clock import Clock, utc_now
-from tests.adapter_contract import YEARS, AdapterContract, event, run, store
+from castore_edu.core.clock import Clock, utc_now
+from castore_edu.testing.storage_contract import YEARS, StorageAdapterContract, event, run, store
 
 
-class TestInMemoryAdapter(AdapterContract):
+class TestInMemoryAdapter(StorageAdapterContract):
     def make_adapter(self, clock: Clock = utc_now) -> InMemoryEventStorageAdapter:
         return InMemoryEventStorageAdapter(clock=clock)
 

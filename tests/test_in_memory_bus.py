@@ -9,11 +9,11 @@ import logging
 
 import pytest
 
-from castore_edu.channels import NotificationMessageBus
-from castore_edu.delivery import DeadLetter, TaskContext, round_half_up
-from castore_edu.events import EventDetail
-from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.messages import AggregateExistsMessage, NotificationMessage
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.messaging.delivery import DeadLetter, TaskContext, round_half_up
+from castore_edu.core.events import EventDetail
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.messaging.messages import AggregateExistsMessage, NotificationMessage
 from tests.fixtures_pokemon import (
     DEFAULT_CONTEXT,
     Recorder,

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from castore_edu.channels import NotificationMessageQueue
-from castore_edu.delivery import DeadLetter, TaskContext
-from castore_edu.events import EventDetail
-from castore_edu.in_memory_queue import InMemoryMessageQueueAdapter
-from castore_edu.messages import NotificationMessage
+from castore_edu.messaging.channels import NotificationMessageQueue
+from castore_edu.messaging.delivery import DeadLetter, TaskContext
+from castore_edu.core.events import EventDetail
+from castore_edu.messaging.in_memory_queue import InMemoryMessageQueueAdapter
+from castore_edu.messaging.messages import NotificationMessage
 from tests.fixtures_pokemon import (
     DEFAULT_CONTEXT,
     Recorder,

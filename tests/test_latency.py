@@ -15,12 +15,12 @@ from castore_edu import (
     SQLiteEventStorageAdapter,
     stepping_clock,
 )
-from castore_edu.clock import Clock, utc_now
-from castore_edu.latency import CallCounts, SimulatedLatencyAdapter
-from tests.adapter_contract import AdapterContract, event, run, store
+from castore_edu.core.clock import Clock, utc_now
+from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
+from castore_edu.testing.storage_contract import StorageAdapterContract, event, run, store
 
 
-class TestThroughTheWrapperInMemory(AdapterContract):
+class TestThroughTheWrapperInMemory(StorageAdapterContract):
     """Every promise of the in-memory adapter still holds behind the wrapper."""
 
     def make_adapter(self, clock: Clock = utc_now) -> SimulatedLatencyAdapter:
@@ -37,7 +37,7 @@ class TestThroughTheWrapperInMemory(AdapterContract):
                 ("TRAINERS", 1, "ash", 1)]
 
 
-class TestThroughTheWrapperOnSQLite(AdapterContract):
+class TestThroughTheWrapperOnSQLite(StorageAdapterContract):
     """...and so do the SQLite adapter's, groups (one transaction) included."""
 
     def make_adapter(self, clock: Clock = utc_now) -> SimulatedLatencyAdapter:

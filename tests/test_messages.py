@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from castore_edu.messages import (
+from castore_edu.messaging.messages import (
     AggregateExistsMessage,
     NotificationMessage,
     StateCarryingMessage,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from castore_edu import EventAlreadyExistsError, EventDetail, InMemoryEventStorageAdapter, SQLiteEventStorageAdapter
-from castore_edu.events import validate_event
-from castore_edu.pokedex import (
+from castore_edu.core.events import validate_event
+from castore_edu.course.pokedex import (
     POKEMON_EVENT_TYPES,
     POKEMONS,
     TRAINER_EVENT_TYPES,
@@ -33,7 +33,7 @@ from castore_edu.pokedex import (
     trainer_created,
     trainer_reducer,
 )
-from tests.adapter_contract import run
+from castore_edu.testing.storage_contract import run
 
 APPEARED = pokemon_appeared("pikachu", name="Pikachu", level=5)
 CAUGHT = pokemon_caught("pikachu", version=2, trainer_id="ash")

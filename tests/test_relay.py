@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from castore_edu.channels import (
+from castore_edu.messaging.channels import (
     AggregateExistsMessageBus,
     NotificationMessageBus,
     StateCarryingMessageBus,
 )
-from castore_edu.bench import push_all
-from castore_edu.errors import MessageChannelEventStoreNotFoundError
-from castore_edu.event_store import EventStore
-from castore_edu.events import EventDetail
-from castore_edu.faults import (
+from benchmarks.core import push_all
+from castore_edu.core.errors import MessageChannelEventStoreNotFoundError
+from castore_edu.core.event_store import EventStore
+from castore_edu.core.events import EventDetail
+from castore_edu.testing.faults import (
     Fault,
     FaultSchedule,
     FaultyChannelAdapter,
@@ -26,12 +26,12 @@ from castore_edu.faults import (
     InjectedFault,
     SimulatedCrash,
 )
-from castore_edu.in_memory import InMemoryEventStorageAdapter
-from castore_edu.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.messages import NotificationMessage, StateCarryingMessage
-from castore_edu.pokedex import level_ups, pokemon_appeared
-from castore_edu.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore, default_checkpoints
-from castore_edu.sqlite import SQLiteEventStorageAdapter
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.course.pokedex import level_ups, pokemon_appeared
+from castore_edu.reliability.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore, default_checkpoints
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer, run
 
 
@@ -442,7 +442,7 @@ def test_a_relay_made_outside_a_loop_runs_in_later_loops() -> None:
 
 def test_the_relay_benchmark_runs_and_reports_every_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     """A smoke test on tiny sizes: the figures themselves are for people to read."""
-    import castore_edu.bench_relay as bench
+    import benchmarks.relay as bench
 
     for name, value in {"LOG_EVENTS": 300, "SMALL_BATCH_EVENTS": 20, "PUSH_ROUNDS": 1, "LAG_SECONDS": 0.1,
                         "PUSH_EVENTS": {"on disk": 10, "in memory": 50}}.items():

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
-from castore_edu.experiment import FaultRates, run_experiment  # noqa: E402
-from castore_edu.widgets.simulator import FailureSimulator, chart_png, result_html  # noqa: E402
+from castore_edu.course.experiment import FaultRates, run_experiment  # noqa: E402
+from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html  # noqa: E402
 from tests.fixtures_pokemon import run  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

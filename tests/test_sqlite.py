@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from castore_edu import EventAlreadyExistsError, SQLiteEventStorageAdapter
-from castore_edu.clock import Clock, utc_now
-from tests.adapter_contract import AdapterContract, event, run, store
+from castore_edu.core.clock import Clock, utc_now
+from castore_edu.testing.storage_contract import StorageAdapterContract, event, run, store
 
 
-class TestSQLiteAdapter(AdapterContract):
+class TestSQLiteAdapter(StorageAdapterContract):
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> Any:
         self.path = tmp_path / "events.sqlite"

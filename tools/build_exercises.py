@@ -1,6 +1,6 @@
 """Build the workshop's exercise notebooks — a solution and a learner version — from one source each.
 
-An exercise source, ``tools/exercises/NN_name.py``, is written like the course's sources (the
+An exercise source, ``instructor/exercises/NN_name.py``, is written like the course's sources (the
 percent format of ``tools/build_notebooks.py``), and marks in its code cells what the learner
 has to write::
 
@@ -12,7 +12,7 @@ has to write::
 
 Two notebooks come out of it:
 
-- ``notebooks/solutions/NN_name.ipynb``, for instructors: the source as it is, markers included,
+- ``instructor/solutions/NN_name.ipynb``, for instructors: the source as it is, markers included,
   run in a fresh kernel and stored with its outputs. nbval runs it again in the test suite, so
   every check must pass on the solution, for good.
 - ``notebooks/exercises/NN_name.ipynb``, for learners: every solution region becomes a stub at the
@@ -23,7 +23,7 @@ Two notebooks come out of it:
 
   It is stored *without* outputs and never run by the build. A learner opens a clean notebook with
   no stale "Not yet" boxes in it, and the file depends on its source only, so the tests rebuild it
-  in memory and compare it byte for byte (tests/test_exercises.py also runs it, and checks that
+  in memory and compare it byte for byte (instructor/tests/test_exercises.py also runs it, and checks that
   every check there says "Not yet"). nbval skips these notebooks: they fail by design.
 
     python tools/build_exercises.py              # build both versions of every exercise notebook
@@ -52,8 +52,9 @@ from tools.build_notebooks import (  # noqa: E402
     to_notebook,
 )
 
-SOURCES = ROOT / "tools" / "exercises"
-SOLUTIONS = NOTEBOOKS / "solutions"
+INSTRUCTOR = ROOT / "instructor"
+SOURCES = INSTRUCTOR / "exercises"
+SOLUTIONS = INSTRUCTOR / "solutions"
 EXERCISES = NOTEBOOKS / "exercises"
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?: \(hint: (?P<hint>.+)\))?[ \t]*$")
 END = re.compile(r"^[ \t]*### END SOLUTION[ \t]*$")

@@ -40,7 +40,7 @@ assert sys.version_info >= (3, 11), "castore_edu needs Python 3.11 or newer"
 # ## 2. One event
 #
 # The whole course uses one small domain, Pokémon and their trainers, defined once in
-# `castore_edu/pokedex.py`. `in_memory_pokedex()` gives two event stores that keep their
+# `castore_edu/course/pokedex.py`. `in_memory_pokedex()` gives two event stores that keep their
 # events in memory. Their timestamps come from a *stepping clock*: the first event is stamped
 # 2024-01-01 at midnight, each next one a second later, so the outputs below are the same on
 # every machine.
@@ -50,7 +50,7 @@ assert sys.version_info >= (3, 11), "castore_edu needs Python 3.11 or newer"
 # `asyncio.run(...)`).
 
 # %%
-from castore_edu.pokedex import in_memory_pokedex, pokemon_appeared
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_appeared
 
 pokedex = in_memory_pokedex()
 result = await pokedex.pokemons.push_event(pokemon_appeared("pikachu", name="Pikachu", level=5))
@@ -105,6 +105,6 @@ assert len(axes.patches) == len(levels)
 #
 # - Castore's installation page: <https://castore-dev.github.io/castore/docs/installation/>
 # - Top-level `await` in IPython and Jupyter: <https://ipython.readthedocs.io/en/stable/interactive/autoawait.html>
-# - The course domain, with docstrings that explain each choice: `castore_edu/pokedex.py`
+# - The course domain, with docstrings that explain each choice: `castore_edu/course/pokedex.py`
 #
 # Next: **01 · Events, event types, aggregates and reducers**.

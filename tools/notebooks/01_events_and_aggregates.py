@@ -56,7 +56,7 @@ assert appeared.payload == {"name": "Pikachu", "level": 5}
 # %% [markdown]
 # ## 2. Event types
 #
-# An `EventType` names one kind of event. The course's types live in `castore_edu/pokedex.py`.
+# An `EventType` names one kind of event. The course's types live in `castore_edu/course/pokedex.py`.
 # An event store lists its types, but — as in Castore — does not refuse an event of a type it
 # did not declare: the list documents the store, it does not police it.
 #
@@ -65,7 +65,7 @@ assert appeared.payload == {"name": "Pikachu", "level": 5}
 
 # %%
 from castore_edu import EventType
-from castore_edu.pokedex import POKEMON_EVENT_TYPES, TRAINER_EVENT_TYPES
+from castore_edu.course.pokedex import POKEMON_EVENT_TYPES, TRAINER_EVENT_TYPES
 
 print([event_type.type for event_type in POKEMON_EVENT_TYPES])
 print([event_type.type for event_type in TRAINER_EVENT_TYPES])
@@ -88,12 +88,12 @@ else:
 # the state reproducible: the same events always give the same aggregate, today or in five years,
 # on your laptop or on a server.
 #
-# Here is the course's reducer (read it in `castore_edu/pokedex.py`):
+# Here is the course's reducer (read it in `castore_edu/course/pokedex.py`):
 
 # %%
 import inspect
 
-from castore_edu.pokedex import Pokemon, pokemon_reducer
+from castore_edu.course.pokedex import Pokemon, pokemon_reducer
 
 print(inspect.getsource(pokemon_reducer))
 
@@ -103,7 +103,7 @@ print(inspect.getsource(pokemon_reducer))
 # Pikachu's story so far: it appears, Ash catches it, it levels up twice.
 
 # %%
-from castore_edu.pokedex import pokemon_caught, pokemon_leveled_up
+from castore_edu.course.pokedex import pokemon_caught, pokemon_leveled_up
 
 events = [
     appeared,
@@ -149,7 +149,7 @@ history[1]
 # instead of inventing a state.
 
 # %%
-from castore_edu.pokedex import UnexpectedEventError
+from castore_edu.course.pokedex import UnexpectedEventError
 
 try:
     pokemon_reducer(None, events[1])
@@ -169,7 +169,7 @@ else:
 # read the whole history again (the `prev_aggregate` option of notebooks 04–06).
 
 # %%
-from castore_edu.pokedex import pokemons_event_store
+from castore_edu.course.pokedex import pokemons_event_store
 
 pokemons = pokemons_event_store()  # no storage needed to fold
 assert pokemons.build_aggregate(events) == pikachu
@@ -195,6 +195,6 @@ print(f"{pokemons!r} folds {len(events)} events into {pikachu}")
 # - Castore, events: <https://castore-dev.github.io/castore/docs/event-sourcing/events/>
 # - Castore, aggregates and reducers: <https://castore-dev.github.io/castore/docs/event-sourcing/aggregates-reducers/>
 # - Martin Fowler, *Event Sourcing*: <https://martinfowler.com/eaaDev/EventSourcing.html>
-# - In this package: `castore_edu/events.py` (events), `castore_edu/pokedex.py` (the domain).
+# - In this package: `castore_edu/core/events.py` (events), `castore_edu/course/pokedex.py` (the domain).
 #
 # Next: **02 · The event store**.

@@ -16,12 +16,12 @@
 # ## 1. Pushing events
 #
 # An `EventStore` holds no events itself: it hands every read and write to its **storage
-# adapter** (`castore_edu/storage.py`). We start in memory. `in_memory_pokedex()` gives the
+# adapter** (`castore_edu/storage/protocol.py`). We start in memory. `in_memory_pokedex()` gives the
 # course's two stores, `POKEMONS` and `TRAINERS`, each on its own in-memory adapter, stamped by
 # one deterministic clock (2024-01-01 00:00:00, then one second per event).
 
 # %%
-from castore_edu.pokedex import in_memory_pokedex, pokemon_appeared, pokemon_leveled_up
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_appeared, pokemon_leveled_up
 
 pokedex = in_memory_pokedex()
 pokemons = pokedex.pokemons
@@ -103,17 +103,17 @@ assert (await pokemons.get_aggregate("mewtwo")).aggregate is None
 # ### The event store explorer
 #
 # Let's give Pikachu some company with the course's opening scene (`tell_the_story` in
-# `castore_edu/pokedex.py`): Pikachu and Charmander appear, Ash catches Pikachu, Pikachu levels
+# `castore_edu/course/pokedex.py`): Pikachu and Charmander appear, Ash catches Pikachu, Pikachu levels
 # up twice. Then open the **explorer**: pick an aggregate, slide through its versions, and watch
 # the event stored at that version next to the aggregate right after it.
 #
 # Widget callbacks cannot `await`, so the explorer loads every event once (`load_snapshot`, in
-# `castore_edu/widgets/explorer.py`) and time-travels by folding the loaded events up to the
+# `castore_edu/course/widgets/explorer.py`) and time-travels by folding the loaded events up to the
 # slider's version.
 
 # %%
-from castore_edu.pokedex import tell_the_story
-from castore_edu.widgets import EventStoreExplorer, load_snapshot
+from castore_edu.course.pokedex import tell_the_story
+from castore_edu.course.widgets import EventStoreExplorer, load_snapshot
 
 story = in_memory_pokedex()
 await tell_the_story(story)
@@ -216,7 +216,7 @@ assert outcomes[0] == 11 and isinstance(outcomes[1], EventAlreadyExistsError)
 # %% [markdown]
 # The loser's decision was based on a state that no longer exists, so simply pushing again
 # would be wrong. The right reaction is to **run the whole handler again** on fresh state.
-# That is what a `Command` does (`castore_edu/command.py`): on `EventAlreadyExistsError` it
+# That is what a `Command` does (`castore_edu/core/command.py`): on `EventAlreadyExistsError` it
 # calls `on_event_already_exists` and retries, up to `event_already_exists_retries` more times
 # (2 by default). Because a retry repeats everything, a handler should have no side effect other
 # than pushing events.
@@ -248,7 +248,7 @@ assert (await pokemons.get_aggregate("pikachu")).aggregate.level == 13
 # %% [markdown]
 # ## 6. Same code, other storage: SQLite
 #
-# `SQLiteEventStorageAdapter` (`castore_edu/sqlite.py`) keeps events in a database file. One
+# `SQLiteEventStorageAdapter` (`castore_edu/storage/sqlite.py`) keeps events in a database file. One
 # file holds both stores (rows are keyed by event store id). Its conflict detection is a
 # `UNIQUE (event_store_id, aggregate_id, version)` constraint: the database itself refuses the
 # second version 7, even from another process.
@@ -261,7 +261,7 @@ assert (await pokemons.get_aggregate("pikachu")).aggregate.level == 13
 import tempfile
 from pathlib import Path
 
-from castore_edu.pokedex import sqlite_pokedex
+from castore_edu.course.pokedex import sqlite_pokedex
 
 temporary = tempfile.TemporaryDirectory()
 database = Path(temporary.name) / "pokedex.sqlite3"
@@ -292,7 +292,7 @@ else:
 # keep sorting after the old ones.)
 
 # %%
-from castore_edu.clock import stepping_clock
+from castore_edu.core.clock import stepping_clock
 
 on_disk.close()
 reopened = sqlite_pokedex(database, clock=stepping_clock(start="2024-01-02T00:00:00.000Z"))
@@ -326,7 +326,7 @@ assert not database.exists()
 # - Castore, fetching events: <https://castore-dev.github.io/castore/docs/event-sourcing/fetching-events/>
 # - Castore, pushing events (and commands): <https://castore-dev.github.io/castore/docs/event-sourcing/pushing-events/>
 # - Martin Fowler, *Optimistic Offline Lock*: <https://martinfowler.com/eaaCatalog/optimisticOfflineLock.html>
-# - In this package: `castore_edu/event_store.py`, `castore_edu/in_memory.py`, `castore_edu/sqlite.py`,
-#   `castore_edu/command.py`, `castore_edu/widgets/explorer.py`.
+# - In this package: `castore_edu/core/event_store.py`, `castore_edu/storage/in_memory.py`, `castore_edu/storage/sqlite.py`,
+#   `castore_edu/core/command.py`, `castore_edu/course/widgets/explorer.py`.
 #
 # Next: **03 · Messages and channels**.

@@ -19,7 +19,7 @@
 # %% [markdown]
 # ## 1. Three kinds of message
 #
-# Every message names the event store it comes from (`castore_edu/messages.py`):
+# Every message names the event store it comes from (`castore_edu/messaging/messages.py`):
 #
 # | message | carries | Fowler's name |
 # |---|---|---|
@@ -42,7 +42,7 @@ from castore_edu import (
     is_notification_message,
     is_state_carrying_message,
 )
-from castore_edu.pokedex import in_memory_pokedex, tell_the_story
+from castore_edu.course.pokedex import in_memory_pokedex, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
@@ -65,8 +65,8 @@ assert is_aggregate_exists_message(exists) and not is_event_carrying_message(exi
 # ## 2. A bus fans out
 #
 # A **channel** checks that a message comes from one of its *source event stores*, then hands
-# it to its **adapter**, which does the delivering (`castore_edu/channels.py`). Here the adapter is
-# in memory (`castore_edu/in_memory_bus.py`); a real one would talk to a broker, and the
+# it to its **adapter**, which does the delivering (`castore_edu/messaging/channels.py`). Here the adapter is
+# in memory (`castore_edu/messaging/in_memory_bus.py`); a real one would talk to a broker, and the
 # publishing code would not change.
 #
 # A bus delivers each message to **every** listener whose filter matches. Listeners register
@@ -126,7 +126,7 @@ else:
 # ## 3. A queue takes turns
 #
 # A **queue** hands each message to one **worker**, one message at a time, in order
-# (`castore_edu/in_memory_queue.py`). A bus starts a delivery for every message at once. To see
+# (`castore_edu/messaging/in_memory_queue.py`). A bus starts a delivery for every message at once. To see
 # the difference, the consumer below writes down when it starts and ends each message, and
 # awaits in between (as real work would).
 
@@ -197,7 +197,7 @@ assert levels_seen == [(1, 5), (2, 5), (3, 6), (4, 7)]
 # Delivery is fire-and-forget: a consumer's failure never reaches the publisher (it has moved
 # on), just as with a real broker. So the adapter retries on its own: after a failure it waits
 # `retry_delay_ms × retry_backoff_rate ** (attempt − 1)` milliseconds and delivers again, up to
-# `retry_attempts` more times (`castore_edu/delivery.py`). The defaults wait 30 s then 60 s;
+# `retry_attempts` more times (`castore_edu/messaging/delivery.py`). The defaults wait 30 s then 60 s;
 # we use 5 ms and 10 ms so the notebook stays quick. Each delivery comes with a `TaskContext`
 # saying which attempt it is.
 
@@ -264,7 +264,7 @@ assert [record.levelname for record in kept.records] == ["ERROR"]
 # ## 6. Replay
 #
 # A consumer that joins late — a new read model, or a fixed one that must rebuild — needs the
-# messages it missed. The `pour_*` functions (`castore_edu/dam.py`, after Castore's lib-dam) read
+# messages it missed. The `pour_*` functions (`castore_edu/replay/dam.py`, after Castore's lib-dam) read
 # events back from a store and publish them again with `replay=True`. A bus listener receives
 # replayed messages only if its filter says `on_replay=True`, so live-only consumers (say,
 # e-mails) are not triggered twice.
@@ -329,7 +329,7 @@ assert castore_tasks() == []
 # - Castore, messages: <https://castore-dev.github.io/castore/docs/reacting-to-events/messages/>
 # - Castore, message queues: <https://castore-dev.github.io/castore/docs/reacting-to-events/message-queues/>
 # - Castore, message buses: <https://castore-dev.github.io/castore/docs/reacting-to-events/message-buses/>
-# - In this package: `castore_edu/messages.py`, `castore_edu/channels.py`, `castore_edu/in_memory_bus.py`,
-#   `castore_edu/in_memory_queue.py`, `castore_edu/delivery.py`, `castore_edu/dam.py`.
+# - In this package: `castore_edu/messaging/messages.py`, `castore_edu/messaging/channels.py`, `castore_edu/messaging/in_memory_bus.py`,
+#   `castore_edu/messaging/in_memory_queue.py`, `castore_edu/messaging/delivery.py`, `castore_edu/replay/dam.py`.
 #
 # Next: **04 · The connected event store**.

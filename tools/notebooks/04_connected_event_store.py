@@ -13,7 +13,7 @@
 #
 # We walk through Castore's documentation page on the connected event store (linked at the end)
 # in its own order, paraphrasing each claim, then testing it on castore_edu
-# (`castore_edu/connected.py`).
+# (`castore_edu/connected/connected_event_store.py`).
 
 # %% [markdown]
 # ## Setting the scene
@@ -27,7 +27,7 @@ from castore_edu import (
     InMemoryMessageBusAdapter,
     NotificationMessageBus,
 )
-from castore_edu.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
@@ -110,7 +110,7 @@ assert len(app_bus.received) == 1  # still only the first message
 # grouped it. Here Pokémon events go to the app bus and trainer events to a second bus.
 
 # %%
-from castore_edu.pokedex import pokemon_caught, trainer_caught_pokemon
+from castore_edu.course.pokedex import pokemon_caught, trainer_caught_pokemon
 
 trainer_bus = recording_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
 connected_trainers = ConnectedEventStore(trainers, trainer_bus)
@@ -196,12 +196,12 @@ connected_pokemons.on_event_pushed = None
 # compute it (see notebook 02: no `prev_aggregate`, not version 1), the connected store reads it
 # back with `get_aggregate(aggregate_id, max_version=event.version)`.
 #
-# To *count* reads we put the adapter behind `SimulatedLatencyAdapter` (`castore_edu/latency.py`),
+# To *count* reads we put the adapter behind `SimulatedLatencyAdapter` (`castore_edu/testing/latency.py`),
 # here with no latency at all: it only counts.
 
 # %%
 from castore_edu import StateCarryingMessageBus
-from castore_edu.latency import CallCounts, SimulatedLatencyAdapter
+from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
 
 counting = SimulatedLatencyAdapter(original_adapter, latency_ms=0)
 pokemons.event_storage_adapter = counting
@@ -355,6 +355,6 @@ assert not [task for task in asyncio.all_tasks()
 # - Castore, connected event store (the page this notebook walks through):
 #   <https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/>
 # - Chris Richardson, *Transactional outbox*: <https://microservices.io/patterns/data/transactional-outbox.html>
-# - In this package: `castore_edu/connected.py`, `castore_edu/latency.py`.
+# - In this package: `castore_edu/connected/connected_event_store.py`, `castore_edu/testing/latency.py`.
 #
 # Next: **05 · The `prev_aggregate` optimization**.

@@ -20,7 +20,7 @@
 #
 # In memory, a read costs microseconds. Against a database across a network, each call is a
 # round trip, and a read also carries every event it returns. `SimulatedLatencyAdapter`
-# (`castore_edu/latency.py`) wraps any adapter, waits `latency_ms` before each call (with
+# (`castore_edu/testing/latency.py`) wraps any adapter, waits `latency_ms` before each call (with
 # `asyncio.sleep`, as a driver waiting on a socket would) and counts calls and events.
 # We use 1 ms — a database in the same data centre — to keep the notebook quick.
 #
@@ -40,9 +40,9 @@ from castore_edu import (
     InMemoryMessageBusAdapter,
     StateCarryingMessageBus,
 )
-from castore_edu.clock import stepping_clock
-from castore_edu.latency import CallCounts, SimulatedLatencyAdapter
-from castore_edu.pokedex import level_ups, pokemon_appeared, pokemon_leveled_up, pokemons_event_store
+from castore_edu.core.clock import stepping_clock
+from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
+from castore_edu.course.pokedex import level_ups, pokemon_appeared, pokemon_leveled_up, pokemons_event_store
 
 LATENCY_MS = 1.0
 SIZES = [10, 100, 1_000, 10_000]
@@ -177,7 +177,7 @@ plt.show()
 # its push does not conflict, and passes its cached aggregate as `prev_aggregate`.
 
 # %%
-from castore_edu.pokedex import in_memory_pokedex, tell_the_story
+from castore_edu.course.pokedex import in_memory_pokedex, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
@@ -229,13 +229,13 @@ else:
 #
 # The check is one comparison: `prev_aggregate` must be the same aggregate, at exactly
 # `event.version − 1`. If it is, and the push succeeds, no event can have slipped in between
-# (that version would have been taken). `castore_edu/pokedex.py` has it as
+# (that version would have been taken). `castore_edu/course/pokedex.py` has it as
 # `is_prev_aggregate_of`, `check_prev_aggregate` and `push_with_checked_prev_aggregate`:
 
 # %%
 import inspect
 
-from castore_edu.pokedex import (
+from castore_edu.course.pokedex import (
     StalePrevAggregateError,
     is_prev_aggregate_of,
     push_with_checked_prev_aggregate,
@@ -301,6 +301,6 @@ assert not [task for task in asyncio.all_tasks()
 #   histories): <https://martinfowler.com/eaaDev/EventSourcing.html>
 # - Martin Fowler, *What do you mean by "Event-Driven"?* (event-carried state transfer):
 #   <https://martinfowler.com/articles/201701-event-driven.html>
-# - In this package: `castore_edu/latency.py`, `castore_edu/connected.py`, `castore_edu/pokedex.py`.
+# - In this package: `castore_edu/testing/latency.py`, `castore_edu/connected/connected_event_store.py`, `castore_edu/course/pokedex.py`.
 #
 # Next: **06 · Event groups**.

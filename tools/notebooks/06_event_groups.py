@@ -24,7 +24,7 @@
 
 # %%
 from castore_edu import EventStore
-from castore_edu.pokedex import (
+from castore_edu.course.pokedex import (
     in_memory_pokedex,
     pokemon_appeared,
     pokemon_caught,
@@ -56,7 +56,7 @@ ash
 
 # %%
 from castore_edu import EventAlreadyExistsError
-from castore_edu.widgets import load_snapshot
+from castore_edu.course.widgets import load_snapshot
 
 await pokemons.push_event(pokemon_appeared("eevee", name="Eevee", level=4))
 
@@ -86,7 +86,7 @@ assert (await pokemons.get_aggregate("eevee")).aggregate.status == "wild"
 
 # %% [markdown]
 # The first event *had* been written when the conflict was found; the in-memory adapter undid
-# it (see `push_event_group` in `castore_edu/in_memory.py`; Castore's in-memory adapter can leave
+# it (see `push_event_group` in `castore_edu/storage/in_memory.py`; Castore's in-memory adapter can leave
 # traces behind here, castore_edu leaves none). With a fresh read of Ash the same group goes through:
 
 # %%
@@ -98,7 +98,7 @@ assert (await pokemons.get_aggregate("pikachu")).aggregate.version == 5
 # %% [markdown]
 # ### The same on SQLite: one transaction
 #
-# On SQLite the whole group is one database transaction (`castore_edu/sqlite.py`): the unique
+# On SQLite the whole group is one database transaction (`castore_edu/storage/sqlite.py`): the unique
 # constraint refuses the middle insert, and the rollback takes the first one with it. Both
 # stores must live in the same database file for that — `sqlite_pokedex` puts them there.
 
@@ -106,7 +106,7 @@ assert (await pokemons.get_aggregate("pikachu")).aggregate.version == 5
 import tempfile
 from pathlib import Path
 
-from castore_edu.pokedex import sqlite_pokedex
+from castore_edu.course.pokedex import sqlite_pokedex
 
 temporary = tempfile.TemporaryDirectory()
 on_disk = sqlite_pokedex(Path(temporary.name) / "pokedex.sqlite3")
@@ -150,7 +150,7 @@ assert not Path(temporary.name).exists()
 
 # %%
 from castore_edu import ConnectedEventStore, InMemoryMessageBusAdapter, StateCarryingMessageBus
-from castore_edu.latency import CallCounts, SimulatedLatencyAdapter
+from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
@@ -263,7 +263,7 @@ assert not [task for task in asyncio.all_tasks()
 # - Castore, connected event store (groups and `prevAggregate`):
 #   <https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/>
 # - Martin Fowler, *DDD Aggregate*: <https://martinfowler.com/bliki/DDD_Aggregate.html>
-# - In this package: `castore_edu/event_store.py` (`push_event_group`), `castore_edu/in_memory.py`,
-#   `castore_edu/sqlite.py`.
+# - In this package: `castore_edu/core/event_store.py` (`push_event_group`), `castore_edu/storage/in_memory.py`,
+#   `castore_edu/storage/sqlite.py`.
 #
 # Next: **07 · Failure modes** — what the connected event store cannot promise.

@@ -22,7 +22,7 @@
 # %% [markdown]
 # ## Faults on a script
 #
-# `castore_edu/faults.py` wraps a real adapter and lets a **schedule** decide, call by call,
+# `castore_edu/testing/faults.py` wraps a real adapter and lets a **schedule** decide, call by call,
 # whether a fault strikes: `FaultSchedule.on_calls(2, 5)` fails the 2nd and the 5th call;
 # `FaultSchedule.seeded(7, fail=0.1)` fails each call with probability 0.1, drawn from a seeded
 # random generator. A schedule never looks at the clock, so what fails is the same on every run.
@@ -42,17 +42,19 @@
 from castore_edu import (
     ConnectedEventStore,
     EventAlreadyExistsError,
+    InMemoryMessageBusAdapter,
+    NotificationMessageBus,
+    StateCarryingMessageBus,
+)
+from castore_edu.testing import (
     Fault,
     FaultSchedule,
     FaultyChannelAdapter,
     FaultyStorageAdapter,
     InjectedFault,
-    InMemoryMessageBusAdapter,
-    NotificationMessageBus,
     SimulatedCrash,
-    StateCarryingMessageBus,
 )
-from castore_edu.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
@@ -239,7 +241,7 @@ assert (sent.aggregate.level, truth.level) == (8, 9)  # the message misses one l
 
 # %% [markdown]
 # The push succeeded (version 7 was free), so no conflict warned us; the message is simply
-# wrong. `castore_edu.pokedex.push_with_checked_prev_aggregate` refuses a `prev_aggregate` whose
+# wrong. `castore_edu.course.pokedex.push_with_checked_prev_aggregate` refuses a `prev_aggregate` whose
 # version is not `event.version − 1` (notebook 05).
 
 # %% [markdown]
@@ -250,7 +252,7 @@ assert (sent.aggregate.level, truth.level) == (8, 9)  # the message misses one l
 
 # %%
 from castore_edu import EventStore
-from castore_edu.pokedex import pokemon_caught, trainer_caught_pokemon
+from castore_edu.course.pokedex import pokemon_caught, trainer_caught_pokemon
 
 pokemon_bus = listening_bus(NotificationMessageBus, "POKEMON_BUS", [pokemons])
 trainer_bus = listening_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
@@ -307,7 +309,7 @@ assert not [task for task in asyncio.all_tasks()
 # %% [markdown]
 # ## Recap
 #
-# - Fault schedules (`castore_edu/faults.py`) make failures reproducible: explicit call numbers,
+# - Fault schedules (`castore_edu/testing/faults.py`) make failures reproducible: explicit call numbers,
 #   or a seeded random generator — never the clock.
 # - A connected store publishes *after* storing. A failed publish or a crash in between leaves a
 #   stored event whose message is lost; retrying the push only meets `EventAlreadyExistsError`.
@@ -325,6 +327,6 @@ assert not [task for task in asyncio.all_tasks()
 #   <https://microservices.io/patterns/data/transactional-outbox.html>
 # - Martin Fowler, *What do you mean by "Event-Driven"?*:
 #   <https://martinfowler.com/articles/201701-event-driven.html>
-# - In this package: `castore_edu/faults.py`, `castore_edu/connected.py`, `castore_edu/delivery.py`.
+# - In this package: `castore_edu/testing/faults.py`, `castore_edu/connected/connected_event_store.py`, `castore_edu/messaging/delivery.py`.
 #
 # Next: **08 · Remedies: a relay, idempotent consumers, replay**.

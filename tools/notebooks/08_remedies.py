@@ -27,17 +27,19 @@
 
 # %%
 from castore_edu import (
+    InMemoryMessageBusAdapter,
+    NotificationMessageBus,
+    Relay,
+    StateCarryingMessageBus,
+)
+from castore_edu.testing import (
     Fault,
     FaultSchedule,
     FaultyChannelAdapter,
     InjectedFault,
-    InMemoryMessageBusAdapter,
-    NotificationMessageBus,
-    Relay,
     SimulatedCrash,
-    StateCarryingMessageBus,
 )
-from castore_edu.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
@@ -51,7 +53,7 @@ assert pokemons.event_storage_adapter.read_log(after_position=3) == log[3:]
 # %% [markdown]
 # ## 2. A relay instead of a connected store
 #
-# `Relay(storage, routes)` (`castore_edu/relay.py`) reads the log after its checkpoint, publishes
+# `Relay(storage, routes)` (`castore_edu/reliability/relay.py`) reads the log after its checkpoint, publishes
 # each event on the channel routed to its event store — a `NotificationMessage`, or a
 # `StateCarryingMessage` with the aggregate at that version — and moves the checkpoint **only
 # after** the publish succeeded. The application pushes to a *plain* event store: pushing can no
@@ -138,9 +140,9 @@ assert relay.published == 8  # 6 by the second step, 2 by the task; the failed s
 import sqlite3
 import tempfile
 
-from castore_edu import LevelBoard
-from castore_edu.clock import stepping_clock
-from castore_edu.pokedex import sqlite_pokedex
+from castore_edu.course.read_models import LevelBoard
+from castore_edu.core.clock import stepping_clock
+from castore_edu.course.pokedex import sqlite_pokedex
 
 temporary = tempfile.TemporaryDirectory()
 database = f"{temporary.name}/pokedex.sqlite"
@@ -213,7 +215,7 @@ assert checkpoints == [("pokemon-states", 7)]
 #
 # "At least once" means consumers see some messages twice. A message about an event has a
 # natural identity, `(event_store_id, aggregate_id, version)`. `idempotent(handler)`
-# (`castore_edu/idempotency.py`) remembers the identities it has processed — *after* the handler
+# (`castore_edu/reliability/idempotency.py`) remembers the identities it has processed — *after* the handler
 # succeeded, so a failed delivery is still retried — and skips the rest.
 #
 # `LevelBoard.apply` adds each event's contribution (the starting level, then +1 per level-up):
@@ -236,7 +238,7 @@ assert board.handler.skipped == 2  # v2 (caught) and v3 (levelled up)
 # %% [markdown]
 # ## 5. Replay: rebuild a read model from scratch
 #
-# The dam functions (`castore_edu/dam.py`) publish a store's history again, with `replay=True`.
+# The dam functions (`castore_edu/replay/dam.py`) publish a store's history again, with `replay=True`.
 # Into an idempotent consumer, a replay changes nothing. To *rebuild* — after fixing a bug in the
 # projection, say — clear the read model and its processed identities together, then replay.
 
@@ -264,7 +266,7 @@ temporary.cleanup()
 # %% [markdown]
 # ## 6. Side by side, under the same random faults
 #
-# `run_experiment` (`castore_edu/experiment.py`) pushes one seeded workload twice, through
+# `run_experiment` (`castore_edu/course/experiment.py`) pushes one seeded workload twice, through
 # (a) a connected store and (b) a plain store plus a relay, each on a bus that meets the same
 # seeded faults — publish number *n* meets the same fault in both runs:
 #
@@ -276,7 +278,7 @@ temporary.cleanup()
 # On the bus, a recorder counts deliveries and an idempotent `LevelBoard` follows along.
 
 # %%
-from castore_edu import FaultRates, plot_experiment, run_experiment
+from castore_edu.course.experiment import FaultRates, plot_experiment, run_experiment
 
 rates = FaultRates(fail=0.05, lose_ack=0.05, duplicate=0.05, crash=0.02)
 result = await run_experiment(pushes=300, rates=rates, seed=8)
@@ -305,10 +307,10 @@ plt.show()
 #
 # Move the sliders — workload size, one rate per fault, the seed — and press **Run experiment**.
 # The button's callback is a plain function; it schedules the experiment on the notebook's event
-# loop and redraws the chart and the table when it ends (`castore_edu/widgets/simulator.py`).
+# loop and redraws the chart and the table when it ends (`castore_edu/course/widgets/simulator.py`).
 
 # %%
-from castore_edu.widgets.simulator import FailureSimulator
+from castore_edu.course.widgets.simulator import FailureSimulator
 
 simulator = FailureSimulator(pushes=300, rates=rates, seed=8)
 simulator
@@ -329,7 +331,7 @@ assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 #
 # The relay costs a little latency and one more moving part; the connected store costs
 # correctness under failure. Measured on the development machine with
-# `python -m castore_edu.bench_relay` (figures vary with the machine, the disk above all;
+# `python -m benchmarks.relay` (figures vary with the machine, the disk above all;
 # `docs/benchmarks.md` has the full table):
 #
 # - the relay moves about 50,000 events/s from an SQLite log on disk to an in-memory bus in
@@ -374,7 +376,7 @@ assert not [task for task in asyncio.all_tasks()
 #   <https://microservices.io/patterns/data/transaction-log-tailing.html>
 # - Chris Richardson, *Idempotent consumer*:
 #   <https://microservices.io/patterns/communication-style/idempotent-consumer.html>
-# - In this package: `castore_edu/relay.py`, `castore_edu/idempotency.py`,
-#   `castore_edu/experiment.py`, `castore_edu/bench_relay.py`.
+# - In this package: `castore_edu/reliability/relay.py`, `castore_edu/reliability/idempotency.py`,
+#   `castore_edu/course/experiment.py`, `benchmarks/relay.py`.
 #
 # This is the last notebook of the course. Well done!

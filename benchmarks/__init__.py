@@ -1,0 +1,10 @@
+"""Benchmarks: what castore_edu costs on this machine, alone and side by side with its peers.
+
+Not part of the installed package: run them from a clone, ``python -m benchmarks`` (``make
+bench``). They print figures and assert nothing; ``docs/benchmarks.md`` has the reference run.
+
+- ``core``: push and read on each storage adapter, against raw ``sqlite3``;
+- ``messaging``: the connected store's overhead and the ``prev_aggregate`` scaling;
+- ``relay``: the relay's throughput and lag;
+- ``peers``: the same work done by the ``eventsourcing`` library and raw ``sqlite3``.
+"""

@@ -1,0 +1,239 @@
+"""The event store: the one object your application talks to.
+
+It knows an event store id, the event types, and the *reducer* that folds events into an
+aggregate. It knows nothing about where events live: every read and write goes to the storage
+adapter, looked up at call time, so you can create a store first and plug storage in later
+(or swap it in a test).
+
+Writing is the interesting part. ``push_event`` asks the adapter to store the event; the adapter
+refuses if that version is taken (optimistic concurrency). When the store can compute the new
+aggregate without reading anything — because you passed the previous aggregate, or because this
+is version 1 — it returns it as ``next_aggregate``. Finally it awaits ``on_event_pushed``: the
+hook a :class:`~castore_edu.connected.connected_event_store.ConnectedEventStore` uses to publish the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from castore_edu.core.errors import AggregateNotFoundError, UndefinedEventStorageAdapterError
+from castore_edu.core.events import (
+    AggregateIdsPage,
+    AggregateResult,
+    EventDetail,
+    EventStoreContext,
+    EventType,
+    GroupedEvent,
+    PushEventResult,
+    validate_event,
+)
+from castore_edu.core.hot_paths import build_push_result
+
+if TYPE_CHECKING:  # only a type here: core does not depend on storage
+    from castore_edu.storage.protocol import EventStorageAdapter
+
+Reducer = Callable[[Any, EventDetail], Any]
+OnEventPushed = Callable[[PushEventResult], Awaitable[Any]]
+SideEffectSimulator = Callable[[dict[Any, EventDetail], EventDetail], dict[Any, EventDetail]]
+
+
+def index_by_version(indexed_events: dict[Any, EventDetail], event: EventDetail) -> dict[Any, EventDetail]:
+    """The default side-effect simulator: a later event with the same version replaces the earlier."""
+    return {**indexed_events, event.version: event}
+
+
+class EventStore:
+    """Stores and reads the events of one kind of aggregate (Pokémons, trainers…)."""
+
+    def __init__(
+        self,
+        *,
+        event_store_id: str,
+        event_types: Iterable[EventType],
+        reducer: Reducer,
+        simulate_side_effect: SideEffectSimulator | None = None,
+        on_event_pushed: OnEventPushed | None = None,
+        event_storage_adapter: EventStorageAdapter | None = None,
+    ) -> None:
+        if not isinstance(event_store_id, str) or not event_store_id:
+            raise ValueError(f"event_store_id must be a non-empty str, got {event_store_id!r}")
+        if not callable(reducer):
+            raise TypeError(f"reducer must be callable, got {reducer!r}")
+        self.event_store_id = event_store_id
+        self.event_types = list(event_types)
+        self.reducer = reducer
+        self.simulate_side_effect = simulate_side_effect or index_by_version
+        self.on_event_pushed = on_event_pushed
+        self.event_storage_adapter = event_storage_adapter
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(event_store_id={self.event_store_id!r})"
+
+    def get_event_storage_adapter(self) -> EventStorageAdapter:
+        adapter = self.event_storage_adapter
+        if adapter is None:
+            raise UndefinedEventStorageAdapterError(event_store_id=self.event_store_id)
+        return adapter
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get_events(
+        self,
+        aggregate_id: str,
+        *,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[EventDetail]:
+        """The aggregate's events in version order (newest first with ``reverse``); ``limit``
+        applies after ordering, so ``reverse=True, limit=1`` is the last event."""
+        return await self.get_event_storage_adapter().get_events(
+            aggregate_id, event_store_id=self.event_store_id, min_version=min_version,
+            max_version=max_version, limit=limit, reverse=reverse,
+        )
+
+    async def get_aggregate(self, aggregate_id: str, *, max_version: int | None = None) -> AggregateResult:
+        """Fold the aggregate's events; ``max_version`` travels back in time."""
+        events = await self.get_events(aggregate_id, max_version=max_version)
+        return AggregateResult(
+            aggregate=self.build_aggregate(events),
+            events=events,
+            last_event=events[-1] if events else None,
+        )
+
+    async def get_existing_aggregate(
+        self, aggregate_id: str, *, max_version: int | None = None
+    ) -> AggregateResult:
+        result = await self.get_aggregate(aggregate_id, max_version=max_version)
+        if result.aggregate is None or result.last_event is None:
+            raise AggregateNotFoundError(aggregate_id=aggregate_id, event_store_id=self.event_store_id)
+        return result
+
+    async def list_aggregate_ids(
+        self,
+        *,
+        limit: int | None = None,
+        page_token: str | None = None,
+        initial_event_after: str | None = None,
+        initial_event_before: str | None = None,
+        reverse: bool | None = None,
+    ) -> AggregateIdsPage:
+        """Aggregates ordered by their first event's timestamp, a page at a time. To get the
+        next page pass only ``page_token``: it carries the other options. ``reverse=None``
+        means "as the token says" (or ``False`` without one)."""
+        return await self.get_event_storage_adapter().list_aggregate_ids(
+            event_store_id=self.event_store_id, limit=limit, page_token=page_token,
+            initial_event_after=initial_event_after, initial_event_before=initial_event_before,
+            reverse=reverse,
+        )
+
+    def build_aggregate(self, events: Iterable[EventDetail], aggregate: Any = None) -> Any:
+        """A left fold of the reducer: ``reducer(...reducer(reducer(aggregate, e1), e2)..., en)``."""
+        for event in events:
+            aggregate = self.reducer(aggregate, event)
+        return aggregate
+
+    def simulate_aggregate(self, events: Iterable[EventDetail], *, simulation_date: str | None = None) -> Any:
+        """What the aggregate would be if these events were (or will have been) applied.
+
+        Runs every event through ``simulate_side_effect`` (which may add or drop events, e.g.
+        a scheduled one), keeps those up to ``simulation_date``, orders them by timestamp and
+        renumbers their versions 1..n before folding.
+        """
+        indexed: dict[Any, EventDetail] = {}
+        for event in events:
+            indexed = self.simulate_side_effect(indexed, event)
+        # Castore iterates a JS object whose integer keys come out in ascending order; sorting
+        # the keys gives the same tie order here.
+        simulated = [indexed[key] for key in sorted(indexed)]
+        if simulation_date is not None:
+            simulated = [e for e in simulated if e.timestamp is not None and e.timestamp <= simulation_date]
+        simulated.sort(key=lambda e: e.timestamp or "")
+        return self.build_aggregate(
+            replace(event, version=version) for version, event in enumerate(simulated, start=1)
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _next_aggregate(self, prev_aggregate: Any, event: EventDetail) -> Any:
+        """The aggregate after ``event``, if it can be had without reading storage."""
+        if prev_aggregate is not None or event.version == 1:
+            return self.reducer(prev_aggregate, event)
+        return None
+
+    async def push_event(
+        self, event: EventDetail, *, prev_aggregate: Any = None, force: bool = False
+    ) -> PushEventResult:
+        """Store ``event``, then await ``on_event_pushed``. Raises
+        :class:`~castore_edu.core.errors.EventAlreadyExistsError` if the version is taken.
+
+        ``prev_aggregate`` is *trusted*: nothing checks that it really is the state at
+        ``event.version - 1``. A stale one gives a wrong ``next_aggregate``.
+
+        Bad events are refused by the adapter, before it writes anything.
+        """
+        stored = await self.get_event_storage_adapter().push_event(
+            event, event_store_id=self.event_store_id, force=force
+        )
+        result = build_push_result(stored, self._next_aggregate(prev_aggregate, stored))
+        if self.on_event_pushed is not None:
+            await self.on_event_pushed(result)
+        return result
+
+    def group_event(self, event: EventDetail, *, prev_aggregate: Any = None) -> GroupedEvent:
+        """Prepare ``event`` for :meth:`push_event_group`; nothing is stored yet.
+
+        A bad event fails here, where the mistake is made, rather than when the group is pushed.
+        """
+        validate_event(event)
+        grouped = self.get_event_storage_adapter().group_event(event)
+        grouped.event_store = self
+        grouped.context = EventStoreContext(self.event_store_id)
+        if prev_aggregate is not None:
+            grouped.prev_aggregate = prev_aggregate
+        return grouped
+
+    @staticmethod
+    async def push_event_group(*grouped_events: GroupedEvent, force: bool = False) -> list[PushEventResult]:
+        """Store events of one or several stores together: all of them, or none.
+
+        The first grouped event's adapter does the work for the whole group. Once everything
+        is stored, every involved store's ``on_event_pushed`` runs, concurrently.
+        """
+        if not grouped_events:
+            raise ValueError("push_event_group needs at least one grouped event")
+        for index, grouped in enumerate(grouped_events):
+            if not isinstance(grouped, GroupedEvent):
+                raise TypeError(f"grouped event #{index} is a {type(grouped).__name__}, not a GroupedEvent")
+        stored = await grouped_events[0].event_storage_adapter.push_event_group(
+            list(grouped_events), force=force
+        )
+        results = [
+            PushEventResult(
+                event=event,
+                next_aggregate=None if grouped.event_store is None
+                else grouped.event_store._next_aggregate(grouped.prev_aggregate, event),
+            )
+            for grouped, event in zip(grouped_events, stored)
+        ]
+        callbacks = [
+            callback(result)
+            for grouped, result in zip(grouped_events, results)
+            if grouped.event_store is not None
+            and (callback := grouped.event_store.on_event_pushed) is not None
+        ]
+        # Wait for every callback, even after one failed (asyncio.run would cancel those still
+        # running), then raise the failure that came first, as Castore's Promise.all does.
+        first_failure: Exception | None = None
+        for finished in asyncio.as_completed(callbacks):
+            try:
+                await finished
+            except Exception as error:
+                first_failure = first_failure or error
+        if first_failure is not None:
+            raise first_failure
+        return results

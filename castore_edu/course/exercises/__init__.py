@@ -1,0 +1,41 @@
+"""Workshop exercises: self-checks that tell a learner "not yet" (and why) or "passed".
+
+The exercise notebooks (``notebooks/exercises/``) import everything from here::
+
+    from castore_edu.course.exercises import check_trainer_reducer
+    await check_trainer_reducer(trainer_reducer)
+
+See :mod:`castore_edu.course.exercises.feedback` for how a check reports, and
+:mod:`castore_edu.course.exercises.checks` for what each one verifies.
+"""
+
+from castore_edu.course.exercises.checks import (
+    EXERCISES,
+    TRAINER_RELEASED_POKEMON,
+    check_catch,
+    check_idempotent_counter,
+    check_level_queue,
+    check_level_up_command,
+    check_level_up_listener,
+    check_rebuild_levels,
+    check_relay_step,
+    check_trainer_reducer,
+    trainer_released_pokemon,
+)
+from castore_edu.course.exercises.feedback import Exercise, NotYet
+
+__all__ = [
+    "EXERCISES",
+    "TRAINER_RELEASED_POKEMON",
+    "Exercise",
+    "NotYet",
+    "check_catch",
+    "check_idempotent_counter",
+    "check_level_queue",
+    "check_level_up_command",
+    "check_level_up_listener",
+    "check_rebuild_levels",
+    "check_relay_step",
+    "check_trainer_reducer",
+    "trainer_released_pokemon",
+]

@@ -1,0 +1,114 @@
+"""An in-memory message bus adapter: fan each message out to every listener that wants it.
+
+Listeners register with ``adapter.on(filter_pattern, handler)``. A filter pattern is a mapping
+with optional keys:
+
+- ``event_store_id``: only messages from that store;
+- ``event_type``: only messages carrying an event of that type (from any store, unless
+  ``event_store_id`` is given too). Aggregate-exists messages carry no event, so never match it;
+- ``on_replay``: ``True`` to *also* receive replayed messages (``publish_message(..., replay=True)``).
+  Without it, a handler sees real-time messages only.
+
+``{}`` matches every real-time message. A handler registered with several patterns still runs once
+per message. (Castore differs on one point: there, ``event_type`` without ``event_store_id``
+matches everything.)
+
+Publishing does not wait for the handlers — a bus does not know who listens, let alone how long
+they take. ``publish_message`` runs each matching handler up to its first real wait (a handler
+that never waits is over by then), and leaves the rest to an asyncio task. So every handler has
+been *started* when ``publish_message`` returns, as in Castore, where listeners are called
+synchronously. (Plain ``asyncio.create_task`` would start them only at the event loop's next turn,
+and cost a task per handler and message even for handlers that never wait.) A failing handler is
+retried on its own; the other handlers of the message are not run again. See ``delivery`` for
+retries, dead letters and ``wait_idle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, require_async_callable
+
+FILTER_KEYS = frozenset({"event_store_id", "event_type", "on_replay"})
+
+
+def check_filter_pattern(filter_pattern: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``filter_pattern``, or ``ValueError`` if it has keys a bus does not know."""
+    if not isinstance(filter_pattern, Mapping):
+        raise TypeError(f"A filter pattern is a mapping such as {{'event_store_id': 'POKEMONS'}}, got {filter_pattern!r}")
+    unknown = sorted(set(filter_pattern) - FILTER_KEYS)
+    if unknown:
+        raise ValueError(f"Unknown filter pattern keys {unknown}; allowed: {sorted(FILTER_KEYS)}")
+    return dict(filter_pattern)
+
+
+def matches(filter_pattern: Mapping[str, Any], message: Any, *, replay: bool) -> bool:
+    """Does ``message`` (published with ``replay``) pass ``filter_pattern``? (``None`` = key absent.)"""
+    if replay and not filter_pattern.get("on_replay"):
+        return False
+    event_store_id = filter_pattern.get("event_store_id")
+    if event_store_id is not None and event_store_id != message.event_store_id:
+        return False
+    event_type = filter_pattern.get("event_type")
+    if event_type is not None:
+        event = getattr(message, "event", None)
+        return event is not None and event.type == event_type
+    return True
+
+
+@dataclass
+class _Listener:
+    handler: Consumer
+    filter_patterns: list[dict[str, Any]] = field(default_factory=list)
+
+    def wants(self, message: Any, replay: bool) -> bool:
+        for pattern in self.filter_patterns:
+            if matches(pattern, message, replay=replay):
+                return True
+        return False
+
+
+class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
+    """Runs every handler whose filter pattern matches a published message."""
+
+    def __init__(
+        self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
+    ) -> None:
+        super().__init__(
+            retry_attempts=retry_attempts, retry_delay_ms=retry_delay_ms, retry_backoff_rate=retry_backoff_rate
+        )
+        self._listeners: list[_Listener] = []
+
+    def on(self, filter_pattern: Mapping[str, Any], handler: Consumer) -> None:
+        """Call ``await handler(message, context)`` for each published message that matches.
+
+        Handlers are compared with ``==`` (not ``is``), so registering ``obj.method`` twice adds a
+        second pattern to the same listener rather than a second listener.
+        """
+        pattern = check_filter_pattern(filter_pattern)
+        require_async_callable(handler, "handler")
+        for listener in self._listeners:
+            if listener.handler == handler:
+                listener.filter_patterns.append(pattern)
+                return
+        self._listeners.append(_Listener(handler, [pattern]))
+
+    async def publish_message(self, message: Any, *, replay: bool = False) -> None:
+        """Start every matching handler, in registration order, without waiting for them."""
+        for listener in list(self._listeners):
+            if listener.wants(message, replay):
+                self._start_eagerly(self._run_handler(listener.handler, message, replay))
+
+    async def _run_handler(self, handler: Consumer, message: Any, replay: bool) -> None:
+        attempt = 1
+        while True:
+            try:
+                await handler(message, self._task_context(attempt, replay))
+                return
+            except Exception as error:
+                if not self._will_retry(handler, message, attempt, error):
+                    return
+            await self._sleep_before_retry(attempt)
+            attempt += 1

@@ -1,0 +1,110 @@
+"""An in-memory message queue adapter: one worker processes every message, one at a time, in order.
+
+``publish_message`` puts the message at the back of the queue and returns without waiting for the
+worker (it yields to the event loop once, so an idle worker has already been called when it
+returns). The worker takes messages from the front, one at a time. A message whose worker call
+fails goes back to the *back* of the queue once its retry delay has passed (see ``delivery``).
+
+Deviations from Castore's in-memory queue, both because a queue should keep what it is given:
+
+- Messages published while no worker is set wait in the queue, and are delivered once a worker is
+  set (Castore drops them).
+- There is one queue, whatever the worker: setting another worker hands it every message still
+  queued or waiting for a retry (Castore leaves those with the old worker). A message the old
+  worker is busy with stays with it until that call ends.
+
+Delivery starts inside a running event loop. Setting the worker outside one (at the top of a
+script, say) is fine: delivery then starts at the next ``publish_message`` or ``wait_idle``. If the
+loop ends while the worker is busy (``asyncio.run`` cancels what is left), the message goes back to
+the front of the queue and is delivered again in the next loop: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, require_async_callable
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    message: Any
+    attempt: int
+    replay: bool
+
+
+class InMemoryMessageQueueAdapter(InMemoryChannelAdapter):
+    """Feeds published messages to ``worker``, one at a time, in order."""
+
+    def __init__(
+        self,
+        *,
+        worker: Consumer | None = None,
+        retry_attempts: int = 2,
+        retry_delay_ms: float = 30_000,
+        retry_backoff_rate: float = 2.0,
+    ) -> None:
+        super().__init__(
+            retry_attempts=retry_attempts, retry_delay_ms=retry_delay_ms, retry_backoff_rate=retry_backoff_rate
+        )
+        self._queued: deque[_Delivery] = deque()
+        self._consumer: asyncio.Task[None] | None = None
+        self.worker = worker
+
+    @property
+    def worker(self) -> Consumer | None:
+        """``async worker(message, context)``, or ``None``: messages then wait in the queue."""
+        return self._worker
+
+    @worker.setter
+    def worker(self, worker: Consumer | None) -> None:
+        self._worker = None if worker is None else require_async_callable(worker, "worker")
+        self._start_consuming()
+
+    async def publish_message(self, message: Any, *, replay: bool = False) -> None:
+        """Queue the message; return without waiting for the worker."""
+        self._queued.append(_Delivery(message, 1, replay))
+        self._start_consuming()
+        await asyncio.sleep(0)  # lets an idle worker start on the message
+
+    async def wait_idle(self) -> None:
+        """Return once the worker has nothing left to do now or after a retry delay.
+
+        Messages waiting for a worker that is not set do not count.
+        """
+        self._start_consuming()
+        await super().wait_idle()
+
+    def _start_consuming(self) -> None:
+        """Start the task that feeds the worker, unless it runs already or has nothing to do."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the next publish_message or wait_idle starts it
+        consumer = self._consumer
+        if consumer is not None and not consumer.done() and consumer.get_loop() is loop:
+            return
+        if self._worker is not None and self._queued:
+            self._consumer = self._spawn(self._consume())
+
+    async def _consume(self) -> None:
+        while self._worker is not None and self._queued:
+            delivery, worker = self._queued.popleft(), self._worker
+            try:
+                await worker(delivery.message, self._task_context(delivery.attempt, delivery.replay))
+            except asyncio.CancelledError:
+                self._queued.appendleft(delivery)  # the loop is closing: keep the message for the next one
+                raise
+            except Exception as error:
+                if self._will_retry(worker, delivery.message, delivery.attempt, error):
+                    self._spawn(self._retry_later(delivery))
+
+    async def _retry_later(self, delivery: _Delivery) -> None:
+        try:
+            await self._sleep_before_retry(delivery.attempt)
+        finally:  # also when the loop closes during the delay: the message is not lost
+            self._queued.append(replace(delivery, attempt=delivery.attempt + 1))
+        self._start_consuming()

@@ -1,0 +1,348 @@
+"""The log-tailing relay: publish what storage *has*, not what a caller hoped to publish.
+
+A :class:`~castore_edu.connected.connected_event_store.ConnectedEventStore` stores an event and then publishes it: two
+writes to two systems, with nothing to make them one. If the process dies (or the publish fails)
+in between, the event is stored and its message is lost for good. Castore's documentation points
+to the other way: let the storage's own *data stream* (DynamoDB streams, a database's change log)
+feed the message channel. This module is that other way.
+
+Both shipped storage adapters keep an ordered log: every accepted event gets the next position
+(1, 2, 3...) in commit order. A :class:`Relay` follows it:
+
+1. read the log after its *checkpoint* (the last position it has published), a batch at a time;
+2. publish each event on the channel routed to its event store — a ``NotificationMessage`` on a
+   notification channel, a ``StateCarryingMessage`` with the aggregate at that version on a
+   state-carrying one;
+3. only then, move the checkpoint forward.
+
+Why this loses nothing: an event is in the log as soon as it is stored, and the checkpoint only
+passes it once its publish succeeded. A failed publish leaves the checkpoint before it, so the
+next step publishes it again; a crash (or a cancelled task) forgets whatever was published since
+the last checkpoint, so the next relay publishes that again. Messages are delivered **at least
+once** — sometimes twice, which is why consumers must be idempotent (see ``idempotency``) — and,
+the log being in commit order and each step publishing in log order, **in order per aggregate**.
+
+Checkpoints live where the events live: for an SQLite adapter in the table ``relay_checkpoints``
+of the same database (keyed by the relay's name), so a relay started after a restart continues
+where the old one stopped. For the in-memory adapter, an :class:`InMemoryCheckpointStore` plays
+that part: keep the object to "survive" a simulated restart.
+
+A forced overwrite (``push_event(..., force=True)`` on an existing version) changes an event in
+place and keeps its log position: a relay that has passed it does not publish it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from castore_edu.messaging.channels import MessageChannel, NotificationMessageChannel, StateCarryingMessageChannel
+from castore_edu.core.events import LoggedEvent
+from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.storage.protocol import innermost_adapter
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
+
+logger = logging.getLogger("castore_edu")
+
+
+class CheckpointStore(Protocol):
+    """Where a relay remembers the last log position it has published, by relay name."""
+
+    def load(self, relay_name: str) -> int: ...
+
+    def save(self, relay_name: str, position: int) -> None: ...
+
+
+class InMemoryCheckpointStore:
+    """Checkpoints in a dict. Survives a simulated restart as long as you keep this object."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+
+    def load(self, relay_name: str) -> int:
+        return self.positions.get(relay_name, 0)
+
+    def save(self, relay_name: str, position: int) -> None:
+        self.positions[relay_name] = position
+
+
+class SQLiteCheckpointStore:
+    """Checkpoints in the ``relay_checkpoints`` table of the events' own SQLite database.
+
+    Each ``save`` is its own committed transaction, so a relay started on the same file after a
+    crash reads exactly the last position that was saved.
+    """
+
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS relay_checkpoints (
+        relay_name TEXT    PRIMARY KEY,
+        position   INTEGER NOT NULL
+    )
+    """
+
+    def __init__(self, adapter: SQLiteEventStorageAdapter) -> None:
+        self.connection = adapter.connection
+        self.connection.execute(self.SCHEMA)
+
+    def load(self, relay_name: str) -> int:
+        row = self.connection.execute(
+            "SELECT position FROM relay_checkpoints WHERE relay_name = ?", (relay_name,)
+        ).fetchone()
+        return 0 if row is None else row[0]
+
+    def save(self, relay_name: str, position: int) -> None:
+        self.connection.execute(
+            "INSERT INTO relay_checkpoints (relay_name, position) VALUES (?, ?)"
+            " ON CONFLICT (relay_name) DO UPDATE SET position = excluded.position",
+            (relay_name, position),
+        )
+
+
+def default_checkpoints(storage: Any) -> CheckpointStore:
+    """The SQLite table for an SQLite adapter, else a fresh in-memory store."""
+    real = innermost_adapter(storage)
+    if isinstance(real, SQLiteEventStorageAdapter):
+        return SQLiteCheckpointStore(real)
+    return InMemoryCheckpointStore()
+
+
+class Relay:
+    """Publishes every event of ``storage``'s ordered log on the channel routed to its event store.
+
+    ``routes`` maps event store ids to notification or state-carrying channels; each channel must
+    list that store among its sources. Events of other stores are passed over.
+
+    Step by step: ``await relay.step()`` publishes one batch. As a task: ``relay.start()`` ...
+    ``await relay.stop()``; the task reads the log again ``poll_interval`` seconds after it caught
+    up, or as soon as :meth:`nudge` is called (plug :meth:`on_event_pushed` into an event store to
+    nudge it on every push). After a failed publish it waits ``retry_delay`` seconds (or a nudge).
+    """
+
+    def __init__(
+        self,
+        storage: Any,
+        routes: Mapping[str, MessageChannel],
+        *,
+        name: str = "relay",
+        checkpoints: CheckpointStore | None = None,
+        batch_size: int = 100,
+        poll_interval: float = 0.05,
+        retry_delay: float = 0.05,
+        cache_size: int = 1024,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        for setting, value in (("poll_interval", poll_interval), ("retry_delay", retry_delay)):
+            if not value >= 0:
+                raise ValueError(f"{setting} must be >= 0 seconds, got {value!r}")
+        for event_store_id, channel in routes.items():
+            if not isinstance(channel, NotificationMessageChannel | StateCarryingMessageChannel):
+                raise TypeError(
+                    f"the relay publishes notification or state-carrying messages; the route of "
+                    f"{event_store_id!r} is a {type(channel).__name__}"
+                )
+            channel.get_event_store(event_store_id)  # fails now, not at the first event
+        self.storage = storage
+        self.routes = dict(routes)
+        self.name = name
+        self.checkpoints = checkpoints if checkpoints is not None else default_checkpoints(storage)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retry_delay = retry_delay
+        self.published = 0  # messages this relay object has published
+        self.failures = 0  # steps that ended with a failed publish
+        self.last_error: Exception | None = None
+        # Aggregates of recent events, to build state-carrying messages without reading storage.
+        self._aggregates: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
+        self._cache_size = cache_size
+        self._task: asyncio.Task[None] | None = None
+        self._wake_up: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"Relay({self.name!r}, routes={sorted(self.routes)})"
+
+    # -- where it stands -------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """The checkpoint: every event up to this log position has been published."""
+        return self.checkpoints.load(self.name)
+
+    def lag(self) -> int:
+        """Events stored but not yet published (as far as the checkpoint knows)."""
+        return self.storage.last_position() - self.position
+
+    # -- step by step ----------------------------------------------------------------------
+
+    async def step(self) -> int:
+        """Publish the next batch of the log; return how many log entries it covered.
+
+        If a publish fails, the checkpoint moves to the last event published before it and the
+        error is raised: the next step starts again from the event that failed. A
+        ``BaseException`` (a cancelled task, a :class:`~castore_edu.testing.faults.SimulatedCrash`) saves
+        nothing, as a real crash could not: the next relay repeats the batch.
+        """
+        start = self.checkpoints.load(self.name)
+        entries = self.storage.read_log(after_position=start, limit=self.batch_size)
+        done = start
+        try:
+            for entry in entries:
+                await self._publish(entry)
+                done = entry.position
+        except Exception as error:
+            self.failures += 1
+            self.last_error = error
+            self._save(start, done)
+            raise
+        self._save(start, done)
+        return len(entries)
+
+    async def catch_up(self, *, max_failures: int = 10) -> int:
+        """Step until everything in the log is published; return how many entries that took.
+
+        A failed publish is retried at once, up to ``max_failures`` failures in a row. A batch
+        shorter than ``batch_size`` reached the end of the log: no need to load the checkpoint
+        again to know it.
+        """
+        covered = failures = 0
+        while True:
+            try:
+                count = await self.step()
+            except Exception:
+                failures += 1
+                if failures > max_failures:
+                    raise
+                continue
+            failures = 0
+            covered += count
+            if count < self.batch_size:
+                return covered
+
+    def _save(self, start: int, done: int) -> None:
+        if done > start:
+            self.checkpoints.save(self.name, done)
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
+
+    async def _publish(self, entry: LoggedEvent) -> None:
+        channel = self.routes.get(entry.event_store_id)
+        if channel is None:
+            return
+        if isinstance(channel, StateCarryingMessageChannel):
+            aggregate = await self._aggregate_at(channel, entry)
+            await channel.publish_message(StateCarryingMessage(entry.event_store_id, entry.event, aggregate))
+        else:
+            await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        self.published += 1
+
+    async def _aggregate_at(self, channel: StateCarryingMessageChannel, entry: LoggedEvent) -> Any:
+        """The aggregate at ``entry``'s version: folded from the previous one when this relay has
+        it (the log brings an aggregate's events in version order), else read from the store."""
+        event = entry.event
+        event_store = channel.get_event_store(entry.event_store_id)
+        key = (entry.event_store_id, event.aggregate_id)
+        cached = self._aggregates.get(key)
+        if cached is not None and cached[0] == event.version:
+            return cached[1]  # the same event again, after a failed publish
+        if event.version == 1:
+            aggregate = event_store.reducer(None, event)
+        elif cached is not None and cached[0] == event.version - 1:
+            aggregate = event_store.reducer(cached[1], event)
+        else:
+            result = await event_store.get_aggregate(event.aggregate_id, max_version=event.version)
+            aggregate = result.aggregate
+        self._aggregates[key] = (event.version, aggregate)
+        self._aggregates.move_to_end(key)
+        if len(self._aggregates) > self._cache_size:
+            self._aggregates.popitem(last=False)
+        return aggregate
+
+    # -- as a task -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the log until cancelled: step, and when caught up (or after a failed publish)
+        wait for a nudge or ``poll_interval`` (``retry_delay``) seconds."""
+        self._wake_up = asyncio.Event()
+        try:
+            while True:
+                try:
+                    covered = await self.step()
+                except Exception as error:
+                    logger.info("relay %s: publish failed, retrying: %r", self.name, error)
+                    await self._pause(self.retry_delay)
+                    continue
+                if covered < self.batch_size:
+                    await self._pause(self.poll_interval)
+                else:
+                    await asyncio.sleep(0)  # more to do, but let the other tasks run too
+        finally:
+            self._wake_up = None
+            for waiter in self._waiters:
+                waiter.cancel()
+            self._waiters.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        wake_up = self._wake_up
+        assert wake_up is not None
+        # The timer only sets the same event a nudge sets. (Not ``asyncio.wait_for``: on
+        # Python 3.11 it can swallow a cancellation that arrives as the wait ends.)
+        timer = asyncio.get_running_loop().call_later(seconds, wake_up.set)
+        try:
+            await wake_up.wait()
+        finally:
+            timer.cancel()
+        wake_up.clear()
+
+    def nudge(self) -> None:
+        """Tell a running relay to read the log now instead of at the end of its pause."""
+        if self._wake_up is not None:
+            self._wake_up.set()
+
+    async def on_event_pushed(self, result: Any) -> None:
+        """An ``on_event_pushed`` callback for event stores: nudge the relay after every push.
+
+        Only a shortcut for latency: the relay would find the event at its next poll anyway.
+        """
+        self.nudge()
+
+    def start(self) -> asyncio.Task[None]:
+        """Run :meth:`run` as a task of the running event loop; return the task."""
+        if self.running:
+            raise RuntimeError(f"relay {self.name!r} is already running")
+        self._task = asyncio.get_running_loop().create_task(self.run(), name=f"relay {self.name}")
+        return self._task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        """Cancel the task started by :meth:`start` and wait for it to end.
+
+        A relay that died of something else than the cancellation raises that error here.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    async def wait_until_published(self, position: int | None = None) -> None:
+        """Wait until the running relay's checkpoint reaches ``position`` (default: the end of
+        the log now)."""
+        target = self.storage.last_position() if position is None else position
+        self.nudge()
+        while self.position < target:
+            if not self.running:
+                raise RuntimeError(f"relay {self.name!r} is not running")
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[list-item]

@@ -1,0 +1,130 @@
+"""What a storage adapter is, and the input checks every shipped adapter shares.
+
+The event store never touches a database itself: it hands every read and write to an
+*adapter*. Swapping the adapter (in memory for tests and notebooks, SQLite for anything that
+must survive a restart) changes where events live, never what the event store does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
+from castore_edu.core.hot_paths import with_timestamp
+
+
+@runtime_checkable
+class EventStorageAdapter(Protocol):
+    """The five calls an event store makes to its storage.
+
+    An adapter is the last line of defence: ``push_event`` and ``push_event_group`` call
+    :func:`~castore_edu.core.events.validate_event` on every event before writing any of them, so a
+    bad event is refused whole, on every adapter alike.
+    """
+
+    async def get_events(
+        self,
+        aggregate_id: str,
+        *,
+        event_store_id: str,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[EventDetail]: ...
+
+    async def push_event(
+        self, event: EventDetail, *, event_store_id: str, force: bool = False
+    ) -> EventDetail: ...
+
+    async def push_event_group(
+        self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
+    ) -> list[EventDetail]: ...
+
+    def group_event(self, event: EventDetail) -> GroupedEvent: ...
+
+    async def list_aggregate_ids(
+        self,
+        *,
+        event_store_id: str,
+        limit: int | None = None,
+        page_token: str | None = None,
+        initial_event_after: str | None = None,
+        initial_event_before: str | None = None,
+        reverse: bool | None = None,
+    ) -> AggregateIdsPage: ...
+
+
+class OrderedLog(Protocol):
+    """The ordered log both shipped adapters keep: every accepted event, numbered 1, 2, 3…
+    in commit order. A relay follows it the way a change stream follows a database."""
+
+    def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]: ...
+
+    def last_position(self) -> int: ...
+
+
+def innermost_adapter(adapter: Any) -> Any:
+    """The adapter under any wrappers around it.
+
+    A wrapper (the fault injector and the latency simulator of ``castore_edu.testing``) names the
+    adapter it wraps in its ``inner`` attribute; code that needs the real storage (a relay
+    choosing where to keep its checkpoint) follows ``inner`` down to the end.
+    """
+    while (inner := getattr(adapter, "inner", None)) is not None:
+        adapter = inner
+    return adapter
+
+
+def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:
+    """What every adapter does before a write: check the event (see
+    :func:`~castore_edu.core.events.validate_event`), stamp it with ``timestamp`` unless it has one,
+    and return it with the JSON text of its payload and metadata."""
+    payload, metadata = validate_event(event)
+    if event.timestamp is None:
+        event = with_timestamp(event, timestamp)
+    return event, payload, metadata
+
+
+def check_limit(limit: int | None) -> None:
+    """``None`` means no limit, ``0`` an empty result; anything else must be a positive int."""
+    if limit is None:
+        return
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"limit must be an int or None, got {limit!r}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+
+
+def check_read(
+    aggregate_id: str, min_version: int | None, max_version: int | None, limit: int | None
+) -> None:
+    """Reject reads that could only be mistakes, with an error that names the argument."""
+    if not isinstance(aggregate_id, str) or not aggregate_id:
+        raise ValueError(f"aggregate_id must be a non-empty str, got {aggregate_id!r}")
+    for name, value in (("min_version", min_version), ("max_version", max_version)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+    check_limit(limit)
+
+
+def check_log_read(after_position: int, limit: int | None) -> None:
+    if not isinstance(after_position, int) or isinstance(after_position, bool) or after_position < 0:
+        raise ValueError(f"after_position must be an int >= 0, got {after_position!r}")
+    check_limit(limit)
+
+
+def group_context_ids(grouped_events: Sequence[GroupedEvent]) -> list[str]:
+    """The event store id of each grouped event; a group must name one for every event."""
+    if not grouped_events:
+        raise ValueError("An event group needs at least one grouped event")
+    ids = []
+    for index, grouped in enumerate(grouped_events):
+        if grouped.context is None:
+            raise ValueError(
+                f"Event group event #{index} misses context: make it with "
+                "event_store.group_event(...), not adapter.group_event(...)"
+            )
+        ids.append(grouped.context.event_store_id)
+    return ids

@@ -1,0 +1,610 @@
+"""The workshop exercises work both ways: every check fails on the stub, passes on the solution.
+
+Three promises, each checked here:
+
+1. The notebooks are the sources' (``tools/build_exercises.py``): the learner version, rebuilt in
+   memory, is byte for byte the stored one; the solution version has the source's cells, stored
+   executed, each check printing its success line (nbval re-runs it and compares).
+2. A learner who runs the notebook without doing anything gets, from every check cell, exactly a
+   "Not yet: this exercise still raises NotImplementedError — <hint>" box — and nothing else in
+   the notebook fails. The learner notebooks are run here, in a kernel, as a learner would.
+3. Each check passes on the instructor's solution and fails — for the right reason — on plausible
+   wrong answers, not only on the stub. The cells are run in-process (top-level ``await``
+   included), the solution swapped for a wrong answer, and the check cell run again.
+
+In a learner's copy of the repository (``instructor/`` removed, see instructor/README.md)
+there is nothing to compare with: the module is skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+
+from castore_edu import (  # noqa: E402
+    Command,
+    ConnectedEventStore,
+    EventStore,
+    InMemoryMessageBusAdapter,
+    InMemoryMessageQueueAdapter,
+    NotificationMessage,
+    NotificationMessageQueue,
+    StateCarryingMessageBus,
+    pour_aggregate_events,
+    pour_event_store_events,
+)
+from castore_edu.core.errors import EventAlreadyExistsError  # noqa: E402
+from castore_edu.course.exercises import EXERCISES, NotYet  # noqa: E402
+from castore_edu.course.exercises.feedback import attempt  # noqa: E402
+from castore_edu.course.pokedex import (  # noqa: E402
+    POKEMON_LEVELED_UP,
+    pokemon_caught,
+    pokemon_leveled_up,
+    trainer_caught_pokemon,
+)
+from castore_edu.course.pokedex import trainer_reducer as course_trainer_reducer  # noqa: E402
+from tools.build_exercises import (  # noqa: E402
+    BEGIN,
+    EXERCISES as LEARNER_DIR,
+    SOURCES,
+    STUB_COMMENT,
+    exercise_path,
+    problems,
+    solution_path,
+    source_cells,
+    strip_solutions,
+)
+from tools.build_notebooks import BUDGET_SECONDS, execute, stems  # noqa: E402
+
+if not SOURCES.is_dir():
+    pytest.skip("no instructor sources here (a learner's copy)", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+STEMS = stems(None, SOURCES)
+# The check each exercise calls, in course order: exercise N is the N-th check cell of the course.
+CHECKS = {
+    1: "check_trainer_reducer",
+    2: "check_level_up_command",
+    3: "check_level_up_listener",
+    4: "check_level_queue",
+    5: "check_catch",
+    6: "check_rebuild_levels",
+    7: "check_idempotent_counter",
+    8: "check_relay_step",
+}
+CHECK_CALL = re.compile(r"^await (check_\w+)\(", re.MULTILINE)
+
+
+def is_check(source: str) -> bool:
+    return CHECK_CALL.search(source) is not None
+
+
+def check_cells() -> list[tuple[str, int, str]]:
+    """``(stem, cell index, check name)`` of every check cell, in course order."""
+    return [
+        (stem, index, CHECK_CALL.search(cell.source)[1])
+        for stem in STEMS
+        for index, cell in enumerate(source_cells(stem))
+        if cell.kind == "code" and is_check(cell.source)
+    ]
+
+
+# --- 1. the notebooks are their sources' --------------------------------------------------
+
+
+def test_eight_exercises_in_four_notebooks_one_check_cell_each_in_course_order() -> None:
+    assert len(STEMS) == 4
+    assert [name for _, _, name in check_cells()] == list(CHECKS.values())
+    assert [exercise.number for exercise in EXERCISES] == list(CHECKS)
+    assert sorted(path.stem for path in LEARNER_DIR.glob("*.ipynb")) == STEMS
+    assert sorted(path.stem for path in solution_path(STEMS[0]).parent.glob("*.ipynb")) == STEMS
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_both_versions_match_the_source(stem: str) -> None:
+    assert problems(stem) == []
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_the_learner_version_has_stubs_where_the_solutions_were_and_no_outputs(stem: str) -> None:
+    text = exercise_path(stem).read_text(encoding="utf-8")
+    notebook = nbformat.reads(text, as_version=4)
+    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    regions = sum(bool(BEGIN.match(line)) for cell in source_cells(stem) for line in cell.source.splitlines())
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    stubs = sum(cell.source.count("raise NotImplementedError(") for cell in code)
+    assert stubs == regions >= 1
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+            compile(cell.source, stem, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # a stub is valid Python
+
+
+def test_a_stub_keeps_the_lines_before_the_region_at_its_indentation() -> None:
+    source = '''def f(x):
+    """Doc."""
+    ### BEGIN SOLUTION (hint: double it)
+    return 2 * x
+    ### END SOLUTION'''
+    stripped, hints = strip_solutions(source)
+    assert stripped == f'''def f(x):
+    """Doc."""
+    {STUB_COMMENT}
+    raise NotImplementedError("double it")'''
+    assert hints == ["double it"]
+
+
+@pytest.mark.parametrize("broken, complaint", [
+    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "write the hint"),
+    ("### BEGIN SOLUTION (hint: h)\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without a BEGIN"),
+    ("### BEGIN SOLUTION (hint: h)\n### BEGIN SOLUTION (hint: h)\n### END SOLUTION", "inside another"),
+])
+def test_a_malformed_region_is_refused(broken: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        strip_solutions(broken)
+
+
+def test_a_hint_with_quotes_still_makes_valid_python() -> None:
+    stripped, _ = strip_solutions('### BEGIN SOLUTION (hint: say "hi" \\o/)\n### END SOLUTION')
+    with pytest.raises(NotImplementedError, match=re.escape('say "hi" \\o/')):
+        exec(stripped, {})
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_the_solution_is_stored_executed_and_every_check_prints_its_success_line(stem: str) -> None:
+    notebook = nbformat.read(solution_path(stem), as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+    for cell in code:
+        texts = [(output.output_type, output.get("name"), output.get("text")) for output in cell.outputs]
+        if is_check(cell.source):
+            ((kind, name, text),) = texts
+            assert (kind, name) == ("stream", "stdout")
+            assert re.fullmatch(r"✅ Exercise [1-8] passed: [^\n]+\n", text)
+        else:
+            assert texts == []
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_it_opens_with_time_objectives_and_how_to_check_and_each_exercise_has_task_hint_check(stem: str) -> None:
+    cells = source_cells(stem)
+    opening = cells[0].source
+    minutes = re.search(r"\*\*Time:\*\* about (\d+) minutes", opening)
+    assert minutes is not None and 10 <= int(minutes[1]) <= 30
+    assert "Learning objectives" in opening and "How the exercises work" in opening and "**check**" in opening
+    exercises = [cell.source for cell in cells if cell.kind == "markdown" and cell.source.startswith("## Exercise ")]
+    assert len(exercises) == 2
+    for text in exercises:
+        assert "**Task.**" in text and "<summary><b>Hint</b>" in text and "**Check yourself.**" in text
+    assert "## Recap" in cells[-1].source and "**Further reading**" in cells[-1].source
+
+
+def test_nbval_skips_the_learner_notebooks_which_fail_by_design() -> None:
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--ignore=notebooks/exercises" in options["addopts"]
+    assert "instructor" in options["testpaths"]  # ...while the solutions, under instructor/, are run
+
+
+# --- 2. a learner who runs the checks first gets "Not yet" from each, and nothing else fails ---
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -> None:
+    notebook = nbformat.read(exercise_path(stem), as_version=4)
+    sources = source_cells(stem)  # cell for cell the learner notebook's (test_both_versions_match_the_source)
+    seconds = execute(notebook, LEARNER_DIR, allow_errors=True)
+    assert seconds <= BUDGET_SECONDS
+    hints: list[str] = []  # the hints of the stubs since the last check
+    checked = 0
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        hints += strip_solutions(sources[index].source)[1]
+        if not is_check(cell.source):
+            assert cell.outputs == [], f"cell {index}"
+            continue
+        (output,) = cell.outputs
+        assert output.output_type == "error" and output.ename == "NotYet", f"cell {index}"
+        first, second = output.traceback  # two lines, no traceback
+        assert first in [f"Not yet: this exercise still raises NotImplementedError — {hint}" for hint in hints]
+        assert re.fullmatch(r"\(Exercise [1-8] · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second)
+        hints = []
+        checked += 1
+    assert checked == 2
+
+
+# --- 3. each check passes on the solution and fails on wrong answers, for the right reason --------
+
+
+async def run_cell(source: str, namespace: dict[str, Any], name: str) -> None:
+    """Run a notebook cell's code in ``namespace``, with top-level ``await`` as in Jupyter."""
+    code = compile(source, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, namespace)  # noqa: S307 - our own notebook sources
+    if code.co_flags & inspect.CO_COROUTINE:
+        await result
+
+
+async def run_exercise(number: int, target: str = "", wrong: Any = None, *, learner: bool = False) -> None:
+    """Run the cells of exercise ``number``'s notebook, then its check cell.
+
+    ``target`` names what ``wrong`` replaces before the check runs: a function, or a method
+    (``"Class.method"``: the class becomes a subclass of the solution's, with that method).
+    ``learner`` runs the learner's version (the stubs) instead of the solution.
+    """
+    stem, check_index, _ = check_cells()[number - 1]
+    namespace: dict[str, Any] = {}
+    for index, cell in enumerate(source_cells(stem)[:check_index]):
+        if cell.kind == "code" and not is_check(cell.source):
+            source = strip_solutions(cell.source)[0] if learner else cell.source
+            await run_cell(source, namespace, f"<{stem} cell {index}>")
+    if target:
+        class_name, _, method = target.rpartition(".")
+        if class_name:
+            solution_class = namespace[class_name]
+            namespace[class_name] = type(f"Wrong{class_name}", (solution_class,), {method: wrong})
+        else:
+            namespace[target] = wrong
+    await run_cell(source_cells(stem)[check_index].source, namespace, f"<{stem} cell {check_index}>")
+
+
+@pytest.mark.parametrize("number", list(CHECKS))
+def test_the_check_passes_on_the_solution(number: int, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(run_exercise(number))
+    assert capsys.readouterr().out.startswith(f"✅ Exercise {number} passed: ")
+
+
+@pytest.mark.parametrize("number", list(CHECKS))
+def test_the_check_fails_on_the_stub(number: int) -> None:
+    with pytest.raises(NotYet, match="^Not yet: this exercise still raises NotImplementedError — "):
+        asyncio.run(run_exercise(number, learner=True))
+
+
+# Exercise 1: trainer_reducer
+
+
+def release_ignored(trainer: Any, event: Any) -> Any:
+    return course_trainer_reducer(trainer, event)  # the course's reducer, as it is
+
+
+def release_keeps_the_version(trainer: Any, event: Any) -> Any:
+    if event.type == "TRAINER_RELEASED_POKEMON":
+        gone = event.payload["pokemon_id"]
+        return replace(trainer, pokemon_ids=tuple(p for p in trainer.pokemon_ids if p != gone))
+    return course_trainer_reducer(trainer, event)
+
+
+def unknown_types_refused(trainer: Any, event: Any) -> Any:
+    if event.type not in {"TRAINER_CREATED", "TRAINER_CAUGHT_POKEMON", "TRAINER_RELEASED_POKEMON"}:
+        raise ValueError(f"unknown event type {event.type}")
+    if event.type == "TRAINER_RELEASED_POKEMON":
+        gone = event.payload["pokemon_id"]
+        return replace(trainer, version=event.version, pokemon_ids=tuple(p for p in trainer.pokemon_ids if p != gone))
+    return course_trainer_reducer(trainer, event)
+
+
+# Exercise 2: make_level_up_command
+
+
+async def level_up_handler(input: Any, event_stores: Any) -> int:
+    (store,) = event_stores
+    current = (await store.get_existing_aggregate(input["pokemon_id"])).aggregate
+    event = pokemon_leveled_up(input["pokemon_id"], version=current.version + 1)
+    result = await store.push_event(event, prev_aggregate=current)
+    return result.next_aggregate.level
+
+
+def level_up_command(pokemons: EventStore, handler: Callable[..., Any], **options: Any) -> Command:
+    return Command(command_id="LEVEL_UP", required_event_stores=[pokemons], handler=handler, **options)
+
+
+def default_retries(pokemons: EventStore) -> Command:
+    return level_up_command(pokemons, level_up_handler)
+
+
+def swallowing_conflicts(pokemons: EventStore) -> Command:
+    async def handler(input: Any, event_stores: Any) -> Any:
+        try:
+            return await level_up_handler(input, event_stores)
+        except EventAlreadyExistsError:
+            return None
+
+    return level_up_command(pokemons, handler, event_already_exists_retries=3)
+
+
+def returning_the_aggregate(pokemons: EventStore) -> Command:
+    async def handler(input: Any, event_stores: Any) -> Any:
+        await level_up_handler(input, event_stores)
+        return (await event_stores[0].get_aggregate(input["pokemon_id"])).aggregate
+
+    return level_up_command(pokemons, handler, event_already_exists_retries=3)
+
+
+# Exercise 3: listen_for_level_ups
+
+
+def filtering_in_the_handler(bus_adapter: Any, alerts: list) -> None:
+    async def alert(message: Any, context: Any) -> None:
+        if message.event_store_id == "POKEMONS" and message.event.type == POKEMON_LEVELED_UP.type:
+            alerts.append((message.event.aggregate_id, message.event.version))
+
+    bus_adapter.on({}, alert)
+
+
+def alerting_on_replays(bus_adapter: Any, alerts: list) -> None:
+    async def alert(message: Any, context: Any) -> None:
+        alerts.append((message.event.aggregate_id, message.event.version))
+
+    bus_adapter.on({"event_store_id": "POKEMONS", "event_type": POKEMON_LEVELED_UP.type, "on_replay": True}, alert)
+
+
+def with_a_plain_function(bus_adapter: Any, alerts: list) -> None:
+    def alert(message: Any, context: Any) -> None:
+        alerts.append((message.event.aggregate_id, message.event.version))
+
+    bus_adapter.on({"event_store_id": "POKEMONS", "event_type": POKEMON_LEVELED_UP.type}, alert)
+
+
+# Exercise 4: connect_to_level_queue, level_up
+
+
+async def level_up_then_read(connected: Any, pokemon: Any) -> Any:
+    await connected.push_event(pokemon_leveled_up(pokemon.aggregate_id, version=pokemon.version + 1))
+    return (await connected.get_aggregate(pokemon.aggregate_id)).aggregate
+
+
+def connected_to_a_bus(pokemons: EventStore, worker: Any) -> Any:
+    bus = StateCarryingMessageBus(message_bus_id="LEVELS", source_event_stores=[pokemons])
+    InMemoryMessageBusAdapter.attach_to(bus).on({}, worker)
+    return ConnectedEventStore(pokemons, bus)
+
+
+def connected_to_a_notification_queue(pokemons: EventStore, worker: Any) -> Any:
+    queue = NotificationMessageQueue(message_queue_id="LEVELS", source_event_stores=[pokemons])
+    InMemoryMessageQueueAdapter.attach_to(queue, worker=worker)
+    return ConnectedEventStore(pokemons, queue)
+
+
+# Exercise 5: catch
+
+
+async def catch_events(pokemons: EventStore, trainers: EventStore, pokemon_id: str, trainer_id: str) -> Any:
+    """The two events of a catch, each at its aggregate's next version."""
+    pokemon = (await pokemons.get_existing_aggregate(pokemon_id)).aggregate
+    trainer = (await trainers.get_existing_aggregate(trainer_id)).aggregate
+    return (
+        (pokemons, pokemon_caught(pokemon_id, version=pokemon.version + 1, trainer_id=trainer_id)),
+        (trainers, trainer_caught_pokemon(trainer_id, version=trainer.version + 1, pokemon_id=pokemon_id)),
+    )
+
+
+async def catch_in_two_pushes(*stores_and_ids: Any) -> None:
+    for store, event in await catch_events(*stores_and_ids):
+        await store.push_event(event)
+
+
+async def catch_in_two_pushes_trainer_first(*stores_and_ids: Any) -> None:
+    for store, event in reversed(await catch_events(*stores_and_ids)):
+        await store.push_event(event)
+
+
+async def catch_swallowing_the_conflict(*stores_and_ids: Any) -> None:
+    grouped = [store.group_event(event) for store, event in await catch_events(*stores_and_ids)]
+    try:
+        await EventStore.push_event_group(*grouped)
+    except EventAlreadyExistsError:
+        pass
+
+
+# Exercise 6: rebuild_levels
+
+
+def levels_listener(levels: dict[str, int]) -> Callable[..., Any]:
+    async def keep(message: Any, context: Any) -> None:
+        event = message.event
+        if event.type == "POKEMON_APPEARED":
+            levels[event.aggregate_id] = event.payload["level"]
+        elif event.type == "POKEMON_LEVELED_UP":
+            levels[event.aggregate_id] += 1
+
+    return keep
+
+
+async def rebuild_without_on_replay(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    bus.message_channel_adapter.on({"event_store_id": "POKEMONS"}, levels_listener(levels))
+    await pour_event_store_events(event_store=pokemons, message_channel=bus)
+    return levels
+
+
+async def rebuild_one_aggregate(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    bus.message_channel_adapter.on({"on_replay": True}, levels_listener(levels))
+    await pour_aggregate_events(event_store=pokemons, message_channel=bus, aggregate_id="pikachu")
+    return levels
+
+
+async def rebuild_by_reading(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    listing = await pokemons.list_aggregate_ids()
+    return {
+        entry.aggregate_id: (await pokemons.get_aggregate(entry.aggregate_id)).aggregate.level
+        for entry in listing.aggregate_ids
+    }
+
+
+async def rebuild_on_a_new_adapter(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    InMemoryMessageBusAdapter.attach_to(bus).on({"on_replay": True}, levels_listener(levels))
+    await pour_event_store_events(event_store=pokemons, message_channel=bus)
+    return levels
+
+
+async def rebuild_live(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    bus.message_channel_adapter.on({}, levels_listener(levels))
+    for entry in pokemons.event_storage_adapter.read_log():
+        await bus.publish_message(NotificationMessage("POKEMONS", entry.event))
+    return levels
+
+
+# Exercise 7: LevelUpCounter.handle (subclasses of the solution's class)
+
+
+async def handle_without_memory(self: Any, message: Any, context: Any) -> None:
+    self.apply(message)
+
+
+async def handle_recording_first(self: Any, message: Any, context: Any) -> None:
+    key = (message.event_store_id, message.event.aggregate_id, message.event.version)
+    if key not in self.processed:
+        self.processed.add(key)
+        self.apply(message)
+
+
+async def handle_keyed_by_version(self: Any, message: Any, context: Any) -> None:
+    if message.event.version not in self.processed:
+        self.apply(message)
+        self.processed.add(message.event.version)
+
+
+async def handle_swallowing_errors(self: Any, message: Any, context: Any) -> None:
+    key = (message.event_store_id, message.event.aggregate_id, message.event.version)
+    if key in self.processed:
+        return
+    try:
+        self.apply(message)
+        self.processed.add(key)
+    except Exception:
+        pass
+
+
+# Exercise 8: relay_step
+
+
+async def relay_from_the_start(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    entries = storage.read_log()
+    for entry in entries:
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        checkpoints.save(name, entry.position)
+    return len(entries)
+
+
+async def relay_saving_first(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    entries = storage.read_log(after_position=checkpoints.load(name))
+    checkpoints.save(name, storage.last_position())
+    for entry in entries:
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+    return len(entries)
+
+
+async def relay_saving_at_the_end(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    entries = storage.read_log(after_position=checkpoints.load(name))
+    for entry in entries:
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+    if entries:
+        checkpoints.save(name, entries[-1].position)
+    return len(entries)
+
+
+async def relay_stopping_quietly(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    published = 0
+    for entry in storage.read_log(after_position=checkpoints.load(name)):
+        try:
+            await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        except Exception:
+            break
+        checkpoints.save(name, entry.position)
+        published += 1
+    return published
+
+
+async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    published = 0
+    for entry in storage.read_log(after_position=checkpoints.load("relay")):
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        checkpoints.save("relay", entry.position)
+        checkpoints.save(name, entry.position)
+        published += 1
+    return published
+
+
+# (exercise, what the wrong answer replaces, the wrong answer, what the check must say about it)
+WRONG_ANSWERS = [
+    (1, "trainer_reducer", release_ignored, "should no longer own that Pokémon"),
+    (1, "trainer_reducer", release_keeps_the_version, "should change pokemon_ids and the version, nothing else"),
+    (1, "trainer_reducer", unknown_types_refused, "your reducer (on TRAINER_WAVED) raised ValueError"),
+    (2, "make_level_up_command", default_retries, "of 4 concurrent level-ups failed with EventAlreadyExistsError"),
+    (2, "make_level_up_command", swallowing_conflicts, "Pikachu should be at level 9"),
+    (2, "make_level_up_command", returning_the_aggregate, "should return the Pokémon's new level"),
+    (3, "listen_for_level_ups", filtering_in_the_handler, "your handler was called for 8 messages"),
+    (3, "listen_for_level_ups", alerting_on_replays, "a replayed level-up raised an alert"),
+    (3, "listen_for_level_ups", with_a_plain_function, "raised TypeError: The handler must be an async function"),
+    (4, "level_up", level_up_then_read, "your 3 level-ups read the store 6 times"),
+    (4, "connect_to_level_queue", connected_to_a_bus, "the store is connected to a StateCarryingMessageBus, not to a queue"),
+    (4, "connect_to_level_queue", connected_to_a_notification_queue, "a NotificationMessageQueue carries no aggregate"),
+    (5, "catch", catch_in_two_pushes, "half a catch"),
+    (5, "catch", catch_in_two_pushes_trainer_first, "stored one after the other"),
+    (5, "catch", catch_swallowing_the_conflict, "yet catch did not raise"),
+    (6, "rebuild_levels", rebuild_without_on_replay, "your listener received none of the replayed messages"),
+    (6, "rebuild_levels", rebuild_one_aggregate, "4 of the store's 8 events were replayed"),
+    (6, "rebuild_levels", rebuild_by_reading, "nothing was published on the bus you were given"),
+    (6, "rebuild_levels", rebuild_live, "8 messages were published live, not as replays"),
+    (6, "rebuild_levels", rebuild_on_a_new_adapter, "the bus you were given has another adapter now"),
+    (7, "LevelUpCounter.handle", handle_without_memory, "delivered again, messages were counted again"),
+    (7, "LevelUpCounter.handle", handle_recording_first, "its level-up is lost"),
+    (7, "LevelUpCounter.handle", handle_keyed_by_version, "after one delivery of each message, the counts are wrong"),
+    (7, "LevelUpCounter.handle", handle_swallowing_errors, "did not let the error out"),
+    (8, "relay_step", relay_from_the_start, "every event should have been published once"),
+    (8, "relay_step", relay_saving_first, "the checkpoint passed events never published"),
+    (8, "relay_step", relay_saving_at_the_end, "save the checkpoint after each successful publish"),
+    (8, "relay_step", relay_stopping_quietly, "but relay_step returned normally"),
+    (8, "relay_step", relay_with_one_checkpoint, "should have its own checkpoint"),
+]
+
+
+def test_every_exercise_has_wrong_answers() -> None:
+    assert {number for number, _, _, _ in WRONG_ANSWERS} == set(CHECKS)
+
+
+@pytest.mark.parametrize(
+    "number, target, wrong, says", WRONG_ANSWERS, ids=[f"{n}-{wrong.__name__}" for n, _, wrong, _ in WRONG_ANSWERS]
+)
+def test_the_check_fails_on_a_plausible_wrong_answer(number: int, target: str, wrong: Any, says: str) -> None:
+    with pytest.raises(NotYet) as raised:
+        asyncio.run(run_exercise(number, target, wrong))
+    error = raised.value
+    assert error.text.startswith("Not yet: ") and says in error.text, error.text
+    assert "NotImplementedError" not in error.text
+    assert f"(Exercise {number} · " in error.text.splitlines()[-1]
+
+
+# --- how a failure looks -------------------------------------------------------------------
+
+
+def test_a_failure_renders_as_its_message_alone_with_no_chained_exception() -> None:
+    def broken() -> None:
+        try:
+            raise ExceptionGroup("inner", [KeyError("level")])
+        except ExceptionGroup:
+            raise ValueError("the learner's bug") from None
+
+    with pytest.raises(NotYet) as raised:
+        asyncio.run(attempt(EXERCISES[0], "your reducer", broken))
+    error = raised.value
+    # IPython prints an exception's whole chain (and falls back to a full traceback when the
+    # chain holds an ExceptionGroup): a NotYet carries none, and renders as its own lines.
+    assert error.__context__ is None and error.__cause__ is None
+    assert error._render_traceback_() == error.text.splitlines()
+    first_line = error.text.splitlines()[0]
+    assert re.fullmatch(r"Not yet: your reducer raised ValueError: the learner's bug \(in broken, line \d+\)", first_line)
