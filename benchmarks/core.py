@@ -21,7 +21,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from castore_edu import EventDetail, EventStore, EventType, InMemoryEventStorageAdapter, SQLiteEventStorageAdapter
+from castore_edu import (
+    EventDetail,
+    EventStore,
+    EventType,
+    InMemoryEventStorageAdapter,
+    SQLiteEventStorageAdapter,
+)
 from castore_edu.storage.sqlite import INSERT, SCHEMA
 
 
@@ -62,7 +68,11 @@ async def push_all(store: EventStore, events: list[EventDetail]) -> None:
 
 def bench_push_in_memory(count: int, rounds: int) -> float:
     events = increments(count)
-    return median_rate(rounds, lambda: time_async(lambda: push_all(counter_store(InMemoryEventStorageAdapter()), events)), count)
+    return median_rate(
+        rounds,
+        lambda: time_async(lambda: push_all(counter_store(InMemoryEventStorageAdapter()), events)),
+        count,
+    )
 
 
 def bench_push_sqlite(count: int, rounds: int, directory: str) -> float:
@@ -94,12 +104,14 @@ def raw_connection(path: str) -> sqlite3.Connection:
 def raw_inserts(path: str, count: int, per_transaction: int) -> float:
     """``count`` rows of castore_edu's INSERT, ``per_transaction`` rows per transaction."""
     connection = raw_connection(path)
-    rows = [("COUNTERS", "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None)
-            for version in range(1, count + 1)]
+    rows = [
+        ("COUNTERS", "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None)
+        for version in range(1, count + 1)
+    ]
     elapsed = stopwatch()
     for start in range(0, count, per_transaction):
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(INSERT, rows[start:start + per_transaction])
+        connection.executemany(INSERT, rows[start : start + per_transaction])
         connection.execute("COMMIT")
     seconds = elapsed()
     connection.close()
@@ -127,11 +139,17 @@ def bench_get_aggregate(adapter: Any, size: int, rounds: int) -> float:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    parser.add_argument("--peers", action="store_true",
-                        help="only the comparison with eventsourcing and raw sqlite3 (benchmarks.peers)")
-    parser.add_argument("--all", action="store_true", help="these figures, then the comparison with the peers")
-    parser.add_argument("--plot", metavar="DIR",
-                        help="with --peers or --all: write the comparison's PNG plots into DIR")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="only the comparison with eventsourcing and raw sqlite3 (benchmarks.peers)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="these figures, then the comparison with the peers"
+    )
+    parser.add_argument(
+        "--plot", metavar="DIR", help="with --peers or --all: write the comparison's PNG plots into DIR"
+    )
     options = parser.parse_args(argv)
     if options.peers or options.all:
         # These figures first: importing the peers (eventsourcing) grows the heap, and with it the
@@ -140,8 +158,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         from benchmarks import peers as bench_peers
 
         print()
-        bench_peers.run(quick=options.quick, plot_directory=options.plot,
-                        print_fn=lambda line: print(line, flush=True))
+        bench_peers.run(
+            quick=options.quick, plot_directory=options.plot, print_fn=lambda line: print(line, flush=True)
+        )
         return core
     pushes, durable_pushes, rounds = (2_000, 200, 3) if options.quick else (20_000, 1_000, 5)
     figures: dict[str, float] = {}
@@ -150,16 +169,29 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         figures["push_in_memory_per_s"] = bench_push_in_memory(pushes, rounds)
         figures["push_sqlite_per_s"] = bench_push_sqlite(durable_pushes, rounds, directory)
         figures["raw_sqlite_per_s"] = bench_raw_sqlite(durable_pushes, rounds, directory)
-        figures["get_aggregate_1000_in_memory_ms"] = bench_get_aggregate(InMemoryEventStorageAdapter(), 1_000, rounds)
+        figures["get_aggregate_1000_in_memory_ms"] = bench_get_aggregate(
+            InMemoryEventStorageAdapter(), 1_000, rounds
+        )
         with SQLiteEventStorageAdapter(os.path.join(directory, "read.sqlite")) as adapter:
             figures["get_aggregate_1000_sqlite_ms"] = bench_get_aggregate(adapter, 1_000, rounds)
     sqlite_share = figures["push_sqlite_per_s"] / figures["raw_sqlite_per_s"]
     rows = [
         ("push_event, in memory", f"{figures['push_in_memory_per_s']:,.0f} events/s", "target ≥ 100,000/s"),
-        ("push_event, SQLite (durable)", f"{figures['push_sqlite_per_s']:,.0f} events/s",
-         f"{sqlite_share:.0%} of raw sqlite3, target ≥ 80 %"),
-        ("raw sqlite3 insert (same settings)", f"{figures['raw_sqlite_per_s']:,.0f} rows/s", "the physical limit"),
-        ("get_aggregate, 1,000 events, in memory", f"{figures['get_aggregate_1000_in_memory_ms']:.2f} ms", "target ≤ 10 ms"),
+        (
+            "push_event, SQLite (durable)",
+            f"{figures['push_sqlite_per_s']:,.0f} events/s",
+            f"{sqlite_share:.0%} of raw sqlite3, target ≥ 80 %",
+        ),
+        (
+            "raw sqlite3 insert (same settings)",
+            f"{figures['raw_sqlite_per_s']:,.0f} rows/s",
+            "the physical limit",
+        ),
+        (
+            "get_aggregate, 1,000 events, in memory",
+            f"{figures['get_aggregate_1000_in_memory_ms']:.2f} ms",
+            "target ≤ 10 ms",
+        ),
         ("get_aggregate, 1,000 events, SQLite", f"{figures['get_aggregate_1000_sqlite_ms']:.2f} ms", ""),
     ]
     for name, value, note in rows:

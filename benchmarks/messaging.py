@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from castore_edu.messaging.channels import NotificationMessageBus, StateCarryingMessageBus
 from castore_edu.connected.connected_event_store import ConnectedEventStore
-from castore_edu.messaging.delivery import TaskContext
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType
-from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.messaging.channels import NotificationMessageBus, StateCarryingMessageBus
+from castore_edu.messaging.delivery import TaskContext
 from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 PUSHES = 5_000
@@ -55,7 +55,11 @@ class CountingAdapter(InMemoryEventStorageAdapter):
 
 def counter_reducer(aggregate: dict[str, Any] | None, event: EventDetail) -> dict[str, Any]:
     """Constant-time reducer: the cost measured is the store's and the channel's, not ours."""
-    return {"aggregate_id": event.aggregate_id, "version": event.version, "count": (aggregate or {"count": 0})["count"] + 1}
+    return {
+        "aggregate_id": event.aggregate_id,
+        "version": event.version,
+        "count": (aggregate or {"count": 0})["count"] + 1,
+    }
 
 
 async def noop_handler(message: Any, context: TaskContext) -> None:
@@ -68,11 +72,15 @@ def make_store(initial_events: Sequence[EventDetail] = (), storage: str = "in-me
         event_store_id="COUNTERS",
         event_types=[EventType("INCREMENTED")],
         reducer=counter_reducer,
-        event_storage_adapter=SQLiteEventStorageAdapter() if storage == "SQLite" else CountingAdapter(initial_events),
+        event_storage_adapter=SQLiteEventStorageAdapter()
+        if storage == "SQLite"
+        else CountingAdapter(initial_events),
     )
 
 
-def connect(store: EventStore, channel_class: type, handlers: int = 1) -> tuple[ConnectedEventStore, InMemoryMessageBusAdapter]:
+def connect(
+    store: EventStore, channel_class: type, handlers: int = 1
+) -> tuple[ConnectedEventStore, InMemoryMessageBusAdapter]:
     """``store`` connected to a bus of ``channel_class`` on an in-memory adapter with no-op handlers."""
     bus = channel_class(message_bus_id="bench", source_event_stores=[store])
     adapter = InMemoryMessageBusAdapter.attach_to(bus)
@@ -82,7 +90,9 @@ def connect(store: EventStore, channel_class: type, handlers: int = 1) -> tuple[
 
 
 def event(aggregate_id: str, version: int) -> EventDetail:
-    return EventDetail(aggregate_id=aggregate_id, version=version, type="INCREMENTED", timestamp="2024-01-01T00:00:00.000Z")
+    return EventDetail(
+        aggregate_id=aggregate_id, version=version, type="INCREMENTED", timestamp="2024-01-01T00:00:00.000Z"
+    )
 
 
 class NullChannelAdapter:
@@ -112,7 +122,9 @@ def push_target(storage: str, variant: str) -> tuple[Any, InMemoryMessageBusAdap
     if variant == "plain store":
         return store, None
     if variant == "connected, null channel adapter":
-        bus = NotificationMessageBus(message_bus_id="bench", source_event_stores=[store], message_bus_adapter=NullChannelAdapter())
+        bus = NotificationMessageBus(
+            message_bus_id="bench", source_event_stores=[store], message_bus_adapter=NullChannelAdapter()
+        )
         return ConnectedEventStore(store, bus), None
     return connect(store, NotificationMessageBus, handlers=0 if variant.endswith("no handler") else 1)
 
@@ -163,27 +175,44 @@ async def run_messaging_benchmarks(print_fn: Callable[[str], Any] = print) -> di
     pushes: dict[str, dict[str, dict[str, float]]] = {}
     for (storage, variant), seconds in best.items():
         overhead = (seconds / best[storage, "plain store"] - 1) * 100
-        pushes.setdefault(storage, {})[variant] = {"per_second": PUSHES / seconds, "overhead_percent": overhead}
-        print_fn(f"    {storage + ' storage, ' + variant:<62} {PUSHES / seconds:>8,.0f}  "
-                 f"{seconds / PUSHES * 1e6:>8.2f}  {overhead:>7.1f} %")
+        pushes.setdefault(storage, {})[variant] = {
+            "per_second": PUSHES / seconds,
+            "overhead_percent": overhead,
+        }
+        print_fn(
+            f"    {storage + ' storage, ' + variant:<62} {PUSHES / seconds:>8,.0f}  "
+            f"{seconds / PUSHES * 1e6:>8.2f}  {overhead:>7.1f} %"
+        )
 
     print_fn("(b) state-carrying publish        with prev_aggregate        without prev_aggregate")
     print_fn("    events in aggregate    reads/publish  ms/publish    reads/publish  ms/publish")
     rows = []
     for size in AGGREGATE_SIZES:
         with_reads, with_ms = await publish_cost(size, with_prev=True, repeats=200)
-        without_reads, without_ms = await publish_cost(size, with_prev=False, repeats=max(5, min(100, 20_000 // size)))
-        rows.append({"events": size, "with_prev": {"reads_per_publish": with_reads, "ms_per_publish": with_ms},
-                     "without_prev": {"reads_per_publish": without_reads, "ms_per_publish": without_ms}})
-        print_fn(f"    {size:>19,}    {with_reads:>13.0f}  {with_ms:>10.4f}    {without_reads:>13.0f}  {without_ms:>10.4f}")
+        without_reads, without_ms = await publish_cost(
+            size, with_prev=False, repeats=max(5, min(100, 20_000 // size))
+        )
+        rows.append(
+            {
+                "events": size,
+                "with_prev": {"reads_per_publish": with_reads, "ms_per_publish": with_ms},
+                "without_prev": {"reads_per_publish": without_reads, "ms_per_publish": without_ms},
+            }
+        )
+        print_fn(
+            f"    {size:>19,}    {with_reads:>13.0f}  {with_ms:>10.4f}    {without_reads:>13.0f}  {without_ms:>10.4f}"
+        )
     flat_ratio = rows[-1]["with_prev"]["ms_per_publish"] / rows[0]["with_prev"]["ms_per_publish"]
     growth_ratio = rows[-1]["without_prev"]["ms_per_publish"] / rows[0]["without_prev"]["ms_per_publish"]
-    print_fn(f"    time ratio {AGGREGATE_SIZES[-1]:,} / {AGGREGATE_SIZES[0]} events: "
-             f"with prev_aggregate {flat_ratio:.2f}, without {growth_ratio:.1f}")
+    print_fn(
+        f"    time ratio {AGGREGATE_SIZES[-1]:,} / {AGGREGATE_SIZES[0]} events: "
+        f"with prev_aggregate {flat_ratio:.2f}, without {growth_ratio:.1f}"
+    )
     return {
         "pushes": pushes,
         "connected_overhead_percent": {
-            storage: rows_of_storage[PUSH_VARIANTS[-1][1]]["overhead_percent"] for storage, rows_of_storage in pushes.items()
+            storage: rows_of_storage[PUSH_VARIANTS[-1][1]]["overhead_percent"]
+            for storage, rows_of_storage in pushes.items()
         },
         "state_carrying": rows,
         "with_prev_time_ratio": flat_ratio,

@@ -40,19 +40,17 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.core import counter_store, increments, raw_inserts, stopwatch
-from benchmarks.messaging import event as fixed_time_event
-from benchmarks.messaging import publish_cost, push_target
+from benchmarks.messaging import event as fixed_time_event, publish_cost, push_target
 from benchmarks.relay import relay_rate
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.storage.sqlite import INSERT, SQLiteEventStorageAdapter
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 try:
     from eventsourcing.application import Application
@@ -120,10 +118,28 @@ class Sizes:
     state_sizes: tuple[int, ...] = (10, 100, 1_000, 10_000)
 
 
-QUICK = Sizes(rounds=3, pushes=1_000, durable_rounds=3, durable_pushes=40, batches=5, durable_batches=4,
-              connected_pushes=1_000, publishes=30, relay_events=1_000)
-DEFAULT = Sizes(rounds=5, pushes=5_000, durable_rounds=15, durable_pushes=100, batches=30, durable_batches=15,
-                connected_pushes=10_000, publishes=200, relay_events=10_000)
+QUICK = Sizes(
+    rounds=3,
+    pushes=1_000,
+    durable_rounds=3,
+    durable_pushes=40,
+    batches=5,
+    durable_batches=4,
+    connected_pushes=1_000,
+    publishes=30,
+    relay_events=1_000,
+)
+DEFAULT = Sizes(
+    rounds=5,
+    pushes=5_000,
+    durable_rounds=15,
+    durable_pushes=100,
+    batches=30,
+    durable_batches=15,
+    connected_pushes=10_000,
+    publishes=200,
+    relay_events=10_000,
+)
 
 
 @dataclass
@@ -303,7 +319,10 @@ def es_store_each(env: dict[str, str], count: int, layer: str) -> float:
     app: Any = Application(env=env)
     events = es_domain_events(count)
     if layer == "insert":
-        items, store = [app.mapper.to_stored_event(domain_event) for domain_event in events], app.recorder.insert_events
+        items, store = (
+            [app.mapper.to_stored_event(domain_event) for domain_event in events],
+            app.recorder.insert_events,
+        )
     else:
         items, store = events, app.events.put
     elapsed = stopwatch()
@@ -419,12 +438,27 @@ class Bench:
         self.print(f"[{self.group_number}/{self.GROUPS}] {title} ...")
         return stopwatch()
 
-    def add(self, group: str, workload: str, unit: str, castore_value: float, peer: str,
-            peer_value: float | None, target: float | None = None) -> None:
+    def add(
+        self,
+        group: str,
+        workload: str,
+        unit: str,
+        castore_value: float,
+        peer: str,
+        peer_value: float | None,
+        target: float | None = None,
+    ) -> None:
         self.results.rows.append(Row(group, workload, unit, castore_value, peer, peer_value, target))
 
-    def add_rate_rows(self, group: str, workload: str, count: int, seconds: dict[str, float],
-                      ours: str, peers: dict[str, tuple[str, float | None]]) -> None:
+    def add_rate_rows(
+        self,
+        group: str,
+        workload: str,
+        count: int,
+        seconds: dict[str, float],
+        ours: str,
+        peers: dict[str, tuple[str, float | None]],
+    ) -> None:
         """Rows of events per second: ``peers`` maps a variant to (peer name, target)."""
         for variant, (peer, target) in peers.items():
             peer_rate = count / seconds[variant] if variant in seconds else None
@@ -432,8 +466,15 @@ class Bench:
 
     async def run(self) -> Results:
         started = stopwatch()
-        for workload in (self.push_each_in_memory, self.push_each_sqlite, self.push_batches,
-                         self.rebuild, self.connected, self.state_carrying, self.relay):
+        for workload in (
+            self.push_each_in_memory,
+            self.push_each_sqlite,
+            self.push_batches,
+            self.rebuild,
+            self.connected,
+            self.state_carrying,
+            self.relay,
+        ):
             elapsed = await workload()
             self.print(f"      done in {elapsed:.1f} s")
         self.results.seconds = started()
@@ -451,10 +492,22 @@ class Bench:
             variants["es put"] = peer_only(lambda: es_store_each(POPO, count, "put"))
         seconds = await median_seconds(self.sizes.rounds, variants)
         group = "push, one event per call"
-        self.add_rate_rows(group, "in memory: EventStore.push_event", count, seconds, "store",
-                           {"es save": ("eventsourcing POPO: Application.save", 2.0)})
-        self.add_rate_rows(group, "in memory, storage: adapter.push_event", count, seconds, "adapter",
-                           {"es put": ("eventsourcing POPO: EventStore.put", None)})
+        self.add_rate_rows(
+            group,
+            "in memory: EventStore.push_event",
+            count,
+            seconds,
+            "store",
+            {"es save": ("eventsourcing POPO: Application.save", 2.0)},
+        )
+        self.add_rate_rows(
+            group,
+            "in memory, storage: adapter.push_event",
+            count,
+            seconds,
+            "adapter",
+            {"es put": ("eventsourcing POPO: EventStore.put", None)},
+        )
         return elapsed()
 
     async def push_each_sqlite(self) -> float:
@@ -481,12 +534,25 @@ class Bench:
             )
         seconds = await median_seconds(self.sizes.durable_rounds, variants)
         group = "push, one event per call"
-        self.add_rate_rows(group, "SQLite: EventStore.push_event", count, seconds, "store", {
-            "es save": ("eventsourcing SQLite: Application.save", 1.0),
-            "raw": ("raw sqlite3, 1 row per transaction", 0.8),
-        })
-        self.add_rate_rows(group, "SQLite, storage: adapter.push_event", count, seconds, "adapter",
-                           {"es insert": ("eventsourcing SQLite: recorder.insert_events", None)})
+        self.add_rate_rows(
+            group,
+            "SQLite: EventStore.push_event",
+            count,
+            seconds,
+            "store",
+            {
+                "es save": ("eventsourcing SQLite: Application.save", 1.0),
+                "raw": ("raw sqlite3, 1 row per transaction", 0.8),
+            },
+        )
+        self.add_rate_rows(
+            group,
+            "SQLite, storage: adapter.push_event",
+            count,
+            seconds,
+            "adapter",
+            {"es insert": ("eventsourcing SQLite: recorder.insert_events", None)},
+        )
         return elapsed()
 
     async def push_batches(self) -> float:
@@ -504,15 +570,30 @@ class Bench:
         }
         if eventsourcing_installed():
             variants["es memory"] = peer_only(lambda: es_save(POPO, batches, BATCH))
-            variants["es sqlite"] = peer_only(lambda: es_save(sqlite_env(self.path("es-batch")), durable, BATCH))
+            variants["es sqlite"] = peer_only(
+                lambda: es_save(sqlite_env(self.path("es-batch")), durable, BATCH)
+            )
         seconds = await median_seconds(self.sizes.rounds, variants)
         group = f"push in batches of {BATCH}"
-        self.add_rate_rows(group, "in memory: push_event_group", batches * BATCH, seconds, "memory",
-                           {"es memory": ("eventsourcing POPO: Application.save", None)})
-        self.add_rate_rows(group, "SQLite: push_event_group", durable * BATCH, seconds, "sqlite", {
-            "es sqlite": ("eventsourcing SQLite: Application.save", None),
-            "raw": (f"raw sqlite3, {BATCH} rows per transaction", None),
-        })
+        self.add_rate_rows(
+            group,
+            "in memory: push_event_group",
+            batches * BATCH,
+            seconds,
+            "memory",
+            {"es memory": ("eventsourcing POPO: Application.save", None)},
+        )
+        self.add_rate_rows(
+            group,
+            "SQLite: push_event_group",
+            durable * BATCH,
+            seconds,
+            "sqlite",
+            {
+                "es sqlite": ("eventsourcing SQLite: Application.save", None),
+                "raw": (f"raw sqlite3, {BATCH} rows per transaction", None),
+            },
+        )
         return elapsed()
 
     async def rebuild(self) -> float:
@@ -522,7 +603,9 @@ class Bench:
         sqlite_path = self.path("rebuild")
         sqlite_adapter = SQLiteEventStorageAdapter(sqlite_path)
         sqlite_store = counter_store(sqlite_adapter)
-        await EventStore.push_event_group(*(sqlite_store.group_event(pushed) for pushed in increments(size, "big")))
+        await EventStore.push_event_group(
+            *(sqlite_store.group_event(pushed) for pushed in increments(size, "big"))
+        )
         variants: dict[str, Timed] = {
             "memory": lambda: castore_rebuild(memory_store, size),
             "sqlite": lambda: castore_rebuild(sqlite_store, size),
@@ -539,40 +622,82 @@ class Bench:
             sqlite_adapter.close()
         ms = {variant: value * 1000 for variant, value in seconds.items()}
         group = f"rebuild a {size:,}-event aggregate"
-        self.add(group, "in memory: get_aggregate", "ms", ms["memory"],
-                 "eventsourcing POPO: repository.get", ms.get("es memory"), 1.0)
-        self.add(group, "SQLite: get_aggregate", "ms", ms["sqlite"],
-                 "eventsourcing SQLite: repository.get", ms.get("es sqlite"), 1.0)
-        self.add(group, "SQLite: get_aggregate", "ms", ms["sqlite"],
-                 "raw sqlite3: select, json.loads, fold", ms["raw"])
+        self.add(
+            group,
+            "in memory: get_aggregate",
+            "ms",
+            ms["memory"],
+            "eventsourcing POPO: repository.get",
+            ms.get("es memory"),
+            1.0,
+        )
+        self.add(
+            group,
+            "SQLite: get_aggregate",
+            "ms",
+            ms["sqlite"],
+            "eventsourcing SQLite: repository.get",
+            ms.get("es sqlite"),
+            1.0,
+        )
+        self.add(
+            group,
+            "SQLite: get_aggregate",
+            "ms",
+            ms["sqlite"],
+            "raw sqlite3: select, json.loads, fold",
+            ms["raw"],
+        )
         return elapsed()
 
     async def connected(self) -> float:
         elapsed = self.start_group("connected store: push + publish on an in-memory notification bus")
         count = self.sizes.connected_pushes
         plain, connected = "plain store", "connected, in-memory bus, 1 no-op handler"
-        seconds = await median_seconds(self.sizes.rounds, {
-            plain: lambda: connected_push(plain, count),
-            connected: lambda: connected_push(connected, count),
-        })
-        self.add("connected store (in memory)", "push + publish, notification bus, 1 no-op handler",
-                 "events/s", count / seconds[connected], "castore_edu plain EventStore.push_event",
-                 count / seconds[plain])
+        seconds = await median_seconds(
+            self.sizes.rounds,
+            {
+                plain: lambda: connected_push(plain, count),
+                connected: lambda: connected_push(connected, count),
+            },
+        )
+        self.add(
+            "connected store (in memory)",
+            "push + publish, notification bus, 1 no-op handler",
+            "events/s",
+            count / seconds[connected],
+            "castore_edu plain EventStore.push_event",
+            count / seconds[plain],
+        )
         return elapsed()
 
     async def state_carrying(self) -> float:
-        elapsed = self.start_group("state-carrying publish with and without prev_aggregate, "
-                                   + " / ".join(f"{size:,}" for size in self.sizes.state_sizes) + " events")
+        elapsed = self.start_group(
+            "state-carrying publish with and without prev_aggregate, "
+            + " / ".join(f"{size:,}" for size in self.sizes.state_sizes)
+            + " events"
+        )
         for size in self.sizes.state_sizes:
             reads_with, ms_with = await publish_cost(size, with_prev=True, repeats=self.sizes.publishes)
             reads_without, ms_without = await publish_cost(
-                size, with_prev=False, repeats=max(5, min(self.sizes.publishes, 20 * self.sizes.publishes // size))
+                size,
+                with_prev=False,
+                repeats=max(5, min(self.sizes.publishes, 20 * self.sizes.publishes // size)),
             )
             self.results.state_carrying[size] = {
-                "with": ms_with, "without": ms_without, "reads_with": reads_with, "reads_without": reads_without,
+                "with": ms_with,
+                "without": ms_without,
+                "reads_with": reads_with,
+                "reads_without": reads_without,
             }
-            self.add("state-carrying publish (in memory)", f"{size:,} events: with prev_aggregate", "ms",
-                     ms_with, "castore_edu without prev_aggregate", ms_without)
+            self.add(
+                "state-carrying publish (in memory)",
+                f"{size:,} events: with prev_aggregate",
+                "ms",
+                ms_with,
+                "castore_edu without prev_aggregate",
+                ms_without,
+            )
         return elapsed()
 
     async def relay(self) -> float:
@@ -592,11 +717,17 @@ class Bench:
         if eventsourcing_installed():
             variants["es"] = peer_only(lambda: es_follow(self.path("es-leader"), count))
         seconds = await median_seconds(self.sizes.rounds, variants)
-        self.add_rate_rows("relay from the SQLite log", "Relay.catch_up, 1 no-op handler",
-                           count, seconds, "relay", {
-                               "es": ("eventsourcing: Follower.pull_and_process", None),
-                               "raw": ("raw sqlite3: read the log, json.loads", None),
-                           })
+        self.add_rate_rows(
+            "relay from the SQLite log",
+            "Relay.catch_up, 1 no-op handler",
+            count,
+            seconds,
+            "relay",
+            {
+                "es": ("eventsourcing: Follower.pull_and_process", None),
+                "raw": ("raw sqlite3: read the log, json.loads", None),
+            },
+        )
         return elapsed()
 
 
@@ -647,8 +778,10 @@ def plot(results: Results, directory: str) -> list[str]:
 
     sizes = sorted(results.state_carrying)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for key, label, marker in (("without", "without prev_aggregate (reads the aggregate)", "o"),
-                               ("with", "with prev_aggregate (no read)", "s")):
+    for key, label, marker in (
+        ("without", "without prev_aggregate (reads the aggregate)", "o"),
+        ("with", "with prev_aggregate (no read)", "s"),
+    ):
         axes.plot(sizes, [results.state_carrying[size][key] for size in sizes], marker=marker, label=label)
     axes.set_xscale("log")
     axes.set_yscale("log")
@@ -668,8 +801,10 @@ def plot(results: Results, directory: str) -> list[str]:
     labels = [f"{row.group}: {row.workload}\nvs {row.peer}" for row in peer_rows]
     figure, axes = plt.subplots(figsize=(11, 0.55 * len(peer_rows) + 1.5), layout="constrained")
     # raw sqlite3 is the limit no event store on SQLite can pass: grey, not a win or a loss
-    colours = ["tab:gray" if row.peer.startswith("raw") else "tab:green" if value >= 1 else "tab:orange"
-               for row, value in zip(peer_rows, speedups, strict=True)]
+    colours = [
+        "tab:gray" if row.peer.startswith("raw") else "tab:green" if value >= 1 else "tab:orange"
+        for row, value in zip(peer_rows, speedups, strict=True)
+    ]
     positions = range(len(peer_rows))
     axes.barh(positions, speedups, color=colours)
     axes.set_yticks(list(positions), labels, fontsize=7)
@@ -681,8 +816,14 @@ def plot(results: Results, directory: str) -> list[str]:
     axes.set_xlim(min(0.1, min(speedups) / 1.5), max(20, max(speedups) * 1.5))
     axes.axvline(1, color="black", linewidth=1)
     for position, value in zip(positions, speedups, strict=True):
-        axes.annotate(f"{value:.2f}x", (value, position), xytext=(3, 0), textcoords="offset points",
-                      va="center", fontsize=7)
+        axes.annotate(
+            f"{value:.2f}x",
+            (value, position),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+        )
     axes.set_xlabel("castore_edu speed relative to the peer (> 1: castore_edu is faster; log scale)")
     axes.set_title("castore_edu vs eventsourcing (green: faster, orange: slower) and raw sqlite3 (grey)")
     paths.append(os.path.join(directory, "benchmarks-peers.png"))
@@ -694,20 +835,28 @@ def plot(results: Results, directory: str) -> list[str]:
 def machine() -> str:
     import platform
 
-    return (f"{platform.python_implementation()} {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-            f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores")
+    return (
+        f"{platform.python_implementation()} {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
+    )
 
 
-def run(quick: bool = False, plot_directory: str | None = None,
-        print_fn: Callable[[str], Any] = print) -> Results:
+def run(
+    quick: bool = False, plot_directory: str | None = None, print_fn: Callable[[str], Any] = print
+) -> Results:
     """Run every workload, print progress and the table; optionally write the plots."""
     if plot_directory is not None and importlib.util.find_spec("matplotlib") is None:
         raise SystemExit("--plot needs matplotlib (the notebooks extra): pip install -e '.[notebooks]'")
     sizes = QUICK if quick else DEFAULT
-    print_fn(f"castore_edu vs peers — {machine()}; medians of {sizes.rounds} rounds"
-             f" ({sizes.durable_rounds} for one-by-one SQLite pushes)"
-             + ("" if eventsourcing_installed() else
-                "; eventsourcing is not installed (pip install -e '.[bench]'): its rows are empty"))
+    print_fn(
+        f"castore_edu vs peers — {machine()}; medians of {sizes.rounds} rounds"
+        f" ({sizes.durable_rounds} for one-by-one SQLite pushes)"
+        + (
+            ""
+            if eventsourcing_installed()
+            else "; eventsourcing is not installed (pip install -e '.[bench]'): its rows are empty"
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="castore-peers-") as directory:
         results = asyncio.run(Bench(sizes, directory, print_fn).run())
     print_fn("")
@@ -721,12 +870,15 @@ def run(quick: bool = False, plot_directory: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> Results:
-    parser = argparse.ArgumentParser(description="castore_edu side by side with eventsourcing and raw sqlite3.")
+    parser = argparse.ArgumentParser(
+        description="castore_edu side by side with eventsourcing and raw sqlite3."
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test (about 10 s)")
     parser.add_argument("--plot", metavar="DIR", help="also write the PNG plots into DIR (needs matplotlib)")
     options = parser.parse_args(argv)
-    return run(quick=options.quick, plot_directory=options.plot,
-               print_fn=lambda line: print(line, flush=True))
+    return run(
+        quick=options.quick, plot_directory=options.plot, print_fn=lambda line: print(line, flush=True)
+    )
 
 
 if __name__ == "__main__":

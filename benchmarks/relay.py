@@ -32,10 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.core import counter_store, increments, push_all
-from castore_edu.messaging.channels import NotificationMessageBus
 from castore_edu.connected.connected_event_store import ConnectedEventStore
-from castore_edu.messaging.delivery import TaskContext
 from castore_edu.core.event_store import EventStore
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.messaging.delivery import TaskContext
 from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.reliability.relay import Relay
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
@@ -72,7 +72,9 @@ async def fill_log(store: EventStore, count: int, chunk: int = 1_000) -> None:
     """``count`` events in ``count / chunk`` transactions (groups), to fill the log fast."""
     events = increments(count)
     for start in range(0, count, chunk):
-        await EventStore.push_event_group(*(store.group_event(event) for event in events[start:start + chunk]))
+        await EventStore.push_event_group(
+            *(store.group_event(event) for event in events[start : start + chunk])
+        )
 
 
 async def relay_rate(directory: str, count: int, batch_size: int) -> float:
@@ -119,7 +121,11 @@ async def push_rates(directory: str | None, count: int, rounds: int) -> dict[str
     times: dict[str, list[float]] = {variant: [] for variant in PUSH_VARIANTS}
     for round_number in range(rounds):
         for variant in PUSH_VARIANTS:
-            path = ":memory:" if directory is None else os.path.join(directory, f"push-{round_number}-{variant}.sqlite")
+            path = (
+                ":memory:"
+                if directory is None
+                else os.path.join(directory, f"push-{round_number}-{variant}.sqlite")
+            )
             times[variant].append(await push_seconds(path, count, variant))
     return {variant: count / statistics.median(seconds) for variant, seconds in times.items()}
 
@@ -177,7 +183,9 @@ async def run_relay_benchmarks(print_fn: Callable[[str], Any] = print) -> dict[s
 
         pushes = {}
         for where, count in PUSH_EVENTS.items():
-            print_fn(f"Push and publish, one event at a time, SQLite {where} (median of {PUSH_ROUNDS} x {count:,} events)")
+            print_fn(
+                f"Push and publish, one event at a time, SQLite {where} (median of {PUSH_ROUNDS} x {count:,} events)"
+            )
             pushes[where] = await push_rates(directory if where == "on disk" else None, count, PUSH_ROUNDS)
             for variant, rate in pushes[where].items():
                 print_fn(f"  {variant:<18}: {rate:>10,.0f} events/s")
@@ -192,7 +200,9 @@ async def run_relay_benchmarks(print_fn: Callable[[str], Any] = print) -> dict[s
                 f"  {variant:<15}: median {figures['median_ms']:7.2f} ms, p95 {figures['p95_ms']:7.2f} ms,"
                 f" max {figures['max_ms']:7.2f} ms"
             )
-        print_fn(f"  (polling every {POLL_INTERVAL * 1000:g} ms; the nudged relay is woken by on_event_pushed)")
+        print_fn(
+            f"  (polling every {POLL_INTERVAL * 1000:g} ms; the nudged relay is woken by on_event_pushed)"
+        )
         results["lag"] = lag_results
     return results
 

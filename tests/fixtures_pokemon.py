@@ -7,15 +7,18 @@ itself lives in ``tests.pokemon``; this module adds short names, a spying store 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from castore_edu.messaging.delivery import TaskContext
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType
-from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.messaging.delivery import TaskContext
 from castore_edu.messaging.messages import NotificationMessage
-from castore_edu.testing.storage_contract import run  # one async test body per asyncio.run (no pytest-asyncio)
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.testing.storage_contract import (
+    run,
+)  # one async test body per asyncio.run (no pytest-asyncio)
 from tests.pokemon import (
     CHARIZARD_LEVELED_UP,
     PIKACHU_EVENTS,
@@ -24,7 +27,6 @@ from tests.pokemon import (
     pokemons_event_store,
     pokemons_reducer,
 )
-
 
 # -- Castore's core Pokémon fixture (from tests.pokemon), under short names ---------------------
 
@@ -96,11 +98,17 @@ def blueprint_stores() -> tuple[EventStore, EventStore]:
 
 
 pikachu_appeared = EventDetail(
-    aggregate_id="pikachu1", version=1, type="APPEARED", timestamp="2022-01-01T00:00:00.000Z",
+    aggregate_id="pikachu1",
+    version=1,
+    type="APPEARED",
+    timestamp="2022-01-01T00:00:00.000Z",
     payload={"name": "Pikachu", "level": 42},
 )
 pikachu_caught = EventDetail(
-    aggregate_id="pikachu1", version=2, type="CAUGHT_BY_TRAINER", timestamp="2022-01-02T00:00:00.000Z",
+    aggregate_id="pikachu1",
+    version=2,
+    type="CAUGHT_BY_TRAINER",
+    timestamp="2022-01-02T00:00:00.000Z",
 )
 
 DEFAULT_CONTEXT = TaskContext(attempt=1, retry_attempts_left=2, replay=False)
@@ -165,7 +173,7 @@ class Recorder:
 
     def gaps(self) -> list[float]:
         """Seconds between consecutive calls."""
-        return [later.at - earlier.at for earlier, later in zip(self.calls, self.calls[1:])]
+        return [later.at - earlier.at for earlier, later in itertools.pairwise(self.calls)]
 
 
 class RecordingChannelAdapter:

@@ -27,7 +27,10 @@ POKEMON_LEVELED_UP = EventType("POKEMON_LEVELED_UP")
 POKEMON_EVENT_TYPES = (POKEMON_APPEARED, POKEMON_CAUGHT, POKEMON_LEVELED_UP)
 
 PIKACHU_APPEARED = EventDetail(
-    aggregate_id=PIKACHU_ID, version=1, type="POKEMON_APPEARED", timestamp="2022",
+    aggregate_id=PIKACHU_ID,
+    version=1,
+    type="POKEMON_APPEARED",
+    timestamp="2022",
     payload={"name": "Pikachu", "level": 42},
 )
 PIKACHU_CAUGHT = EventDetail(aggregate_id=PIKACHU_ID, version=2, type="POKEMON_CAUGHT", timestamp="2023")
@@ -58,8 +61,11 @@ def pokemons_reducer(pokemon: PokemonAggregate | None, event: EventDetail) -> Po
     match event.type:
         case "POKEMON_APPEARED":
             return PokemonAggregate(
-                aggregate_id=event.aggregate_id, version=event.version,
-                name=event.payload["name"], level=event.payload["level"], status="wild",
+                aggregate_id=event.aggregate_id,
+                version=event.version,
+                name=event.payload["name"],
+                level=event.payload["level"],
+                status="wild",
             )
         case "POKEMON_CAUGHT":
             return replace(pokemon, version=event.version, status="caught")

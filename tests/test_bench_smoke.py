@@ -19,24 +19,42 @@ from benchmarks.peers import QUICK, Results, eventsourcing_installed
 # the library is not installed, with an empty peer figure.
 EXPECTED_ROWS = {
     ("push, one event per call", "in memory: EventStore.push_event", "eventsourcing POPO: Application.save"),
-    ("push, one event per call", "in memory, storage: adapter.push_event", "eventsourcing POPO: EventStore.put"),
+    (
+        "push, one event per call",
+        "in memory, storage: adapter.push_event",
+        "eventsourcing POPO: EventStore.put",
+    ),
     ("push, one event per call", "SQLite: EventStore.push_event", "eventsourcing SQLite: Application.save"),
     ("push, one event per call", "SQLite: EventStore.push_event", "raw sqlite3, 1 row per transaction"),
-    ("push, one event per call", "SQLite, storage: adapter.push_event", "eventsourcing SQLite: recorder.insert_events"),
+    (
+        "push, one event per call",
+        "SQLite, storage: adapter.push_event",
+        "eventsourcing SQLite: recorder.insert_events",
+    ),
     ("push in batches of 100", "in memory: push_event_group", "eventsourcing POPO: Application.save"),
     ("push in batches of 100", "SQLite: push_event_group", "eventsourcing SQLite: Application.save"),
     ("push in batches of 100", "SQLite: push_event_group", "raw sqlite3, 100 rows per transaction"),
     ("rebuild a 1,000-event aggregate", "in memory: get_aggregate", "eventsourcing POPO: repository.get"),
     ("rebuild a 1,000-event aggregate", "SQLite: get_aggregate", "eventsourcing SQLite: repository.get"),
     ("rebuild a 1,000-event aggregate", "SQLite: get_aggregate", "raw sqlite3: select, json.loads, fold"),
-    ("connected store (in memory)", "push + publish, notification bus, 1 no-op handler",
-     "castore_edu plain EventStore.push_event"),
+    (
+        "connected store (in memory)",
+        "push + publish, notification bus, 1 no-op handler",
+        "castore_edu plain EventStore.push_event",
+    ),
     *(
-        ("state-carrying publish (in memory)", f"{size:,} events: with prev_aggregate",
-         "castore_edu without prev_aggregate")
+        (
+            "state-carrying publish (in memory)",
+            f"{size:,} events: with prev_aggregate",
+            "castore_edu without prev_aggregate",
+        )
         for size in (10, 100, 1_000, 10_000)
     ),
-    ("relay from the SQLite log", "Relay.catch_up, 1 no-op handler", "eventsourcing: Follower.pull_and_process"),
+    (
+        "relay from the SQLite log",
+        "Relay.catch_up, 1 no-op handler",
+        "eventsourcing: Follower.pull_and_process",
+    ),
     ("relay from the SQLite log", "Relay.catch_up, 1 no-op handler", "raw sqlite3: read the log, json.loads"),
 }
 
@@ -47,8 +65,9 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, list[s
     printed: list[str] = []
     plots = tmp_path_factory.mktemp("plots")
     with_plots = importlib.util.find_spec("matplotlib") is not None  # the notebooks extra has it
-    results = bench_peers.run(quick=True, plot_directory=str(plots) if with_plots else None,
-                              print_fn=printed.append)
+    results = bench_peers.run(
+        quick=True, plot_directory=str(plots) if with_plots else None, print_fn=printed.append
+    )
     return results, printed, plots
 
 
@@ -82,7 +101,9 @@ def test_prev_aggregate_spares_every_storage_read(quick_run: tuple[Results, list
         assert figures["reads_without"] == 1
 
 
-def test_it_prints_progress_the_table_and_writes_the_plots(quick_run: tuple[Results, list[str], Path]) -> None:
+def test_it_prints_progress_the_table_and_writes_the_plots(
+    quick_run: tuple[Results, list[str], Path],
+) -> None:
     results, printed, plots = quick_run
     progress = [line for line in printed if line.startswith("[")]
     assert len(progress) == bench_peers.Bench.GROUPS
@@ -93,4 +114,3 @@ def test_it_prints_progress_the_table_and_writes_the_plots(quick_run: tuple[Resu
         pytest.skip("matplotlib is not installed: no plots")
     for name in ("benchmarks-prev-aggregate.png", "benchmarks-peers.png"):
         assert (plots / name).read_bytes().startswith(b"\x89PNG")
-

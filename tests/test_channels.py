@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from castore_edu.core.errors import (
+    AggregateNotFoundError,
+    MessageChannelEventStoreNotFoundError,
+    UndefinedMessageChannelAdapterError,
+)
 from castore_edu.messaging.channels import (
     AggregateExistsMessageBus,
     AggregateExistsMessageChannel,
@@ -14,11 +19,6 @@ from castore_edu.messaging.channels import (
     StateCarryingMessageBus,
     StateCarryingMessageChannel,
     StateCarryingMessageQueue,
-)
-from castore_edu.core.errors import (
-    AggregateNotFoundError,
-    MessageChannelEventStoreNotFoundError,
-    UndefinedMessageChannelAdapterError,
 )
 from castore_edu.messaging.messages import AggregateExistsMessage, NotificationMessage, StateCarryingMessage
 from tests.fixtures_pokemon import (
@@ -48,13 +48,55 @@ def test_notification_queue_attributes() -> None:
 @pytest.mark.parametrize(
     ("channel_class", "id_key", "adapter_key", "channel_type", "message_type", "base"),
     [
-        (NotificationMessageBus, "message_bus_id", "message_bus_adapter", "bus", "notification", NotificationMessageChannel),
-        (StateCarryingMessageBus, "message_bus_id", "message_bus_adapter", "bus", "state-carrying", StateCarryingMessageChannel),
+        (
+            NotificationMessageBus,
+            "message_bus_id",
+            "message_bus_adapter",
+            "bus",
+            "notification",
+            NotificationMessageChannel,
+        ),
+        (
+            StateCarryingMessageBus,
+            "message_bus_id",
+            "message_bus_adapter",
+            "bus",
+            "state-carrying",
+            StateCarryingMessageChannel,
+        ),
         # Deviation: Castore's AggregateExistsMessageBus takes queue names by mistake.
-        (AggregateExistsMessageBus, "message_bus_id", "message_bus_adapter", "bus", "aggregate-exists", AggregateExistsMessageChannel),
-        (NotificationMessageQueue, "message_queue_id", "message_queue_adapter", "queue", "notification", NotificationMessageChannel),
-        (StateCarryingMessageQueue, "message_queue_id", "message_queue_adapter", "queue", "state-carrying", StateCarryingMessageChannel),
-        (AggregateExistsMessageQueue, "message_queue_id", "message_queue_adapter", "queue", "aggregate-exists", AggregateExistsMessageChannel),
+        (
+            AggregateExistsMessageBus,
+            "message_bus_id",
+            "message_bus_adapter",
+            "bus",
+            "aggregate-exists",
+            AggregateExistsMessageChannel,
+        ),
+        (
+            NotificationMessageQueue,
+            "message_queue_id",
+            "message_queue_adapter",
+            "queue",
+            "notification",
+            NotificationMessageChannel,
+        ),
+        (
+            StateCarryingMessageQueue,
+            "message_queue_id",
+            "message_queue_adapter",
+            "queue",
+            "state-carrying",
+            StateCarryingMessageChannel,
+        ),
+        (
+            AggregateExistsMessageQueue,
+            "message_queue_id",
+            "message_queue_adapter",
+            "queue",
+            "aggregate-exists",
+            AggregateExistsMessageChannel,
+        ),
     ],
 )
 def test_the_six_channels(channel_class, id_key, adapter_key, channel_type, message_type, base) -> None:
@@ -62,7 +104,9 @@ def test_the_six_channels(channel_class, id_key, adapter_key, channel_type, mess
     channel = channel_class(**{id_key: "channel", "source_event_stores": [], adapter_key: adapter})
     assert isinstance(channel, base)
     assert (channel.message_channel_id, channel.message_channel_type, channel.message_type) == (
-        "channel", channel_type, message_type,
+        "channel",
+        channel_type,
+        message_type,
     )
     assert channel.get_message_channel_adapter() is adapter
 
@@ -74,7 +118,7 @@ def test_publishing_without_adapter_raises() -> None:
     assert str(raised.value) == "Adapter undefined for message queue test"
     assert (raised.value.message_channel_type, raised.value.message_channel_id) == ("queue", "test")
     bus = NotificationMessageBus(message_bus_id="b", source_event_stores=[pokemons_store()])
-    with pytest.raises(UndefinedMessageChannelAdapterError, match="^Adapter undefined for message bus b$"):
+    with pytest.raises(UndefinedMessageChannelAdapterError, match=r"^Adapter undefined for message bus b$"):
         bus.get_message_channel_adapter()
 
 
@@ -135,7 +179,9 @@ def test_get_aggregate_and_publish_message_adds_the_aggregate_at_the_event_versi
         message_queue_adapter=adapter,
     )
     run(queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught), replay=True))
-    assert adapter.published == [(StateCarryingMessage("POKEMONS", caught, pikachu_after([appeared, caught])), True)]
+    assert adapter.published == [
+        (StateCarryingMessage("POKEMONS", caught, pikachu_after([appeared, caught])), True)
+    ]
 
 
 def test_get_aggregate_and_publish_message_of_an_unknown_aggregate_publishes_nothing() -> None:
@@ -143,6 +189,8 @@ def test_get_aggregate_and_publish_message_of_an_unknown_aggregate_publishes_not
     queue = StateCarryingMessageQueue(
         message_queue_id="test", source_event_stores=[pokemons_store()], message_queue_adapter=adapter
     )
-    with pytest.raises(AggregateNotFoundError, match="Unable to find aggregate pikachuId in event store POKEMONS."):
+    with pytest.raises(
+        AggregateNotFoundError, match=r"Unable to find aggregate pikachuId in event store POKEMONS\."
+    ):
         run(queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught)))
     assert adapter.published == []

@@ -49,14 +49,20 @@ class ConflictingAdapter(InMemoryEventStorageAdapter):
         self.pushes = 0
         self.raised: list[EventAlreadyExistsError] = []
 
-    async def push_event(self, event: EventDetail, *, event_store_id: str = "", force: bool = False) -> EventDetail:
+    async def push_event(
+        self, event: EventDetail, *, event_store_id: str = "", force: bool = False
+    ) -> EventDetail:
         self.pushes += 1
         # Not a conflict, so a command that forgot to stop retrying fails instead of hanging.
         assert self.pushes <= 10, "too many pushes: the command should have stopped retrying"
         if self.conflicts < 0 or self.pushes <= self.conflicts:
-            self.raised.append(EventAlreadyExistsError(
-                event_store_id=event_store_id, aggregate_id=event.aggregate_id, version=event.version,
-            ))
+            self.raised.append(
+                EventAlreadyExistsError(
+                    event_store_id=event_store_id,
+                    aggregate_id=event.aggregate_id,
+                    version=event.version,
+                )
+            )
             raise self.raised[-1]
         return await super().push_event(event, event_store_id=event_store_id, force=force)
 
@@ -95,12 +101,18 @@ class CallbackRecorder:
         self.calls.append((error, attempt_number, retries_left))
 
 
-def increment_command(adapter: InMemoryEventStorageAdapter | None = None,
-                      **options: Any) -> tuple[Command, CallbackRecorder]:
+def increment_command(
+    adapter: InMemoryEventStorageAdapter | None = None, **options: Any
+) -> tuple[Command, CallbackRecorder]:
     """The counter command on a fresh ``Counters`` store, with a recording callback."""
     callback = CallbackRecorder()
-    command = Command(command_id="INCREMENT_COUNTER", required_event_stores=[counters_store(adapter)],
-                      handler=increment, on_event_already_exists=callback, **options)
+    command = Command(
+        command_id="INCREMENT_COUNTER",
+        required_event_stores=[counters_store(adapter)],
+        handler=increment,
+        on_event_already_exists=callback,
+        **options,
+    )
     return command, callback
 
 
@@ -114,7 +126,10 @@ def run_increment(command: Command) -> Counter:
 def test_command_attributes() -> None:
     command, callback = increment_command()
     assert {name for name in vars(command) if not name.startswith("_")} == {
-        "command_id", "required_event_stores", "event_already_exists_retries", "on_event_already_exists",
+        "command_id",
+        "required_event_stores",
+        "event_already_exists_retries",
+        "on_event_already_exists",
     }
     assert callable(command.handler)
     assert command.command_id == "INCREMENT_COUNTER"
@@ -124,8 +139,9 @@ def test_command_attributes() -> None:
 
 def test_retries_default_to_two_and_callback_to_none() -> None:
     adapter = ConflictingAdapter(conflicts=-1)
-    command = Command(command_id="INCREMENT_COUNTER", required_event_stores=[counters_store(adapter)],
-                      handler=increment)
+    command = Command(
+        command_id="INCREMENT_COUNTER", required_event_stores=[counters_store(adapter)], handler=increment
+    )
     assert command.event_already_exists_retries == 2
     assert command.on_event_already_exists is None
     with pytest.raises(EventAlreadyExistsError):
@@ -136,7 +152,9 @@ def test_retries_default_to_two_and_callback_to_none() -> None:
 @pytest.mark.parametrize("retries", [-1, -5])
 def test_negative_retries_are_refused(retries: int) -> None:
     with pytest.raises(ValueError):
-        Command(command_id="C", required_event_stores=[], handler=increment, event_already_exists_retries=retries)
+        Command(
+            command_id="C", required_event_stores=[], handler=increment, event_already_exists_retries=retries
+        )
 
 
 # -- retrying on conflicts (items 101-103) --------------------------------------------------
@@ -178,7 +196,13 @@ def test_retries_are_read_when_the_handler_runs() -> None:
     with pytest.raises(EventAlreadyExistsError):
         run_increment(command)
     assert adapter.pushes == 5
-    assert [(attempt, left) for _, attempt, left in callback.calls] == [(1, 4), (2, 3), (3, 2), (4, 1), (5, 0)]
+    assert [(attempt, left) for _, attempt, left in callback.calls] == [
+        (1, 4),
+        (2, 3),
+        (3, 2),
+        (4, 1),
+        (5, 0),
+    ]
 
 
 def test_a_real_race_between_two_commands_is_resolved_by_a_retry() -> None:
@@ -188,7 +212,9 @@ def test_a_real_race_between_two_commands_is_resolved_by_a_retry() -> None:
 
     async def race() -> list[Counter]:
         # Both handlers read version 0 before either pushes: one of the two pushes conflicts.
-        return list(await asyncio.gather(command.handler(COUNTER_ID, stores), command.handler(COUNTER_ID, stores)))
+        return list(
+            await asyncio.gather(command.handler(COUNTER_ID, stores), command.handler(COUNTER_ID, stores))
+        )
 
     counters = asyncio.run(race())
     assert sorted(counter.version for counter in counters) == [1, 2]
@@ -209,7 +235,9 @@ def test_other_errors_are_raised_at_once_without_callback() -> None:
         raise failure
 
     callback = CallbackRecorder()
-    command = Command(command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback)
+    command = Command(
+        command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback
+    )
     with pytest.raises(KeyError) as raised:
         asyncio.run(command.handler("ash", []))
     assert raised.value is failure
@@ -230,10 +258,14 @@ def test_a_duck_typed_conflict_is_retried_too() -> None:
         return "done"
 
     callback = CallbackRecorder()
-    command = Command(command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback)
+    command = Command(
+        command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback
+    )
     assert asyncio.run(command.handler(None, [])) == "done"
     assert attempts == [1, 2]
-    assert [(type(error), attempt, left) for error, attempt, left in callback.calls] == [(PostgresConflict, 1, 2)]
+    assert [(type(error), attempt, left) for error, attempt, left in callback.calls] == [
+        (PostgresConflict, 1, 2)
+    ]
 
 
 def test_every_attempt_gets_the_input_the_stores_and_the_context() -> None:

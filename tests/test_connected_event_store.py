@@ -7,6 +7,10 @@ from typing import Any
 import pytest
 
 import castore_edu.connected.connected_event_store as connected_module
+from castore_edu.connected.connected_event_store import ConnectedEventStore, publish_pushed_event
+from castore_edu.core.errors import UndefinedMessageChannelAdapterError
+from castore_edu.core.event_store import EventStore
+from castore_edu.core.events import EventDetail, EventStoreContext, PushEventResult
 from castore_edu.messaging.channels import (
     AggregateExistsMessageQueue,
     NotificationMessageBus,
@@ -14,17 +18,13 @@ from castore_edu.messaging.channels import (
     StateCarryingMessageBus,
     StateCarryingMessageQueue,
 )
-from castore_edu.connected.connected_event_store import ConnectedEventStore, publish_pushed_event
-from castore_edu.core.event_store import EventStore
-from castore_edu.core.errors import UndefinedMessageChannelAdapterError
-from castore_edu.core.events import EventDetail, EventStoreContext, PushEventResult
-from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
 from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
 from tests.fixtures_pokemon import (
     FailingChannelAdapter,
-    RecordingChannelAdapter,
     Recorder,
+    RecordingChannelAdapter,
     appeared,
     caught,
     charizard_leveled_up,
@@ -41,7 +41,9 @@ def build(*events: EventDetail) -> Any:
     return pikachu_after(events)
 
 
-def connect(store: EventStore, channel_class: type = NotificationMessageQueue, adapter: Any = None) -> ConnectedEventStore:
+def connect(
+    store: EventStore, channel_class: type = NotificationMessageQueue, adapter: Any = None
+) -> ConnectedEventStore:
     """``store`` connected to a channel of ``channel_class`` with a recording adapter."""
     id_key = "message_bus_id" if channel_class.__name__.endswith("Bus") else "message_queue_id"
     channel = channel_class(**{id_key: "channel", "source_event_stores": [store]})
@@ -81,7 +83,9 @@ def test_it_keeps_what_it_was_given_and_has_the_event_store_interface() -> None:
     for name in public - publishing:
         assert getattr(connected, name) == getattr(store, name), name
     assert (connected.event_store_id, connected.event_types, connected.reducer) == (
-        "POKEMONS", store.event_types, pokemon_reducer,
+        "POKEMONS",
+        store.event_types,
+        pokemon_reducer,
     )
 
 
@@ -157,20 +161,29 @@ def test_grouped_events_point_to_the_connected_store() -> None:
 
 def test_a_pushed_group_is_published_on_each_store_channel(publish_calls: list) -> None:
     charizard_v1 = EventDetail(
-        aggregate_id="charizard1", version=1, type="POKEMON_APPEARED", timestamp="2020", payload={"name": "Charizard"}
+        aggregate_id="charizard1",
+        version=1,
+        type="POKEMON_APPEARED",
+        timestamp="2020",
+        payload={"name": "Charizard"},
     )
     charizard_v2 = EventDetail(aggregate_id="charizard1", version=2, type="POKEMON_CAUGHT", timestamp="2021")
     state_carrying = connect(spy_pokemons_store([appeared]), StateCarryingMessageBus)
     notification = connect(pokemons_store([charizard_v1, charizard_v2]), NotificationMessageQueue)
-    results = run(EventStore.push_event_group(
-        state_carrying.group_event(caught, prev_aggregate=build(appeared)),
-        notification.group_event(charizard_leveled_up),
-    ))
+    results = run(
+        EventStore.push_event_group(
+            state_carrying.group_event(caught, prev_aggregate=build(appeared)),
+            notification.group_event(charizard_leveled_up),
+        )
+    )
     assert sorted(publish_calls, key=lambda call: call[1].event.aggregate_id) == [
         (notification, PushEventResult(charizard_leveled_up)),
         (state_carrying, PushEventResult(caught, build(appeared, caught))),
     ]
-    assert results == [PushEventResult(caught, build(appeared, caught)), PushEventResult(charizard_leveled_up)]
+    assert results == [
+        PushEventResult(caught, build(appeared, caught)),
+        PushEventResult(charizard_leveled_up),
+    ]
     assert published(state_carrying) == [StateCarryingMessage("POKEMONS", caught, build(appeared, caught))]
     assert state_carrying.event_store.aggregate_reads == []  # prev_aggregate spared the re-fetch
     assert published(notification) == [NotificationMessage("POKEMONS", charizard_leveled_up)]

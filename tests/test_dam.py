@@ -7,8 +7,13 @@ from typing import Any
 
 import pytest
 
-from castore_edu.replay import dam
+from castore_edu.core.errors import MessageChannelEventStoreNotFoundError
+from castore_edu.core.events import AggregateIdEntry, EventDetail
 from castore_edu.messaging.channels import AggregateExistsMessageQueue, NotificationMessageQueue
+from castore_edu.messaging.delivery import TaskContext
+from castore_edu.messaging.in_memory_queue import InMemoryMessageQueueAdapter
+from castore_edu.messaging.messages import AggregateExistsMessage
+from castore_edu.replay import dam
 from castore_edu.replay.dam import (
     PouredAggregateIds,
     PouredCollectionEvents,
@@ -20,11 +25,6 @@ from castore_edu.replay.dam import (
     pour_event_store_collection_events,
     pour_event_store_events,
 )
-from castore_edu.messaging.delivery import TaskContext
-from castore_edu.core.errors import MessageChannelEventStoreNotFoundError
-from castore_edu.core.events import AggregateIdEntry, EventDetail
-from castore_edu.messaging.in_memory_queue import InMemoryMessageQueueAdapter
-from castore_edu.messaging.messages import AggregateExistsMessage
 from castore_edu.testing.doubles import mock_event_store
 from tests.fixtures_pokemon import Recorder, blueprint_stores, run
 
@@ -33,7 +33,9 @@ REPLAYED = TaskContext(attempt=1, retry_attempts_left=2, replay=True)
 
 def events(aggregate_id: str, *dates: str) -> list[EventDetail]:
     return [
-        EventDetail(aggregate_id=aggregate_id, version=version, type="EVENT", timestamp=f"{date}T00:00:00.000Z")
+        EventDetail(
+            aggregate_id=aggregate_id, version=version, type="EVENT", timestamp=f"{date}T00:00:00.000Z"
+        )
         for version, date in enumerate(dates, start=1)
     ]
 
@@ -105,11 +107,22 @@ def test_pour_aggregate_events_with_a_time_window() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
     filters = {"from": "2021-02-01T00:00:00.000Z", "to": "2023-06-01T00:00:00.000Z"}
-    result = run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=filters))
+    result = run(
+        pour_aggregate_events(
+            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=filters
+        )
+    )
     assert poured(worker) == [("POKEMONS", pikachu[1])]
     assert result == PouredEvents(1, pikachu[1], pikachu[1])
     bounds = {"from": pikachu[0].timestamp, "to": pikachu[1].timestamp}  # both bounds inclusive
-    assert run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=bounds)).poured_event_count == 2
+    assert (
+        run(
+            pour_aggregate_events(
+                event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=bounds
+            )
+        ).poured_event_count
+        == 2
+    )
 
 
 def test_pour_aggregate_events_passes_options_to_get_events() -> None:
@@ -117,7 +130,11 @@ def test_pour_aggregate_events_passes_options_to_get_events() -> None:
     calls = record_calls(pokemons, "get_events")
     queue, worker = queue_of(pokemons)
     options = {"reverse": True, "limit": 1, "min_version": 1, "max_version": 3}
-    result = run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu", options=options))
+    result = run(
+        pour_aggregate_events(
+            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", options=options
+        )
+    )
     assert calls == [options]
     assert poured(worker) == [("POKEMONS", pikachu[2])]
     assert result == PouredEvents(1, pikachu[2], pikachu[2])
@@ -126,14 +143,20 @@ def test_pour_aggregate_events_passes_options_to_get_events() -> None:
 def test_pour_aggregate_events_of_an_unknown_aggregate_pours_nothing() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    assert run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="mew")) == PouredEvents(0)
+    assert run(
+        pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="mew")
+    ) == PouredEvents(0)
     assert worker.calls == []
 
 
 def test_pour_aggregate_events_respects_the_rate_limit() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=25))
+    run(
+        pour_aggregate_events(
+            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=25
+        )
+    )
     assert len(worker.calls) == 3
     assert_evenly_spaced(worker, 25)
 
@@ -156,18 +179,20 @@ def test_pour_event_store_aggregate_ids() -> None:
 def test_pour_event_store_aggregate_ids_passes_options_and_pages_through_everything() -> None:
     pokemons, _ = stores()
     calls = record_calls(pokemons, "list_aggregate_ids")
-    queue, worker = queue_of(pokemons, channel_class=AggregateExistsMessageQueue)
+    queue, _worker = queue_of(pokemons, channel_class=AggregateExistsMessageQueue)
     options = {
-        "limit": 2, "initial_event_after": "2021-01-01T00:00:00.001Z",
-        "initial_event_before": "2022-12-01T00:00:00.000Z", "reverse": True,
+        "limit": 2,
+        "initial_event_after": "2021-01-01T00:00:00.001Z",
+        "initial_event_before": "2022-12-01T00:00:00.000Z",
+        "reverse": True,
     }
     result = run(pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue, options=options))
     assert calls[0] == {**options, "page_token": None}
     assert result == PouredAggregateIds(1, entry(charizard), entry(charizard))
     # limit is a page size, not a cap: every page is poured
-    assert run(pour_event_store_aggregate_ids(
-        event_store=pokemons, message_channel=queue, options={"limit": 1}
-    )) == PouredAggregateIds(3, entry(pikachu), entry(arcanine))
+    assert run(
+        pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue, options={"limit": 1})
+    ) == PouredAggregateIds(3, entry(pikachu), entry(arcanine))
 
 
 # -- pour_event_store_events (items 116, 117, 120) ------------------------------------------------
@@ -210,14 +235,24 @@ def test_pour_collection_events_in_one_timestamp_order() -> None:
     # Equal timestamps (2022-01-01, 2024-01-01) keep the order of event_stores: POKEMONS first.
     # (Castore puts TRAINERS first there, by a quirk of JavaScript's sort.)
     assert poured(worker) == [
-        ("TRAINERS", ash[0]), ("POKEMONS", pikachu[0]), ("POKEMONS", pikachu[1]), ("TRAINERS", ash[1]),
-        ("POKEMONS", charizard[0]), ("TRAINERS", gary[0]), ("POKEMONS", arcanine[0]), ("POKEMONS", pikachu[2]),
-        ("POKEMONS", arcanine[1]), ("TRAINERS", gary[1]),
+        ("TRAINERS", ash[0]),
+        ("POKEMONS", pikachu[0]),
+        ("POKEMONS", pikachu[1]),
+        ("TRAINERS", ash[1]),
+        ("POKEMONS", charizard[0]),
+        ("TRAINERS", gary[0]),
+        ("POKEMONS", arcanine[0]),
+        ("POKEMONS", pikachu[2]),
+        ("POKEMONS", arcanine[1]),
+        ("TRAINERS", gary[1]),
     ]
-    assert result == PouredCollectionEvents(10, {
-        "POKEMONS": ScanInfo(entry(pikachu), entry(arcanine)),
-        "TRAINERS": ScanInfo(entry(ash), entry(gary)),
-    })
+    assert result == PouredCollectionEvents(
+        10,
+        {
+            "POKEMONS": ScanInfo(entry(pikachu), entry(arcanine)),
+            "TRAINERS": ScanInfo(entry(ash), entry(gary)),
+        },
+    )
 
 
 def test_ties_across_stores_follow_the_order_of_event_stores() -> None:
@@ -232,32 +267,50 @@ def test_ties_across_stores_follow_the_order_of_event_stores() -> None:
 def test_ties_in_one_store_follow_the_listing_then_the_versions() -> None:
     pokemons, _ = blueprint_stores()
     same_day = "2021-01-01T00:00:00.000Z"
-    store = mock_event_store(pokemons, [
-        EventDetail(aggregate_id="zubat", version=1, type="EVENT", timestamp=same_day),  # created first
-        EventDetail(aggregate_id="abra", version=1, type="EVENT", timestamp=same_day),
-        EventDetail(aggregate_id="zubat", version=2, type="EVENT", timestamp=same_day),
-    ])
+    store = mock_event_store(
+        pokemons,
+        [
+            EventDetail(aggregate_id="zubat", version=1, type="EVENT", timestamp=same_day),  # created first
+            EventDetail(aggregate_id="abra", version=1, type="EVENT", timestamp=same_day),
+            EventDetail(aggregate_id="zubat", version=2, type="EVENT", timestamp=same_day),
+        ],
+    )
     queue, worker = queue_of(store)
     run(pour_event_store_events(event_store=store, message_channel=queue))
-    assert [(e.aggregate_id, e.version) for _, e in poured(worker)] == [("zubat", 1), ("zubat", 2), ("abra", 1)]
+    assert [(e.aggregate_id, e.version) for _, e in poured(worker)] == [
+        ("zubat", 1),
+        ("zubat", 2),
+        ("abra", 1),
+    ]
 
 
 def test_pour_collection_events_with_a_time_window() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons, trainers)
     filters = {"from": "2021-07-01T00:00:00.000Z", "to": "2022-11-01T00:00:00.000Z"}
-    result = run(pour_event_store_collection_events(event_stores=[pokemons, trainers], message_channel=queue, filters=filters))
+    result = run(
+        pour_event_store_collection_events(
+            event_stores=[pokemons, trainers], message_channel=queue, filters=filters
+        )
+    )
     assert poured(worker) == [("POKEMONS", pikachu[1]), ("TRAINERS", ash[1]), ("POKEMONS", charizard[0])]
-    assert result == PouredCollectionEvents(3, {
-        "POKEMONS": ScanInfo(entry(pikachu), entry(charizard)),
-        "TRAINERS": ScanInfo(entry(ash), entry(ash)),
-    })
+    assert result == PouredCollectionEvents(
+        3,
+        {
+            "POKEMONS": ScanInfo(entry(pikachu), entry(charizard)),
+            "TRAINERS": ScanInfo(entry(ash), entry(ash)),
+        },
+    )
 
 
 def test_pour_collection_events_respects_the_rate_limit() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons, trainers)
-    run(pour_event_store_collection_events(event_stores=[pokemons, trainers], message_channel=queue, rate_limit=25))
+    run(
+        pour_event_store_collection_events(
+            event_stores=[pokemons, trainers], message_channel=queue, rate_limit=25
+        )
+    )
     assert len(worker.calls) == 10
     assert_evenly_spaced(worker, 25)
 
@@ -267,10 +320,18 @@ def test_a_store_listed_to_the_end_does_not_jump_ahead_of_another() -> None:
     # those newer than events of another store still to be listed. It takes > PAGE_SIZE aggregates.
     assert dam.PAGE_SIZE == 20
     pokemons, trainers = blueprint_stores()
-    many = mock_event_store(pokemons, [
-        EventDetail(aggregate_id=f"pokemon{day:02}", version=1, type="EVENT", timestamp=f"2021-01-{day:02}T00:00:00.000Z")
-        for day in range(1, 26)
-    ])
+    many = mock_event_store(
+        pokemons,
+        [
+            EventDetail(
+                aggregate_id=f"pokemon{day:02}",
+                version=1,
+                type="EVENT",
+                timestamp=f"2021-01-{day:02}T00:00:00.000Z",
+            )
+            for day in range(1, 26)
+        ],
+    )
     ash_events = events("ashKetchum", "2020-06-01", "2030-01-01")
     few = mock_event_store(trainers, ash_events)
     queue, worker = queue_of(many, few)
@@ -286,12 +347,16 @@ def test_a_store_listed_to_the_end_does_not_jump_ahead_of_another() -> None:
     timestamps = [event.timestamp for _, event in poured(worker)]
     assert len(timestamps) == 27 and timestamps == sorted(timestamps)
     assert poured(worker)[-1] == ("TRAINERS", ash_events[1])  # 2030: last, not poured early
-    assert [(kwargs["limit"], kwargs["page_token"] is None) for kwargs, _ in listings] == [(20, True), (20, False)]
+    assert [(kwargs["limit"], kwargs["page_token"] is None) for kwargs, _ in listings] == [
+        (20, True),
+        (20, False),
+    ]
     # Pouring streams: what is older than the first page's cursor (pokemon20) went out before the
     # second page was listed: ashKetchum v1 and pokemon01..19.
     assert [poured_before for _, poured_before in listings] == [0, 20]
     assert result.scans["POKEMONS"] == ScanInfo(
-        AggregateIdEntry("pokemon01", "2021-01-01T00:00:00.000Z"), AggregateIdEntry("pokemon25", "2021-01-25T00:00:00.000Z")
+        AggregateIdEntry("pokemon01", "2021-01-01T00:00:00.000Z"),
+        AggregateIdEntry("pokemon25", "2021-01-25T00:00:00.000Z"),
     )
 
 
@@ -304,10 +369,18 @@ def test_bad_replay_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match=r"Unknown filter keys \['since'\]"):
         run(pour_event_store_events(event_store=pokemons, message_channel=queue, filters={"since": "2022"}))
     with pytest.raises(ValueError, match="page_token"):
-        run(pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue, options={"page_token": "x"}))
+        run(
+            pour_event_store_aggregate_ids(
+                event_store=pokemons, message_channel=queue, options={"page_token": "x"}
+            )
+        )
     for rate_limit in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="rate_limit must be a positive number"):
-            run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=rate_limit))
+            run(
+                pour_aggregate_events(
+                    event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=rate_limit
+                )
+            )
 
 
 def test_a_message_from_a_store_the_channel_does_not_know_is_refused() -> None:

@@ -80,15 +80,31 @@ class RecordingAdapter(InMemoryEventStorageAdapter):
         self.calls.append(call)
         return call
 
-    async def get_events(self, aggregate_id: str, *, event_store_id: str, min_version: int | None = None,
-                         max_version: int | None = None, limit: int | None = None,
-                         reverse: bool = False) -> list[EventDetail]:
-        call = self._record("get_events", aggregate_id, event_store_id=event_store_id, min_version=min_version,
-                            max_version=max_version, limit=limit, reverse=reverse)
+    async def get_events(
+        self,
+        aggregate_id: str,
+        *,
+        event_store_id: str,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[EventDetail]:
+        call = self._record(
+            "get_events",
+            aggregate_id,
+            event_store_id=event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+        )
         call.result = await super().get_events(aggregate_id, **call.kwargs)
         return call.result
 
-    async def push_event(self, event: EventDetail, *, event_store_id: str, force: bool = False) -> EventDetail:
+    async def push_event(
+        self, event: EventDetail, *, event_store_id: str, force: bool = False
+    ) -> EventDetail:
         call = self._record("push_event", event, event_store_id=event_store_id, force=force)
         call.result = await super().push_event(event, **call.kwargs)
         return call.result
@@ -98,24 +114,39 @@ class RecordingAdapter(InMemoryEventStorageAdapter):
         call.result = super().group_event(event)
         return call.result
 
-    async def push_event_group(self, grouped_events: Sequence[GroupedEvent], *,
-                               force: bool = False) -> list[EventDetail]:
+    async def push_event_group(
+        self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
+    ) -> list[EventDetail]:
         call = self._record("push_event_group", list(grouped_events), force=force)
         call.result = await super().push_event_group(grouped_events, force=force)
         return call.result
 
-    async def list_aggregate_ids(self, *, event_store_id: str, limit: int | None = None,
-                                 page_token: str | None = None, initial_event_after: str | None = None,
-                                 initial_event_before: str | None = None,
-                                 reverse: bool | None = None) -> AggregateIdsPage:
-        call = self._record("list_aggregate_ids", event_store_id=event_store_id, limit=limit,
-                            page_token=page_token, initial_event_after=initial_event_after,
-                            initial_event_before=initial_event_before, reverse=reverse)
+    async def list_aggregate_ids(
+        self,
+        *,
+        event_store_id: str,
+        limit: int | None = None,
+        page_token: str | None = None,
+        initial_event_after: str | None = None,
+        initial_event_before: str | None = None,
+        reverse: bool | None = None,
+    ) -> AggregateIdsPage:
+        call = self._record(
+            "list_aggregate_ids",
+            event_store_id=event_store_id,
+            limit=limit,
+            page_token=page_token,
+            initial_event_after=initial_event_after,
+            initial_event_before=initial_event_before,
+            reverse=reverse,
+        )
         call.result = await super().list_aggregate_ids(**call.kwargs)
         return call.result
 
 
-def recorded_store(initial_events: Sequence[EventDetail] = (), **options: Any) -> tuple[EventStore, RecordingAdapter]:
+def recorded_store(
+    initial_events: Sequence[EventDetail] = (), **options: Any
+) -> tuple[EventStore, RecordingAdapter]:
     adapter = RecordingAdapter(initial_events)
     return pokemons_event_store(adapter, **options), adapter
 
@@ -124,8 +155,12 @@ def stored_events(adapter: InMemoryEventStorageAdapter) -> list[EventDetail]:
     return [logged.event for logged in adapter.read_log()]
 
 
-def grouped(event: EventDetail, adapter: InMemoryEventStorageAdapter, store: EventStore | None = None,
-            prev_aggregate: Any = None) -> GroupedEvent:
+def grouped(
+    event: EventDetail,
+    adapter: InMemoryEventStorageAdapter,
+    store: EventStore | None = None,
+    prev_aggregate: Any = None,
+) -> GroupedEvent:
     """A grouped event built by hand, without going through ``store.group_event``."""
     return GroupedEvent(event, adapter, EventStoreContext("POKEMONS"), prev_aggregate, store)
 
@@ -143,7 +178,9 @@ def recording_store(**options: Any) -> tuple[EventStore, list[EventDetail]]:
         seen.append(event)
         return pokemons_reducer(aggregate, event)
 
-    return EventStore(event_store_id="POKEMONS", event_types=POKEMON_EVENT_TYPES, reducer=reducer, **options), seen
+    return EventStore(
+        event_store_id="POKEMONS", event_types=POKEMON_EVENT_TYPES, reducer=reducer, **options
+    ), seen
 
 
 PIKACHU = pikachu_after(PIKACHU_EVENTS)
@@ -171,12 +208,25 @@ def test_store_attributes() -> None:
     store = pokemons_event_store()
     public_state = {name for name in vars(store) if not name.startswith("_")}
     assert public_state == {
-        "event_store_id", "event_types", "reducer", "simulate_side_effect",
-        "on_event_pushed", "event_storage_adapter",
+        "event_store_id",
+        "event_types",
+        "reducer",
+        "simulate_side_effect",
+        "on_event_pushed",
+        "event_storage_adapter",
     }
-    for method in ("get_event_storage_adapter", "get_events", "push_event", "group_event",
-                   "list_aggregate_ids", "build_aggregate", "get_aggregate", "get_existing_aggregate",
-                   "simulate_aggregate", "push_event_group"):
+    for method in (
+        "get_event_storage_adapter",
+        "get_events",
+        "push_event",
+        "group_event",
+        "list_aggregate_ids",
+        "build_aggregate",
+        "get_aggregate",
+        "get_existing_aggregate",
+        "simulate_aggregate",
+        "push_event_group",
+    ):
         assert callable(getattr(store, method)), method
     assert store.event_store_id == "POKEMONS"
     assert store.event_types == list(POKEMON_EVENT_TYPES)
@@ -230,8 +280,10 @@ def test_get_aggregate_folds_the_events() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
     result = asyncio.run(store.get_aggregate(PIKACHU_ID))
     assert adapter.calls == [get_events_call()]
-    assert result == AggregateResult(aggregate=PIKACHU, events=list(PIKACHU_EVENTS), last_event=PIKACHU_LEVELED_UP)
-    assert PIKACHU == PokemonAggregate(PIKACHU_ID, 3, "Pikachu", 43, "caught")
+    assert result == AggregateResult(
+        aggregate=PIKACHU, events=list(PIKACHU_EVENTS), last_event=PIKACHU_LEVELED_UP
+    )
+    assert PokemonAggregate(PIKACHU_ID, 3, "Pikachu", 43, "caught") == PIKACHU
 
 
 def test_get_aggregate_forwards_only_max_version() -> None:
@@ -244,12 +296,16 @@ def test_get_aggregate_forwards_only_max_version() -> None:
 
 def test_get_aggregate_of_unknown_aggregate_is_empty() -> None:
     store, _ = recorded_store()
-    assert asyncio.run(store.get_aggregate(PIKACHU_ID)) == AggregateResult(aggregate=None, events=[], last_event=None)
+    assert asyncio.run(store.get_aggregate(PIKACHU_ID)) == AggregateResult(
+        aggregate=None, events=[], last_event=None
+    )
 
 
 def test_get_existing_aggregate_equals_get_aggregate() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
-    assert asyncio.run(store.get_existing_aggregate(PIKACHU_ID)) == asyncio.run(store.get_aggregate(PIKACHU_ID))
+    assert asyncio.run(store.get_existing_aggregate(PIKACHU_ID)) == asyncio.run(
+        store.get_aggregate(PIKACHU_ID)
+    )
     existing = asyncio.run(store.get_existing_aggregate(PIKACHU_ID, max_version=1))
     assert adapter.calls[-1] == get_events_call(max_version=1)
     assert existing.aggregate == pikachu_after([PIKACHU_APPEARED])
@@ -269,7 +325,9 @@ def test_get_existing_aggregate_of_unknown_aggregate_raises() -> None:
 def test_push_event_without_prev_aggregate_returns_no_next_aggregate() -> None:
     store, adapter = recorded_store()
     result = asyncio.run(store.push_event(PIKACHU_LEVELED_UP))
-    assert adapter.calls == [Call("push_event", (PIKACHU_LEVELED_UP,), {"event_store_id": "POKEMONS", "force": False})]
+    assert adapter.calls == [
+        Call("push_event", (PIKACHU_LEVELED_UP,), {"event_store_id": "POKEMONS", "force": False})
+    ]
     assert result == PushEventResult(event=PIKACHU_LEVELED_UP)
     assert result.next_aggregate is None
 
@@ -289,8 +347,13 @@ def test_push_event_with_prev_aggregate_returns_the_next_aggregate() -> None:
 
 def test_push_event_forwards_force_but_never_prev_aggregate() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
-    renamed = EventDetail(aggregate_id=PIKACHU_ID, version=1, type="POKEMON_APPEARED", timestamp="2022",
-                          payload={"name": "Raichu", "level": 50})
+    renamed = EventDetail(
+        aggregate_id=PIKACHU_ID,
+        version=1,
+        type="POKEMON_APPEARED",
+        timestamp="2022",
+        payload={"name": "Raichu", "level": 50},
+    )
     asyncio.run(store.push_event(renamed, prev_aggregate=PIKACHU, force=True))
     assert adapter.calls == [Call("push_event", (renamed,), {"event_store_id": "POKEMONS", "force": True})]
     assert stored_events(adapter) == [renamed]
@@ -300,15 +363,20 @@ def test_push_event_conflict_raises_event_already_exists() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
     with pytest.raises(EventAlreadyExistsError) as raised:
         asyncio.run(store.push_event(PIKACHU_APPEARED))
-    assert (raised.value.event_store_id, raised.value.aggregate_id, raised.value.version) == ("POKEMONS", PIKACHU_ID, 1)
+    assert (raised.value.event_store_id, raised.value.aggregate_id, raised.value.version) == (
+        "POKEMONS",
+        PIKACHU_ID,
+        1,
+    )
     assert stored_events(adapter) == [PIKACHU_APPEARED]
 
 
 def test_push_event_uses_the_event_the_adapter_stored() -> None:
     adapter = RecordingAdapter(clock=lambda: STAMP)
     store, seen = recording_store(event_storage_adapter=adapter)
-    unstamped = EventDetail(aggregate_id=PIKACHU_ID, version=1, type="POKEMON_APPEARED",
-                            payload={"name": "Pikachu", "level": 42})
+    unstamped = EventDetail(
+        aggregate_id=PIKACHU_ID, version=1, type="POKEMON_APPEARED", payload={"name": "Pikachu", "level": 42}
+    )
     result = asyncio.run(store.push_event(unstamped))
     assert result.event.timestamp == STAMP
     assert result.event is adapter.calls[0].result
@@ -328,8 +396,12 @@ def count_events(count: int | None, event: EventDetail) -> int:
 
 
 def test_next_aggregate_rule_tests_is_not_none_not_truthiness() -> None:
-    store = EventStore(event_store_id="Counters", event_types=[], reducer=count_events,
-                       event_storage_adapter=InMemoryEventStorageAdapter())
+    store = EventStore(
+        event_store_id="Counters",
+        event_types=[],
+        reducer=count_events,
+        event_storage_adapter=InMemoryEventStorageAdapter(),
+    )
     first = EventDetail(aggregate_id="c", version=1, type="INCREMENTED")
     second = EventDetail(aggregate_id="c", version=2, type="INCREMENTED")
     third = EventDetail(aggregate_id="c", version=3, type="INCREMENTED")
@@ -408,18 +480,23 @@ def test_push_event_group_forwards_force() -> None:
 
 def test_push_event_group_computes_next_aggregate_of_a_first_event() -> None:
     store, adapter = recorded_store()
-    results = asyncio.run(EventStore.push_event_group(
-        store.group_event(PIKACHU_APPEARED), grouped(CHARIZARD_LEVELED_UP, adapter),
-    ))
+    results = asyncio.run(
+        EventStore.push_event_group(
+            store.group_event(PIKACHU_APPEARED),
+            grouped(CHARIZARD_LEVELED_UP, adapter),
+        )
+    )
     assert results[0] == PushEventResult(PIKACHU_APPEARED, next_aggregate=pikachu_after([PIKACHU_APPEARED]))
 
 
 def test_push_event_group_computes_next_aggregate_from_prev_aggregate() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
-    results = asyncio.run(EventStore.push_event_group(
-        store.group_event(PIKACHU_CAUGHT, prev_aggregate=pikachu_after([PIKACHU_APPEARED])),
-        grouped(CHARIZARD_LEVELED_UP, adapter),
-    ))
+    results = asyncio.run(
+        EventStore.push_event_group(
+            store.group_event(PIKACHU_CAUGHT, prev_aggregate=pikachu_after([PIKACHU_APPEARED])),
+            grouped(CHARIZARD_LEVELED_UP, adapter),
+        )
+    )
     assert results == [
         PushEventResult(PIKACHU_CAUGHT, next_aggregate=pikachu_after([PIKACHU_APPEARED, PIKACHU_CAUGHT])),
         PushEventResult(CHARIZARD_LEVELED_UP),
@@ -431,12 +508,19 @@ def test_push_event_group_needs_at_least_one_grouped_event() -> None:
         asyncio.run(EventStore.push_event_group())
 
 
-def two_store_group(on_pokemon_pushed: Any, on_trainer_pushed: Any) -> tuple[list[GroupedEvent], RecordingAdapter, RecordingAdapter]:
+def two_store_group(
+    on_pokemon_pushed: Any, on_trainer_pushed: Any
+) -> tuple[list[GroupedEvent], RecordingAdapter, RecordingAdapter]:
     """Pikachu appears (POKEMONS) and Ash catches it (TRAINERS), as one group."""
     pokemons, pokemon_adapter = recorded_store(on_event_pushed=on_pokemon_pushed)
     trainer_adapter = RecordingAdapter()
-    trainers = EventStore(event_store_id="TRAINERS", event_types=[], reducer=lambda trainer, event: event.version,
-                          on_event_pushed=on_trainer_pushed, event_storage_adapter=trainer_adapter)
+    trainers = EventStore(
+        event_store_id="TRAINERS",
+        event_types=[],
+        reducer=lambda trainer, event: event.version,
+        on_event_pushed=on_trainer_pushed,
+        event_storage_adapter=trainer_adapter,
+    )
     ash_caught = EventDetail(aggregate_id="ash", version=1, type="POKEMON_CAUGHT", timestamp="2022")
     group = [pokemons.group_event(PIKACHU_APPEARED), trainers.group_event(ash_caught)]
     return group, pokemon_adapter, trainer_adapter
@@ -456,10 +540,12 @@ def test_on_event_pushed_of_every_store_runs_concurrently_after_the_group() -> N
                 await asyncio.wait_for(arrived[other].wait(), timeout=2)
                 await asyncio.sleep(0.01)
                 finished.append((mine, result))
+
             return on_event_pushed
 
-        group, pokemon_adapter, trainer_adapter = two_store_group(callback("POKEMONS", "TRAINERS"),
-                                                                  callback("TRAINERS", "POKEMONS"))
+        group, pokemon_adapter, trainer_adapter = two_store_group(
+            callback("POKEMONS", "TRAINERS"), callback("TRAINERS", "POKEMONS")
+        )
         results = await EventStore.push_event_group(*group)
         # The head's adapter did the work for the whole group.
         assert len(pokemon_adapter.calls_to("push_event_group")) == 1
@@ -522,7 +608,11 @@ def test_failed_group_calls_no_on_event_pushed_and_stores_nothing() -> None:
     recorder = PushRecorder()
     store, adapter = recorded_store([PIKACHU_CAUGHT], on_event_pushed=recorder)
     with pytest.raises(EventAlreadyExistsError):
-        asyncio.run(EventStore.push_event_group(store.group_event(PIKACHU_APPEARED), store.group_event(PIKACHU_CAUGHT)))
+        asyncio.run(
+            EventStore.push_event_group(
+                store.group_event(PIKACHU_APPEARED), store.group_event(PIKACHU_CAUGHT)
+            )
+        )
     assert recorder.results == []
     assert stored_events(adapter) == [PIKACHU_CAUGHT]  # the appeared event was not kept
 
@@ -531,17 +621,29 @@ def test_failed_group_calls_no_on_event_pushed_and_stores_nothing() -> None:
 
 
 def three_pokemons() -> list[EventDetail]:
-    return [EventDetail(aggregate_id=name, version=1, type="POKEMON_APPEARED", timestamp=year,
-                        payload={"name": name, "level": 1})
-            for name, year in (("bulbasaur", "2021"), ("charmander", "2022"), ("squirtle", "2023"))]
+    return [
+        EventDetail(
+            aggregate_id=name,
+            version=1,
+            type="POKEMON_APPEARED",
+            timestamp=year,
+            payload={"name": name, "level": 1},
+        )
+        for name, year in (("bulbasaur", "2021"), ("charmander", "2022"), ("squirtle", "2023"))
+    ]
 
 
 def test_list_aggregate_ids_forwards_options_and_returns_the_answer() -> None:
     store, adapter = recorded_store(three_pokemons())
     token = asyncio.run(store.list_aggregate_ids(limit=1)).next_page_token
     assert token is not None
-    options = dict(limit=10, page_token=token, initial_event_after="2021-01-01T00:00:00.000Z",
-                   initial_event_before="2022-01-01T00:00:00.000Z", reverse=True)
+    options = dict(
+        limit=10,
+        page_token=token,
+        initial_event_after="2021-01-01T00:00:00.000Z",
+        initial_event_before="2022-01-01T00:00:00.000Z",
+        reverse=True,
+    )
     page = asyncio.run(store.list_aggregate_ids(**options))
     assert adapter.calls[-1] == Call("list_aggregate_ids", (), {"event_store_id": "POKEMONS", **options})
     assert page is adapter.calls[-1].result
@@ -590,7 +692,9 @@ def test_adapter_is_looked_up_at_call_time() -> None:
     second = InMemoryEventStorageAdapter([PIKACHU_APPEARED, PIKACHU_CAUGHT])
     store.event_storage_adapter = second
     assert store.get_event_storage_adapter() is second
-    assert asyncio.run(store.get_aggregate(PIKACHU_ID)).aggregate == pikachu_after([PIKACHU_APPEARED, PIKACHU_CAUGHT])
+    assert asyncio.run(store.get_aggregate(PIKACHU_ID)).aggregate == pikachu_after(
+        [PIKACHU_APPEARED, PIKACHU_CAUGHT]
+    )
 
 
 # -- invalid events (API.md §1) -------------------------------------------------------------
@@ -625,10 +729,12 @@ PUSH_PATHS: dict[str, Callable[[EventStore, EventDetail], Any]] = {
     "push_event": lambda store, event: asyncio.run(store.push_event(event)),
     "group_event": lambda store, event: store.group_event(event),
     # A valid event first, so "nothing stored" also means "not half a group".
-    "push_event_group": lambda store, event: asyncio.run(EventStore.push_event_group(
-        store.group_event(CHARIZARD_LEVELED_UP),
-        grouped(event, store.get_event_storage_adapter(), store),
-    )),
+    "push_event_group": lambda store, event: asyncio.run(
+        EventStore.push_event_group(
+            store.group_event(CHARIZARD_LEVELED_UP),
+            grouped(event, store.get_event_storage_adapter(), store),
+        )
+    ),
 }
 
 
@@ -669,7 +775,9 @@ def test_simulate_aggregate_replays_in_timestamp_order_with_new_versions() -> No
     store, seen = recording_store()
     aggregate = store.simulate_aggregate(OUT_OF_ORDER)
     assert [(event.type, event.version, event.timestamp) for event in seen] == [
-        ("POKEMON_APPEARED", 1, "2022"), ("POKEMON_LEVELED_UP", 2, "2023"), ("POKEMON_CAUGHT", 3, "2024"),
+        ("POKEMON_APPEARED", 1, "2022"),
+        ("POKEMON_LEVELED_UP", 2, "2023"),
+        ("POKEMON_CAUGHT", 3, "2024"),
     ]
     assert aggregate == PokemonAggregate(PIKACHU_ID, 3, "Pikachu", 43, "caught")
     assert OUT_OF_ORDER[2].version == 3  # renumbered copies, inputs untouched
@@ -685,9 +793,16 @@ def test_simulate_aggregate_stops_at_the_simulation_date() -> None:
 
 def test_simulate_aggregate_keeps_the_later_of_two_events_with_one_version() -> None:
     store, seen = recording_store()
-    raichu = EventDetail(aggregate_id=PIKACHU_ID, version=1, type="POKEMON_APPEARED", timestamp="2022",
-                         payload={"name": "Raichu", "level": 50})
-    assert store.simulate_aggregate([PIKACHU_APPEARED, raichu]) == PokemonAggregate(PIKACHU_ID, 1, "Raichu", 50, "wild")
+    raichu = EventDetail(
+        aggregate_id=PIKACHU_ID,
+        version=1,
+        type="POKEMON_APPEARED",
+        timestamp="2022",
+        payload={"name": "Raichu", "level": 50},
+    )
+    assert store.simulate_aggregate([PIKACHU_APPEARED, raichu]) == PokemonAggregate(
+        PIKACHU_ID, 1, "Raichu", 50, "wild"
+    )
     assert seen == [raichu]
     assert store.simulate_aggregate([]) is None
 
@@ -698,7 +813,9 @@ def test_simulate_aggregate_applies_a_custom_side_effect_simulator() -> None:
         simulated = {**indexed, event.version: event}
         if event.type == "POKEMON_CAUGHT":
             simulated[event.version + 100] = EventDetail(
-                aggregate_id=event.aggregate_id, version=0, type="POKEMON_LEVELED_UP",
+                aggregate_id=event.aggregate_id,
+                version=0,
+                type="POKEMON_LEVELED_UP",
                 timestamp=str(int(event.timestamp) + 1),
             )
         return simulated
@@ -714,8 +831,9 @@ def test_simulate_aggregate_applies_a_custom_side_effect_simulator() -> None:
 # -- event loops ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make_adapter", [InMemoryEventStorageAdapter, SQLiteEventStorageAdapter],
-                         ids=["in_memory", "sqlite"])
+@pytest.mark.parametrize(
+    "make_adapter", [InMemoryEventStorageAdapter, SQLiteEventStorageAdapter], ids=["in_memory", "sqlite"]
+)
 def test_a_store_made_outside_a_loop_works_in_later_loops(make_adapter: Callable[[], Any]) -> None:
     recorder = PushRecorder()
     store = pokemons_event_store(make_adapter(), on_event_pushed=recorder)

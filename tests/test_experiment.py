@@ -44,7 +44,12 @@ def test_the_workload_is_seeded_and_valid() -> None:
 def test_without_faults_both_paths_deliver_everything_once() -> None:
     result = run(run_experiment(pushes=40, rates=FaultRates(), seed=1))
     for path in (result.connected, result.relay):
-        assert (path.stored_events, path.delivered_messages, path.lost_messages, path.duplicated_messages) == (40, 40, 0, 0)
+        assert (
+            path.stored_events,
+            path.delivered_messages,
+            path.lost_messages,
+            path.duplicated_messages,
+        ) == (40, 40, 0, 0)
         assert path.read_model_equals_store and path.errors_seen == path.crashes == 0
 
 
@@ -142,7 +147,9 @@ def test_the_relay_survives_a_crash_on_every_publish_it_can_crash_on() -> None:
 
 def test_the_chart_has_one_bar_per_count_and_path() -> None:
     pytest.importorskip("matplotlib")
-    result: ExperimentResult = run(run_experiment(pushes=30, rates=FaultRates(fail=0.2, duplicate=0.1), seed=5))
+    result: ExperimentResult = run(
+        run_experiment(pushes=30, rates=FaultRates(fail=0.2, duplicate=0.1), seed=5)
+    )
     figure = plot_experiment(result)
     (ax,) = figure.axes
     heights = [int(bar.get_height()) for bar in ax.patches]

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from castore_edu import EventDetail  # noqa: E402
-from castore_edu.course.pokedex import (  # noqa: E402
+from castore_edu import EventDetail
+from castore_edu.course.pokedex import (
     Pokedex,
     in_memory_pokedex,
     pokemon_appeared,
@@ -17,14 +17,14 @@ from castore_edu.course.pokedex import (  # noqa: E402
     sqlite_pokedex,
     tell_the_story,
 )
-from castore_edu.course.widgets import (  # noqa: E402
+from castore_edu.course.widgets import (
     EventStoreExplorer,
     ExplorerSnapshot,
     aggregate_html,
     event_html,
     load_snapshot,
 )
-from castore_edu.testing.storage_contract import run  # noqa: E402
+from castore_edu.testing.storage_contract import run
 
 PIKACHU = ("POKEMONS", "pikachu")
 CHARMANDER = ("POKEMONS", "charmander")
@@ -50,7 +50,7 @@ def test_folding_up_to_a_version_is_get_aggregate_with_max_version(make_pokedex:
     snapshot = run(load_snapshot(*pokedex.stores))
     stores = {store.event_store_id: store for store in pokedex.stores}
     checked = 0
-    for key in snapshot.keys():
+    for key in snapshot.aggregate_keys():
         store_id, aggregate_id = key
         for version in snapshot.versions(key):
             expected = run(stores[store_id].get_aggregate(aggregate_id, max_version=version))
@@ -66,8 +66,14 @@ def test_load_snapshot_reads_every_page_in_listing_order() -> None:
     for name in ("bulbasaur", "squirtle", "eevee"):
         run(pokedex.pokemons.push_event(pokemon_appeared(name, name=name.title(), level=1)))
     snapshot = run(load_snapshot(*pokedex.stores, page_size=2))
-    assert snapshot.keys() == [PIKACHU, CHARMANDER, ("POKEMONS", "bulbasaur"), ("POKEMONS", "squirtle"),
-                               ("POKEMONS", "eevee"), ASH]
+    assert snapshot.aggregate_keys() == [
+        PIKACHU,
+        CHARMANDER,
+        ("POKEMONS", "bulbasaur"),
+        ("POKEMONS", "squirtle"),
+        ("POKEMONS", "eevee"),
+        ASH,
+    ]
     assert snapshot.versions(PIKACHU) == [1, 2, 3, 4]
 
 
@@ -75,8 +81,8 @@ def test_a_snapshot_is_a_photograph() -> None:
     pokedex = story()
     snapshot = run(load_snapshot(pokedex.pokemons))
     run(pokedex.pokemons.push_event(pokemon_appeared("mew", name="Mew", level=50)))
-    assert ("POKEMONS", "mew") not in snapshot.keys()
-    assert ("POKEMONS", "mew") in run(load_snapshot(pokedex.pokemons)).keys()
+    assert ("POKEMONS", "mew") not in snapshot.aggregate_keys()
+    assert ("POKEMONS", "mew") in run(load_snapshot(pokedex.pokemons)).aggregate_keys()
 
 
 def test_a_version_without_event_shows_none_and_folds_what_came_before() -> None:
@@ -101,7 +107,7 @@ def test_a_snapshot_needs_the_store_of_each_aggregate() -> None:
 def test_event_html_is_a_table_of_fields_with_json_payloads() -> None:
     html = event_html(pokemon_appeared("pikachu", name="Pikachu", level=5, timestamp="2024"))
     assert "<th style='text-align:left'>type</th><td>POKEMON_APPEARED</td>" in html
-    assert '{&quot;level&quot;: 5, &quot;name&quot;: &quot;Pikachu&quot;}' in html
+    assert "{&quot;level&quot;: 5, &quot;name&quot;: &quot;Pikachu&quot;}" in html
     assert "no event" in event_html(None)
 
 
@@ -140,7 +146,9 @@ def test_moving_the_slider_travels_in_time() -> None:
     assert "<td>wild</td>" in explorer.aggregate_view.value and "<td>5</td>" in explorer.aggregate_view.value
     assert explorer.previous.disabled and not explorer.next.disabled
     explorer.version.value = 2
-    assert "POKEMON_CAUGHT" in explorer.event_view.value and "<td>caught</td>" in explorer.aggregate_view.value
+    assert (
+        "POKEMON_CAUGHT" in explorer.event_view.value and "<td>caught</td>" in explorer.aggregate_view.value
+    )
 
 
 def test_buttons_step_one_version_and_stop_at_the_ends() -> None:
@@ -175,7 +183,9 @@ def test_picking_another_aggregate_fits_the_slider_to_it() -> None:
 def test_the_dropdown_lists_every_aggregate_with_its_store() -> None:
     explorer = explorer_of(story())
     assert list(explorer.aggregate.options) == [
-        ("POKEMONS · pikachu", PIKACHU), ("POKEMONS · charmander", CHARMANDER), ("TRAINERS · ash", ASH)
+        ("POKEMONS · pikachu", PIKACHU),
+        ("POKEMONS · charmander", CHARMANDER),
+        ("TRAINERS · ash", ASH),
     ]
 
 

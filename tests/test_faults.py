@@ -6,11 +6,14 @@ import random
 
 import pytest
 
-from castore_edu.messaging.channels import NotificationMessageBus
 from castore_edu.connected.connected_event_store import ConnectedEventStore
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.messaging.messages import NotificationMessage
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from castore_edu.testing.faults import (
     Fault,
     FaultSchedule,
@@ -20,9 +23,6 @@ from castore_edu.testing.faults import (
     SimulatedCrash,
     unwrap_storage,
 )
-from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.messaging.messages import NotificationMessage
-from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from tests.fixtures_pokemon import RecordingChannelAdapter, appeared, caught, leveled_up, pokemons_store, run
 
 
@@ -73,7 +73,9 @@ def test_seeded_schedule_meets_its_rates() -> None:
     assert FaultSchedule.seeded(1, fail=1.0).decisions(50) == [Fault.FAIL] * 50
 
 
-@pytest.mark.parametrize("rates", [{"fail": -0.1}, {"fail": 1.5}, {"fail": 0.6, "crash": 0.5}, {"duplicate": True}])
+@pytest.mark.parametrize(
+    "rates", [{"fail": -0.1}, {"fail": 1.5}, {"fail": 0.6, "crash": 0.5}, {"duplicate": True}]
+)
 def test_seeded_schedule_rejects_impossible_rates(rates: dict) -> None:
     with pytest.raises(ValueError):
         FaultSchedule.seeded(0, **rates)
@@ -102,7 +104,10 @@ def test_fail_and_crash_deliver_nothing() -> None:
             await faulty.publish_message(message(3))
         assert recorded(inner) == [1]
         assert faulty.calls == 3 and faulty.deliveries == 1
-        assert [(record.call, record.fault) for record in faulty.faults()] == [(2, Fault.FAIL), (3, Fault.CRASH)]
+        assert [(record.call, record.fault) for record in faulty.faults()] == [
+            (2, Fault.FAIL),
+            (3, Fault.CRASH),
+        ]
         assert [(record.operation, record.subject) for record in faulty.history] == [
             ("publish", message(version)) for version in (1, 2, 3)
         ]
@@ -113,7 +118,9 @@ def test_fail_and_crash_deliver_nothing() -> None:
 def test_fail_after_and_crash_after_deliver_then_raise() -> None:
     async def main() -> None:
         inner = RecordingChannelAdapter()
-        faulty = FaultyChannelAdapter(inner, FaultSchedule.scripted({1: Fault.FAIL_AFTER, 2: Fault.CRASH_AFTER}))
+        faulty = FaultyChannelAdapter(
+            inner, FaultSchedule.scripted({1: Fault.FAIL_AFTER, 2: Fault.CRASH_AFTER})
+        )
         with pytest.raises(InjectedFault):
             await faulty.publish_message(message(1))
         with pytest.raises(SimulatedCrash):
@@ -126,7 +133,9 @@ def test_fail_after_and_crash_after_deliver_then_raise() -> None:
 def test_duplicate_delivers_twice_and_reorder_swaps_with_the_next_message() -> None:
     async def main() -> None:
         inner = RecordingChannelAdapter()
-        faulty = FaultyChannelAdapter(inner, FaultSchedule.scripted({1: Fault.DUPLICATE, 2: Fault.REORDER, 4: Fault.REORDER}))
+        faulty = FaultyChannelAdapter(
+            inner, FaultSchedule.scripted({1: Fault.DUPLICATE, 2: Fault.REORDER, 4: Fault.REORDER})
+        )
         for version in (1, 2, 3):
             await faulty.publish_message(message(version))
         assert recorded(inner) == [1, 1, 3, 2]
@@ -202,7 +211,9 @@ def test_publish_fails_after_the_push_and_the_naive_retry_hits_event_already_exi
 def test_storage_faults_before_and_after_the_write() -> None:
     async def main() -> None:
         inner = InMemoryEventStorageAdapter()
-        schedule = FaultSchedule.scripted({1: Fault.FAIL, 2: Fault.FAIL_AFTER, 3: Fault.CRASH_AFTER, 4: Fault.CRASH})
+        schedule = FaultSchedule.scripted(
+            {1: Fault.FAIL, 2: Fault.FAIL_AFTER, 3: Fault.CRASH_AFTER, 4: Fault.CRASH}
+        )
         store = pokemons_store()
         store.event_storage_adapter = FaultyStorageAdapter(inner, schedule)
         with pytest.raises(InjectedFault):
@@ -225,7 +236,9 @@ def test_storage_faults_before_and_after_the_write() -> None:
 
 def test_storage_rejects_channel_only_faults() -> None:
     async def main() -> None:
-        adapter = FaultyStorageAdapter(InMemoryEventStorageAdapter(), FaultSchedule.on_calls(1, fault=Fault.DUPLICATE))
+        adapter = FaultyStorageAdapter(
+            InMemoryEventStorageAdapter(), FaultSchedule.on_calls(1, fault=Fault.DUPLICATE)
+        )
         with pytest.raises(ValueError, match="not a storage fault"):
             await adapter.push_event(appeared, event_store_id="POKEMONS")
         assert adapter.inner.last_position() == 0
@@ -256,8 +269,12 @@ def test_event_groups_go_through_the_wrapper_to_the_real_adapters(tmp_path) -> N
             assert unwrap_storage(FaultyStorageAdapter(faulty)) is sqlite
             pokemons = pokemons_store()
             pokemons.event_storage_adapter = faulty
-            trainers = EventStore(event_store_id="TRAINERS", event_types=[], reducer=lambda a, e: e.version,
-                                  event_storage_adapter=sqlite)
+            trainers = EventStore(
+                event_store_id="TRAINERS",
+                event_types=[],
+                reducer=lambda a, e: e.version,
+                event_storage_adapter=sqlite,
+            )
             started = EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED")
             await EventStore.push_event_group(pokemons.group_event(appeared), trainers.group_event(started))
             assert sqlite.last_position() == 2

@@ -12,8 +12,14 @@ from castore_edu.core.hot_paths import build_event, build_push_result, with_time
 
 def test_build_event_equals_the_constructor() -> None:
     built = build_event("pikachu", 3, "LEVELED_UP", "2024", {"level": 2}, {"by": "ash"})
-    made = EventDetail(aggregate_id="pikachu", version=3, type="LEVELED_UP", timestamp="2024",
-                       payload={"level": 2}, metadata={"by": "ash"})
+    made = EventDetail(
+        aggregate_id="pikachu",
+        version=3,
+        type="LEVELED_UP",
+        timestamp="2024",
+        payload={"level": 2},
+        metadata={"by": "ash"},
+    )
     assert built == made and hash(built.aggregate_id) == hash(made.aggregate_id)
     assert repr(built) == repr(made)
     with pytest.raises(dataclasses.FrozenInstanceError):

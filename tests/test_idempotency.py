@@ -8,10 +8,18 @@ from typing import Any
 
 import pytest
 
+from castore_edu.course.pokedex import (
+    in_memory_pokedex,
+    level_ups,
+    pokemon_appeared,
+    pokemon_caught,
+    pokemon_leveled_up,
+)
+from castore_edu.course.read_models import LevelBoard
 from castore_edu.messaging.channels import NotificationMessageBus
-from castore_edu.replay.dam import pour_event_store_events
 from castore_edu.messaging.delivery import TaskContext
-from castore_edu.testing.faults import Fault, FaultSchedule, FaultyChannelAdapter
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
 from castore_edu.reliability.idempotency import (
     IdempotentHandler,
     InMemoryProcessedMessages,
@@ -19,10 +27,8 @@ from castore_edu.reliability.idempotency import (
     idempotent,
     message_key,
 )
-from castore_edu.course.read_models import LevelBoard
-from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
-from castore_edu.course.pokedex import in_memory_pokedex, level_ups, pokemon_appeared, pokemon_caught, pokemon_leveled_up
+from castore_edu.replay.dam import pour_event_store_events
+from castore_edu.testing.faults import Fault, FaultSchedule, FaultyChannelAdapter
 from tests.fixtures_pokemon import run
 
 APPEARED = NotificationMessage("POKEMONS", pokemon_appeared("pikachu", name="Pikachu", level=5))
@@ -47,7 +53,11 @@ class Counting:
 
 def test_message_key_names_the_event() -> None:
     assert message_key(APPEARED) == ("POKEMONS", "pikachu", 1)
-    assert message_key(StateCarryingMessage("POKEMONS", LEVELED_UP.event, aggregate=None)) == ("POKEMONS", "pikachu", 2)
+    assert message_key(StateCarryingMessage("POKEMONS", LEVELED_UP.event, aggregate=None)) == (
+        "POKEMONS",
+        "pikachu",
+        2,
+    )
 
 
 def test_duplicates_are_skipped() -> None:
@@ -174,8 +184,14 @@ def test_level_board_stays_equal_to_the_store_under_duplicates_and_replays() -> 
         adapter.on({"on_replay": True}, board.handler)
         faulty = FaultyChannelAdapter.wrap(bus, FaultSchedule.seeded(3, duplicate=0.5, reorder=0.2))
 
-        events = [pokemon_appeared("pikachu", name="Pikachu", level=5), pokemon_appeared("eevee", name="Eevee", level=9)]
-        events += [*level_ups("pikachu", first_version=2, count=6), *level_ups("eevee", first_version=2, count=3)]
+        events = [
+            pokemon_appeared("pikachu", name="Pikachu", level=5),
+            pokemon_appeared("eevee", name="Eevee", level=9),
+        ]
+        events += [
+            *level_ups("pikachu", first_version=2, count=6),
+            *level_ups("eevee", first_version=2, count=3),
+        ]
         for event in events:
             result = await pokemons.push_event(event)
             await bus.publish_message(NotificationMessage("POKEMONS", result.event))

@@ -25,15 +25,22 @@ class TestInMemoryAdapter(StorageAdapterContract):
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
         # one adapter (and so one log) per store
-        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 2, "pikachu", 2), ("POKEMONS", 3, "mew", 1),
-                ("TRAINERS", 1, "ash", 1)]
+        return [
+            ("POKEMONS", 1, "pikachu", 1),
+            ("POKEMONS", 2, "pikachu", 2),
+            ("POKEMONS", 3, "mew", 1),
+            ("TRAINERS", 1, "ash", 1),
+        ]
 
 
 def test_initial_events_are_stored_in_order() -> None:
     e1, e2 = event(version=1, timestamp=YEARS[0]), event(version=2, timestamp=YEARS[1])
     adapter = InMemoryEventStorageAdapter([e1, e2], event_store_id="POKEMONS")
     assert run(adapter.get_events("pikachu")) == [e1, e2]
-    assert [(entry.position, entry.event_store_id) for entry in adapter.read_log()] == [(1, "POKEMONS"), (2, "POKEMONS")]
+    assert [(entry.position, entry.event_store_id) for entry in adapter.read_log()] == [
+        (1, "POKEMONS"),
+        (2, "POKEMONS"),
+    ]
 
 
 def test_duplicate_initial_events_are_refused() -> None:
@@ -77,7 +84,11 @@ def test_a_write_failing_mid_group_rolls_back_every_adapter() -> None:
     a, b = InMemoryEventStorageAdapter(), FailingWrites("agg2")
     pokemons, trainers = store("POKEMONS", a), store("TRAINERS", b)
     with pytest.raises(OSError, match="disk on fire"):
-        run(EventStore.push_event_group(pokemons.group_event(event("agg1")), trainers.group_event(event("agg2"))))
+        run(
+            EventStore.push_event_group(
+                pokemons.group_event(event("agg1")), trainers.group_event(event("agg2"))
+            )
+        )
     assert b.writes == 1
     assert run(a.get_events("agg1")) == [] and run(b.get_events("agg2")) == []
     # no empty aggregate is left behind to break later listings (Castore leaves one)
@@ -91,8 +102,12 @@ def test_a_failed_group_restores_a_forced_overwrite() -> None:
     original = event("pikachu", timestamp=YEARS[0], payload={"level": 1})
     run(pokemons.push_event(original))
     with pytest.raises(OSError):
-        run(EventStore.push_event_group(
-            pokemons.group_event(event("pikachu", type="REWRITTEN")), pokemons.group_event(event("boom")), force=True
-        ))
+        run(
+            EventStore.push_event_group(
+                pokemons.group_event(event("pikachu", type="REWRITTEN")),
+                pokemons.group_event(event("boom")),
+                force=True,
+            )
+        )
     assert run(pokemons.get_events("pikachu")) == [original]
     assert [entry.event for entry in adapter.read_log()] == [original]

@@ -9,9 +9,9 @@ import logging
 
 import pytest
 
+from castore_edu.core.events import EventDetail
 from castore_edu.messaging.channels import NotificationMessageBus
 from castore_edu.messaging.delivery import DeadLetter, TaskContext, round_half_up
-from castore_edu.core.events import EventDetail
 from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.messaging.messages import AggregateExistsMessage, NotificationMessage
 from tests.fixtures_pokemon import (
@@ -194,7 +194,12 @@ def test_only_the_failing_handler_is_retried_with_growing_delays() -> None:
     adapter.on({}, failing)
     adapter.on({}, steady)
     publish_all(adapter, appeared_message)
-    assert [(c.context.attempt, c.context.retry_attempts_left) for c in failing.calls] == [(1, 3), (2, 2), (3, 1), (4, 0)]
+    assert [(c.context.attempt, c.context.retry_attempts_left) for c in failing.calls] == [
+        (1, 3),
+        (2, 2),
+        (3, 1),
+        (4, 0),
+    ]
     assert failing.finished == [appeared_message]
     assert steady.messages == [appeared_message]
     assert ratios(failing.gaps()) == [1, pytest.approx(1.5, rel=0.25), pytest.approx(2.25, rel=0.25)]
@@ -206,7 +211,11 @@ def test_a_handler_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCap
     adapter.on({}, handler)
     with caplog.at_level(logging.ERROR, logger="castore_edu"):
         publish_all(adapter, appeared_message)  # returns: wait_idle does not hang on a lost cause
-    assert [(c.context.attempt, c.context.retry_attempts_left) for c in handler.calls] == [(1, 2), (2, 1), (3, 0)]
+    assert [(c.context.attempt, c.context.retry_attempts_left) for c in handler.calls] == [
+        (1, 2),
+        (2, 1),
+        (3, 0),
+    ]
     [dead_letter] = adapter.dead_letters
     assert dead_letter == DeadLetter(appeared_message, dead_letter.error, 3, handler)
     assert str(dead_letter.error) == "failure #3"

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
+from castore_edu.core.events import EventDetail
 from castore_edu.messaging.channels import NotificationMessageQueue
 from castore_edu.messaging.delivery import DeadLetter, TaskContext
-from castore_edu.core.events import EventDetail
 from castore_edu.messaging.in_memory_queue import InMemoryMessageQueueAdapter
 from castore_edu.messaging.messages import NotificationMessage
 from tests.fixtures_pokemon import (
@@ -112,8 +112,12 @@ def test_messages_are_processed_one_at_a_time_in_order() -> None:
         log.append(f"end {message.event.version}")
 
     adapter = InMemoryMessageQueueAdapter(worker=slow_worker)
-    messages = [NotificationMessage("POKEMONS", EventDetail(
-        aggregate_id="pikachu1", version=version, type="LEVELLED_UP")) for version in (1, 2, 3)]
+    messages = [
+        NotificationMessage(
+            "POKEMONS", EventDetail(aggregate_id="pikachu1", version=version, type="LEVELLED_UP")
+        )
+        for version in (1, 2, 3)
+    ]
     publish_all(adapter, *messages)
     assert log == ["start 1", "end 1", "start 2", "end 2", "start 3", "end 3"]
 
@@ -186,7 +190,9 @@ def test_a_message_interrupted_by_the_end_of_the_loop_is_delivered_again() -> No
 
 def test_failed_messages_are_retried_with_growing_delays() -> None:
     worker = Recorder(failures=3)
-    adapter = InMemoryMessageQueueAdapter(worker=worker, retry_attempts=3, retry_delay_ms=40, retry_backoff_rate=1.5)
+    adapter = InMemoryMessageQueueAdapter(
+        worker=worker, retry_attempts=3, retry_delay_ms=40, retry_backoff_rate=1.5
+    )
     publish_all(adapter, appeared_message)
     assert [c.context.attempt for c in worker.calls] == [1, 2, 3, 4]
     assert ratios(worker.gaps()) == [1, pytest.approx(1.5, rel=0.25), pytest.approx(2.25, rel=0.25)]
@@ -213,7 +219,8 @@ def test_a_worker_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCapt
         publish_all(adapter, appeared_message, caught_message)
     assert [c.context.retry_attempts_left for c in worker.calls if c.message == appeared_message] == [2, 1, 0]
     assert [(d.message, d.attempts, d.handler) for d in adapter.dead_letters] == [
-        (appeared_message, 3, worker), (caught_message, 3, worker),
+        (appeared_message, 3, worker),
+        (caught_message, 3, worker),
     ]
     assert all(isinstance(d, DeadLetter) and isinstance(d.error, RuntimeError) for d in adapter.dead_letters)
     assert [r.levelno for r in caplog.records if r.name == "castore_edu"] == [logging.ERROR] * 2
@@ -228,5 +235,5 @@ def test_worker_must_be_async_and_settings_non_negative() -> None:
     with pytest.raises(TypeError):
         adapter.worker = sync_worker  # type: ignore[assignment]
     assert adapter.worker is None
-    with pytest.raises(ValueError, match="^Invalid retry_delay_ms, please select a positive number.$"):
+    with pytest.raises(ValueError, match=r"^Invalid retry_delay_ms, please select a positive number\.$"):
         InMemoryMessageQueueAdapter(retry_delay_ms=-1)

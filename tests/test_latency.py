@@ -33,8 +33,12 @@ class TestThroughTheWrapperInMemory(StorageAdapterContract):
         return SimulatedLatencyAdapter(SQLiteEventStorageAdapter(), latency_ms=0)
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
-        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 2, "pikachu", 2), ("POKEMONS", 3, "mew", 1),
-                ("TRAINERS", 1, "ash", 1)]
+        return [
+            ("POKEMONS", 1, "pikachu", 1),
+            ("POKEMONS", 2, "pikachu", 2),
+            ("POKEMONS", 3, "mew", 1),
+            ("TRAINERS", 1, "ash", 1),
+        ]
 
 
 class TestThroughTheWrapperOnSQLite(StorageAdapterContract):
@@ -50,12 +54,18 @@ class TestThroughTheWrapperOnSQLite(StorageAdapterContract):
         return SimulatedLatencyAdapter(InMemoryEventStorageAdapter(), latency_ms=0)
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
-        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 3, "pikachu", 2), ("POKEMONS", 4, "mew", 1),
-                ("TRAINERS", 2, "ash", 1)]
+        return [
+            ("POKEMONS", 1, "pikachu", 1),
+            ("POKEMONS", 3, "pikachu", 2),
+            ("POKEMONS", 4, "mew", 1),
+            ("TRAINERS", 2, "ash", 1),
+        ]
 
 
 def counting(inner: Any = None, latency_ms: float = 0) -> SimulatedLatencyAdapter:
-    return SimulatedLatencyAdapter(inner if inner is not None else InMemoryEventStorageAdapter(), latency_ms=latency_ms)
+    return SimulatedLatencyAdapter(
+        inner if inner is not None else InMemoryEventStorageAdapter(), latency_ms=latency_ms
+    )
 
 
 def test_reads_count_calls_and_the_events_they_return() -> None:
@@ -93,9 +103,13 @@ def test_reset_counts_returns_what_was_counted_and_starts_again() -> None:
 def test_a_group_is_one_round_trip_counted_on_the_adapter_that_runs_it() -> None:
     head, other = counting(), counting()
     pokemons, trainers = store("POKEMONS", head), store("TRAINERS", other)
-    run(EventStore.push_event_group(
-        pokemons.group_event(event("pikachu")), trainers.group_event(event("ash")), pokemons.group_event(event("mew"))
-    ))
+    run(
+        EventStore.push_event_group(
+            pokemons.group_event(event("pikachu")),
+            trainers.group_event(event("ash")),
+            pokemons.group_event(event("mew")),
+        )
+    )
     assert head.counts == CallCounts(writes=1, events_written=3)
     assert other.counts == CallCounts()
     assert [e.aggregate_id for e in run(trainers.get_events("ash"))] == ["ash"]  # stored in the other adapter
@@ -104,7 +118,11 @@ def test_a_group_is_one_round_trip_counted_on_the_adapter_that_runs_it() -> None
 def test_a_group_mixing_wrapped_and_bare_adapters_of_the_same_kind_works() -> None:
     wrapped, bare = counting(), InMemoryEventStorageAdapter()
     pokemons, trainers = store("POKEMONS", wrapped), store("TRAINERS", bare)
-    run(EventStore.push_event_group(pokemons.group_event(event("pikachu")), trainers.group_event(event("ash"))))
+    run(
+        EventStore.push_event_group(
+            pokemons.group_event(event("pikachu")), trainers.group_event(event("ash"))
+        )
+    )
     assert len(run(trainers.get_events("ash"))) == 1
 
 

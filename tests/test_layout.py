@@ -57,7 +57,9 @@ def test_a_room_imports_only_the_rooms_below_it(room: str) -> None:
 def test_every_module_lives_in_a_room() -> None:
     loose = sorted(path.name for path in PACKAGE.glob("*.py") if path.name != "__init__.py")
     assert loose == []
-    assert sorted(path.name for path in PACKAGE.iterdir() if path.is_dir() and path.name != "__pycache__") == sorted(ROOMS)
+    assert sorted(
+        path.name for path in PACKAGE.iterdir() if path.is_dir() and path.name != "__pycache__"
+    ) == sorted(ROOMS)
 
 
 def test_each_room_says_what_it_holds_and_which_notebook_teaches_it() -> None:

@@ -18,7 +18,12 @@ from castore_edu.messaging.messages import (
 )
 from tests.fixtures_pokemon import appeared
 
-GUARDS = (is_aggregate_exists_message, is_event_carrying_message, is_notification_message, is_state_carrying_message)
+GUARDS = (
+    is_aggregate_exists_message,
+    is_event_carrying_message,
+    is_notification_message,
+    is_state_carrying_message,
+)
 
 
 def verdicts(message: object) -> tuple[bool, ...]:
@@ -41,7 +46,9 @@ def test_state_carrying_message_carries_an_event_and_an_aggregate_even_none() ->
 
 
 def test_guards_look_at_the_shape_not_the_class() -> None:
-    assert is_state_carrying_message(SimpleNamespace(event_store_id="POKEMONS", event=appeared, aggregate=None))
+    assert is_state_carrying_message(
+        SimpleNamespace(event_store_id="POKEMONS", event=appeared, aggregate=None)
+    )
     assert is_aggregate_exists_message({"aggregate_id": "x"}) is False  # a dict has no attributes
 
 

@@ -76,11 +76,20 @@ def test_it_ends_with_recap_further_reading_and_its_measured_time(stem: str) -> 
     assert seconds is not None and float(seconds[1]) <= BUDGET_SECONDS
 
 
-@pytest.mark.parametrize("stem, link", [
-    ("03_messages_and_channels", "https://martinfowler.com/articles/201701-event-driven.html"),
-    ("04_connected_event_store", "https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/"),
-    ("05_prev_aggregate", "https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/"),
-])
+@pytest.mark.parametrize(
+    "stem, link",
+    [
+        ("03_messages_and_channels", "https://martinfowler.com/articles/201701-event-driven.html"),
+        (
+            "04_connected_event_store",
+            "https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/",
+        ),
+        (
+            "05_prev_aggregate",
+            "https://castore-dev.github.io/castore/docs/reacting-to-events/connected-event-store/",
+        ),
+    ],
+)
 def test_further_reading_points_to_the_page_it_mirrors(stem: str, link: str) -> None:
     assert link in load(stem).cells[-1].source
 
@@ -100,7 +109,9 @@ def test_no_output_shows_a_memory_address_or_stderr(stem: str) -> None:
     for index, text in output_texts(notebook):
         assert not MEMORY_ADDRESS.search(text), f"cell {index}: {text}"
     for index, cell in code_cells(notebook):
-        assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], f"cell {index}"
+        assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], (
+            f"cell {index}"
+        )
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -109,7 +120,9 @@ def test_tracebacks_name_package_files_relative_to_the_repository(stem: str) -> 
     for index, cell in code_cells(load(stem)):
         for output in cell.outputs:
             if output.output_type == "error":
-                assert not any(re.search(r"/\S*/castore_edu/", line) for line in output.traceback), f"cell {index}"
+                assert not any(re.search(r"/\S*/castore_edu/", line) for line in output.traceback), (
+                    f"cell {index}"
+                )
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from castore_edu import EventAlreadyExistsError, EventDetail, InMemoryEventStorageAdapter, SQLiteEventStorageAdapter
+from castore_edu import (
+    EventAlreadyExistsError,
+    EventDetail,
+    InMemoryEventStorageAdapter,
+    SQLiteEventStorageAdapter,
+)
 from castore_edu.core.events import validate_event
 from castore_edu.course.pokedex import (
     POKEMON_EVENT_TYPES,
@@ -55,7 +60,9 @@ def test_a_pokemon_appears_wild() -> None:
 
 
 def test_caught_then_leveled_up() -> None:
-    assert fold(pokemon_reducer, [APPEARED, CAUGHT, LEVELED_UP]) == Pokemon("pikachu", 3, "Pikachu", 6, "caught", "ash")
+    assert fold(pokemon_reducer, [APPEARED, CAUGHT, LEVELED_UP]) == Pokemon(
+        "pikachu", 3, "Pikachu", 6, "caught", "ash"
+    )
 
 
 def test_the_reducer_returns_new_aggregates_and_leaves_the_old_one_alone() -> None:
@@ -75,11 +82,14 @@ def test_an_unknown_event_type_only_moves_the_version_on() -> None:
     assert trainer_reducer(trainer, dataclasses.replace(later, aggregate_id="ash")).version == 2
 
 
-@pytest.mark.parametrize("reducer, event", [
-    (pokemon_reducer, CAUGHT),
-    (pokemon_reducer, LEVELED_UP),
-    (trainer_reducer, trainer_caught_pokemon("ash", version=2, pokemon_id="pikachu")),
-])
+@pytest.mark.parametrize(
+    "reducer, event",
+    [
+        (pokemon_reducer, CAUGHT),
+        (pokemon_reducer, LEVELED_UP),
+        (trainer_reducer, trainer_caught_pokemon("ash", version=2, pokemon_id="pikachu")),
+    ],
+)
 def test_an_event_before_the_first_one_is_refused(reducer, event) -> None:
     with pytest.raises(UnexpectedEventError, match=f"{event.type} \\(version {event.version}\\) before"):
         reducer(None, event)
@@ -99,7 +109,9 @@ def test_a_trainer_collects_pokemon_ids_in_order() -> None:
 
 def test_constructors_make_valid_events_of_declared_types() -> None:
     events = [
-        APPEARED, CAUGHT, LEVELED_UP,
+        APPEARED,
+        CAUGHT,
+        LEVELED_UP,
         trainer_created("ash", name="Ash"),
         trainer_caught_pokemon("ash", version=2, pokemon_id="pikachu", timestamp="2024"),
     ]
@@ -112,7 +124,9 @@ def test_constructors_make_valid_events_of_declared_types() -> None:
 
 def test_level_ups_grow_a_history() -> None:
     events = list(level_ups("pikachu", first_version=2, count=3, timestamp="2024"))
-    assert [(e.version, e.type, e.timestamp) for e in events] == [(v, "POKEMON_LEVELED_UP", "2024") for v in (2, 3, 4)]
+    assert [(e.version, e.type, e.timestamp) for e in events] == [
+        (v, "POKEMON_LEVELED_UP", "2024") for v in (2, 3, 4)
+    ]
     assert fold(pokemon_reducer, [APPEARED, *events]).level == 8
 
 
@@ -137,7 +151,10 @@ def test_in_memory_pokedex_one_adapter_per_store_one_clock_for_both() -> None:
 def test_sqlite_pokedex_shares_one_database_and_closes_it(tmp_path: Path) -> None:
     with sqlite_pokedex(tmp_path / "pokedex.sqlite3") as pokedex:
         adapter = pokedex.pokemons.event_storage_adapter
-        assert isinstance(adapter, SQLiteEventStorageAdapter) and adapter is pokedex.trainers.event_storage_adapter
+        assert (
+            isinstance(adapter, SQLiteEventStorageAdapter)
+            and adapter is pokedex.trainers.event_storage_adapter
+        )
         run(tell_the_story(pokedex))
     with pytest.raises(Exception, match="closed"):
         adapter.connection.execute("SELECT 1")
@@ -182,21 +199,26 @@ def test_the_story_ends_as_its_docstring_says_on_both_adapters() -> None:
 PIKACHU_V2 = Pokemon("pikachu", 2, "Pikachu", 5, "caught", "ash")
 
 
-@pytest.mark.parametrize("prev, fits", [
-    (PIKACHU_V2, True),
-    (dataclasses.replace(PIKACHU_V2, version=1), False),  # stale
-    (dataclasses.replace(PIKACHU_V2, version=3), False),  # from the future
-    (dataclasses.replace(PIKACHU_V2, aggregate_id="eevee"), False),  # another aggregate
-    (None, False),
-    ({"aggregate_id": "pikachu", "version": 2}, False),  # no attributes to check
-])
+@pytest.mark.parametrize(
+    "prev, fits",
+    [
+        (PIKACHU_V2, True),
+        (dataclasses.replace(PIKACHU_V2, version=1), False),  # stale
+        (dataclasses.replace(PIKACHU_V2, version=3), False),  # from the future
+        (dataclasses.replace(PIKACHU_V2, aggregate_id="eevee"), False),  # another aggregate
+        (None, False),
+        ({"aggregate_id": "pikachu", "version": 2}, False),  # no attributes to check
+    ],
+)
 def test_is_prev_aggregate_of(prev, fits) -> None:
     assert is_prev_aggregate_of(prev, LEVELED_UP) is fits
 
 
 def test_check_prev_aggregate_says_what_it_expected_and_what_it_got() -> None:
     check_prev_aggregate(PIKACHU_V2, LEVELED_UP)
-    with pytest.raises(StalePrevAggregateError, match="must be pikachu at version 2, got pikachu at version 1"):
+    with pytest.raises(
+        StalePrevAggregateError, match="must be pikachu at version 2, got pikachu at version 1"
+    ):
         check_prev_aggregate(dataclasses.replace(PIKACHU_V2, version=1), LEVELED_UP)
     with pytest.raises(ValueError, match="got None"):
         check_prev_aggregate(None, LEVELED_UP)
@@ -208,7 +230,11 @@ def test_a_checked_push_refuses_a_stale_aggregate_and_stores_nothing() -> None:
     store = pokedex.pokemons
     stale = run(store.get_aggregate("pikachu", max_version=3)).aggregate
     with pytest.raises(StalePrevAggregateError):
-        run(push_with_checked_prev_aggregate(store, pokemon_leveled_up("pikachu", version=5), prev_aggregate=stale))
+        run(
+            push_with_checked_prev_aggregate(
+                store, pokemon_leveled_up("pikachu", version=5), prev_aggregate=stale
+            )
+        )
     assert run(store.get_aggregate("pikachu")).aggregate.version == 4
 
     fresh = run(store.get_aggregate("pikachu")).aggregate

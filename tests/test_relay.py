@@ -9,15 +9,26 @@ from typing import Any
 
 import pytest
 
+from benchmarks.core import push_all
+from castore_edu.core.errors import MessageChannelEventStoreNotFoundError
+from castore_edu.core.event_store import EventStore
+from castore_edu.core.events import EventDetail
+from castore_edu.course.pokedex import level_ups, pokemon_appeared
 from castore_edu.messaging.channels import (
     AggregateExistsMessageBus,
     NotificationMessageBus,
     StateCarryingMessageBus,
 )
-from benchmarks.core import push_all
-from castore_edu.core.errors import MessageChannelEventStoreNotFoundError
-from castore_edu.core.event_store import EventStore
-from castore_edu.core.events import EventDetail
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.reliability.relay import (
+    InMemoryCheckpointStore,
+    Relay,
+    SQLiteCheckpointStore,
+    default_checkpoints,
+)
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from castore_edu.testing.faults import (
     Fault,
     FaultSchedule,
@@ -26,12 +37,6 @@ from castore_edu.testing.faults import (
     InjectedFault,
     SimulatedCrash,
 )
-from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
-from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
-from castore_edu.course.pokedex import level_ups, pokemon_appeared
-from castore_edu.reliability.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore, default_checkpoints
-from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer, run
 
 
@@ -44,15 +49,20 @@ def life(aggregate_id: str, versions: int) -> list[EventDetail]:
 def interleaved(aggregates: int = 3, versions: int = 4) -> list[EventDetail]:
     """Events of several aggregates, their pushes interleaved: a1v1, a2v1, a3v1, a1v2..."""
     lives = [life(f"pokemon{index}", versions) for index in range(aggregates)]
-    return [event for batch in zip(*lives) for event in batch]
+    return [event for batch in zip(*lives, strict=True) for event in batch]
 
 
-def store_on(adapter: Any, store_class: type[EventStore] = EventStore, event_store_id: str = "POKEMONS") -> Any:
-    return store_class(event_store_id=event_store_id, event_types=[], reducer=pokemon_reducer,
-                       event_storage_adapter=adapter)
+def store_on(
+    adapter: Any, store_class: type[EventStore] = EventStore, event_store_id: str = "POKEMONS"
+) -> Any:
+    return store_class(
+        event_store_id=event_store_id, event_types=[], reducer=pokemon_reducer, event_storage_adapter=adapter
+    )
 
 
-def recording_bus(store: EventStore, channel_class: type = NotificationMessageBus) -> tuple[Any, RecordingChannelAdapter]:
+def recording_bus(
+    store: EventStore, channel_class: type = NotificationMessageBus
+) -> tuple[Any, RecordingChannelAdapter]:
     channel = channel_class(message_bus_id="bus", source_event_stores=[store])
     adapter = channel.message_channel_adapter = RecordingChannelAdapter()
     return channel, adapter
@@ -62,7 +72,9 @@ def keys(adapter: RecordingChannelAdapter) -> list[tuple[str, int]]:
     return [(message.event.aggregate_id, message.event.version) for message, _replay in adapter.published]
 
 
-async def faulty_setup(events: list[EventDetail], schedule: FaultSchedule) -> tuple[EventStore, Any, RecordingChannelAdapter]:
+async def faulty_setup(
+    events: list[EventDetail], schedule: FaultSchedule
+) -> tuple[EventStore, Any, RecordingChannelAdapter]:
     """An in-memory store holding ``events``, and a recording bus whose publishes meet ``schedule``."""
     store = store_on(InMemoryEventStorageAdapter())
     await push_all(store, events)
@@ -88,7 +100,9 @@ def test_step_publishes_a_batch_in_log_order_and_moves_the_checkpoint() -> None:
         assert await relay.step() == 0
         stored = [entry.event for entry in store.event_storage_adapter.read_log()]
         assert [(e.aggregate_id, e.version) for e in stored] == [(e.aggregate_id, e.version) for e in events]
-        assert [message for message, _ in published.published] == [NotificationMessage("POKEMONS", e) for e in stored]
+        assert [message for message, _ in published.published] == [
+            NotificationMessage("POKEMONS", e) for e in stored
+        ]
         assert all(replay is False for _, replay in published.published)
         assert relay.published == 12
 
@@ -105,7 +119,9 @@ def test_state_carrying_messages_carry_the_aggregate_at_their_version() -> None:
         await relay.step()
         for message, _replay in published.published:
             assert isinstance(message, StateCarryingMessage)
-            expected = await store.get_aggregate(message.event.aggregate_id, max_version=message.event.version)
+            expected = await store.get_aggregate(
+                message.event.aggregate_id, max_version=message.event.version
+            )
             assert message.aggregate == expected.aggregate
         # Folded along the log: no read of the store was needed (the checks above made 6).
         assert len(store.aggregate_reads) == 6
@@ -119,7 +135,9 @@ def test_a_new_state_carrying_relay_reads_each_aggregate_once_then_folds() -> No
         await push_all(store, life("pikachu", 5))
         bus, published = recording_bus(store, StateCarryingMessageBus)
         checkpoints = InMemoryCheckpointStore()
-        await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints, batch_size=2).step()
+        await Relay(
+            store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints, batch_size=2
+        ).step()
         restarted = Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints)
         await restarted.step()
         assert store.aggregate_reads == [("pikachu", 3)]
@@ -149,7 +167,9 @@ def test_a_failed_publish_keeps_the_checkpoint_before_it_and_is_retried() -> Non
 
 def test_a_lost_acknowledgement_is_published_again() -> None:
     async def main() -> None:
-        store, bus, published = await faulty_setup(life("pikachu", 3), FaultSchedule.on_calls(2, fault=Fault.FAIL_AFTER))
+        store, bus, published = await faulty_setup(
+            life("pikachu", 3), FaultSchedule.on_calls(2, fault=Fault.FAIL_AFTER)
+        )
         relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
         await relay.catch_up()
         assert keys(published) == [("pikachu", 1), ("pikachu", 2), ("pikachu", 2), ("pikachu", 3)]
@@ -170,7 +190,9 @@ def test_catch_up_gives_up_after_max_failures_in_a_row() -> None:
 
 def test_a_crash_saves_nothing_and_the_next_relay_repeats_the_batch() -> None:
     async def main() -> None:
-        store, bus, published = await faulty_setup(life("pikachu", 4), FaultSchedule.on_calls(3, fault=Fault.CRASH))
+        store, bus, published = await faulty_setup(
+            life("pikachu", 4), FaultSchedule.on_calls(3, fault=Fault.CRASH)
+        )
         checkpoints = InMemoryCheckpointStore()
         with pytest.raises(SimulatedCrash):
             await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).step()
@@ -197,14 +219,19 @@ def test_events_of_stores_without_a_route_are_passed_over() -> None:
 
 
 def test_routes_are_checked_when_the_relay_is_built() -> None:
-    pokemons, trainers = store_on(InMemoryEventStorageAdapter()), store_on(None, event_store_id="TRAINERS")
+    pokemons, _trainers = store_on(InMemoryEventStorageAdapter()), store_on(None, event_store_id="TRAINERS")
     exists_bus = AggregateExistsMessageBus(message_bus_id="exists", source_event_stores=[pokemons])
     with pytest.raises(TypeError, match="AggregateExistsMessageBus"):
         Relay(pokemons.event_storage_adapter, {"POKEMONS": exists_bus})
     bus, _ = recording_bus(pokemons)
     with pytest.raises(MessageChannelEventStoreNotFoundError):
         Relay(pokemons.event_storage_adapter, {"TRAINERS": bus})
-    for bad in ({"batch_size": 0}, {"batch_size": True}, {"poll_interval": -1}, {"retry_delay": float("nan")}):
+    for bad in (
+        {"batch_size": 0},
+        {"batch_size": True},
+        {"poll_interval": -1},
+        {"retry_delay": float("nan")},
+    ):
         with pytest.raises(ValueError):
             Relay(pokemons.event_storage_adapter, {"POKEMONS": bus}, **bad)
 
@@ -239,7 +266,9 @@ def test_sqlite_checkpoints_live_in_the_events_database_and_survive_a_restart(tm
     run(first_process())
     assert run(second_process()) == [(e.aggregate_id, e.version) for e in events[5:]]
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT relay_name, position FROM relay_checkpoints").fetchall() == [("news", 12)]
+        assert connection.execute("SELECT relay_name, position FROM relay_checkpoints").fetchall() == [
+            ("news", 12)
+        ]
 
 
 def test_default_checkpoints_follow_the_adapter() -> None:
@@ -389,7 +418,9 @@ def test_the_task_polls_with_a_short_interval_and_retries_failed_publishes() -> 
         store = store_on(InMemoryEventStorageAdapter())
         consumer = BusRecorder(store)
         FaultyChannelAdapter.wrap(consumer.bus, FaultSchedule.on_calls(1, 2, 5))
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": consumer.bus}, poll_interval=0.001, retry_delay=0)
+        relay = Relay(
+            store.event_storage_adapter, {"POKEMONS": consumer.bus}, poll_interval=0.001, retry_delay=0
+        )
         relay.start()
         events = interleaved(aggregates=2, versions=3)
         await push_all(store, events)  # no nudge: the short poll finds them
@@ -444,8 +475,13 @@ def test_the_relay_benchmark_runs_and_reports_every_figure(monkeypatch: pytest.M
     """A smoke test on tiny sizes: the figures themselves are for people to read."""
     import benchmarks.relay as bench
 
-    for name, value in {"LOG_EVENTS": 300, "SMALL_BATCH_EVENTS": 20, "PUSH_ROUNDS": 1, "LAG_SECONDS": 0.1,
-                        "PUSH_EVENTS": {"on disk": 10, "in memory": 50}}.items():
+    for name, value in {
+        "LOG_EVENTS": 300,
+        "SMALL_BATCH_EVENTS": 20,
+        "PUSH_ROUNDS": 1,
+        "LAG_SECONDS": 0.1,
+        "PUSH_EVENTS": {"on disk": 10, "in memory": 50},
+    }.items():
         monkeypatch.setattr(bench, name, value)
     lines: list[str] = []
     figures = run(bench.run_relay_benchmarks(print_fn=lines.append))

@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
-from castore_edu.course.experiment import FaultRates, run_experiment  # noqa: E402
-from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html  # noqa: E402
-from tests.fixtures_pokemon import run  # noqa: E402
+from castore_edu.course.experiment import FaultRates, run_experiment
+from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html
+from tests.fixtures_pokemon import run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -105,5 +105,8 @@ def test_the_html_table_and_the_chart_render_a_result() -> None:
     result = run(run_experiment(pushes=20, rates=FaultRates(fail=0.25), seed=1))
     table = result_html(result)
     assert table.count("<tr>") == 8
-    assert "<td>read model equals store</td><td style='text-align:right'>no</td><td style='text-align:right'>yes</td>" in table
+    assert (
+        "<td>read model equals store</td><td style='text-align:right'>no</td><td style='text-align:right'>yes</td>"
+        in table
+    )
     assert chart_png(result).startswith(PNG_SIGNATURE)

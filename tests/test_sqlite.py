@@ -39,8 +39,12 @@ class TestSQLiteAdapter(StorageAdapterContract):
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
         # one file, one log for both stores
-        return [("POKEMONS", 1, "pikachu", 1), ("POKEMONS", 3, "pikachu", 2), ("POKEMONS", 4, "mew", 1),
-                ("TRAINERS", 2, "ash", 1)]
+        return [
+            ("POKEMONS", 1, "pikachu", 1),
+            ("POKEMONS", 3, "pikachu", 2),
+            ("POKEMONS", 4, "mew", 1),
+            ("TRAINERS", 2, "ash", 1),
+        ]
 
 
 def test_events_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
@@ -121,8 +125,12 @@ def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: Path) -
     script.write_text(WORKER)
     root = str(Path(__file__).resolve().parents[1])
     workers = [
-        subprocess.Popen([sys.executable, str(script), str(path), name, str(per_process)],
-                         env={"PYTHONPATH": root}, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), str(path), name, str(per_process)],
+            env={"PYTHONPATH": root},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for name in ("ash", "misty")
     ]
     for worker in workers:

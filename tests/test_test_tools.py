@@ -30,8 +30,13 @@ from tests.pokemon import (
     pokemons_event_store,
 )
 
-CHARIZARD_APPEARED = EventDetail(aggregate_id="charizardId", version=1, type="POKEMON_APPEARED",
-                                 timestamp="2025", payload={"name": "Charizard", "level": 36})
+CHARIZARD_APPEARED = EventDetail(
+    aggregate_id="charizardId",
+    version=1,
+    type="POKEMON_APPEARED",
+    timestamp="2025",
+    payload={"name": "Charizard", "level": 36},
+)
 
 
 def events_of(store: EventStore, aggregate_id: str = PIKACHU_ID) -> list[EventDetail]:
@@ -154,7 +159,11 @@ def test_mute_replaces_existing_storage_and_muting_again_starts_over() -> None:
     assert events_of(store) == []
     assert events_of(store, "charizardId") == [CHARIZARD_APPEARED]
     # The real storage never saw the muted writes.
-    assert [logged.event for logged in real.read_log()] == [PIKACHU_APPEARED, PIKACHU_CAUGHT, PIKACHU_LEVELED_UP]
+    assert [logged.event for logged in real.read_log()] == [
+        PIKACHU_APPEARED,
+        PIKACHU_CAUGHT,
+        PIKACHU_LEVELED_UP,
+    ]
 
 
 def test_mute_keeps_the_rest_of_the_store() -> None:

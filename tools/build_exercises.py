@@ -82,7 +82,9 @@ def strip_solutions(code: str) -> tuple[str, list[str]]:
             raise ValueError(f"line {number}: END SOLUTION without a BEGIN SOLUTION")
         if region is None and begin:
             if not begin["hint"]:
-                raise ValueError(f"line {number}: write the hint on the marker: ### BEGIN SOLUTION (hint: ...)")
+                raise ValueError(
+                    f"line {number}: write the hint on the marker: ### BEGIN SOLUTION (hint: ...)"
+                )
             region = begin
         elif region is None:
             lines.append(line)

@@ -212,7 +212,7 @@ def cell_differences(path: Path, expected: list[SourceCell]) -> list[str]:
     problems = []
     if len(expected) != len(stored):
         problems.append(f"{path.name}: {len(stored)} cells, the source has {len(expected)}")
-    for index, (want, have) in enumerate(zip(expected, stored, strict=False)):  # counts checked above
+    for index, (want, have) in enumerate(zip(expected, stored, strict=True)):  # counts checked above
         pattern = re.escape(want.source).replace(re.escape(BUILD_TIME), r"\d+\.\d s")
         if want.kind != have.cell_type or not re.fullmatch(pattern, have.source, flags=re.DOTALL):
             problems.append(f"{path.name}: cell {index} differs from the source")
@@ -254,7 +254,9 @@ def main(
     for stem in selected:
         seconds = build(stem)
         total += seconds
-        warning = f"  <- over the {BUDGET_SECONDS:g} s budget (busy machine?)" if seconds > BUDGET_SECONDS else ""
+        warning = (
+            f"  <- over the {BUDGET_SECONDS:g} s budget (busy machine?)" if seconds > BUDGET_SECONDS else ""
+        )
         print(f"{stem}: {seconds:.1f} s{warning}")
     print(f"total: {total:.1f} s")
     return 0

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from castore_edu.messaging.channels import NotificationMessageChannel, StateCarryingMessageChannel
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, GroupedEvent, PushEventResult
+from castore_edu.messaging.channels import NotificationMessageChannel, StateCarryingMessageChannel
 from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
 
 

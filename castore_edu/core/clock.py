@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 Clock = Callable[[], str]
@@ -16,7 +16,7 @@ Clock = Callable[[], str]
 
 def format_timestamp(moment: datetime) -> str:
     """``2024-01-01T12:34:56.789Z`` — sortable as a plain string, like Castore's timestamps."""
-    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
     return utc.isoformat(timespec="milliseconds") + "Z"
 
 

@@ -28,8 +28,7 @@ class EventAlreadyExistsError(Exception):
         self.aggregate_id = aggregate_id
         self.version = version
         super().__init__(
-            f"Event already exists for {event_store_id} aggregate {aggregate_id} "
-            f"and version {version}"
+            f"Event already exists for {event_store_id} aggregate {aggregate_id} and version {version}"
         )
 
 
@@ -48,9 +47,7 @@ class AggregateNotFoundError(Exception):
     def __init__(self, *, aggregate_id: str, event_store_id: str) -> None:
         self.aggregate_id = aggregate_id
         self.event_store_id = event_store_id
-        super().__init__(
-            f"Unable to find aggregate {aggregate_id} in event store {event_store_id}."
-        )
+        super().__init__(f"Unable to find aggregate {aggregate_id} in event store {event_store_id}.")
 
 
 class UndefinedEventStorageAdapterError(Exception):
@@ -67,17 +64,13 @@ class UndefinedMessageChannelAdapterError(Exception):
     def __init__(self, *, message_channel_type: str, message_channel_id: str) -> None:
         self.message_channel_type = message_channel_type
         self.message_channel_id = message_channel_id
-        super().__init__(
-            f"Adapter undefined for message {message_channel_type} {message_channel_id}"
-        )
+        super().__init__(f"Adapter undefined for message {message_channel_type} {message_channel_id}")
 
 
 class MessageChannelEventStoreNotFoundError(Exception):
     """A message names an event store that is not among the channel's source event stores."""
 
-    def __init__(
-        self, *, event_store_id: str, message_channel_type: str, message_channel_id: str
-    ) -> None:
+    def __init__(self, *, event_store_id: str, message_channel_type: str, message_channel_id: str) -> None:
         self.event_store_id = event_store_id
         self.message_channel_type = message_channel_type
         self.message_channel_id = message_channel_id

@@ -92,8 +92,12 @@ class EventStore:
         """The aggregate's events in version order (newest first with ``reverse``); ``limit``
         applies after ordering, so ``reverse=True, limit=1`` is the last event."""
         return await self.get_event_storage_adapter().get_events(
-            aggregate_id, event_store_id=self.event_store_id, min_version=min_version,
-            max_version=max_version, limit=limit, reverse=reverse,
+            aggregate_id,
+            event_store_id=self.event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
         )
 
     async def get_aggregate(self, aggregate_id: str, *, max_version: int | None = None) -> AggregateResult:
@@ -126,8 +130,11 @@ class EventStore:
         next page pass only ``page_token``: it carries the other options. ``reverse=None``
         means "as the token says" (or ``False`` without one)."""
         return await self.get_event_storage_adapter().list_aggregate_ids(
-            event_store_id=self.event_store_id, limit=limit, page_token=page_token,
-            initial_event_after=initial_event_after, initial_event_before=initial_event_before,
+            event_store_id=self.event_store_id,
+            limit=limit,
+            page_token=page_token,
+            initial_event_after=initial_event_after,
+            initial_event_before=initial_event_before,
             reverse=reverse,
         )
 
@@ -215,14 +222,15 @@ class EventStore:
         results = [
             PushEventResult(
                 event=event,
-                next_aggregate=None if grouped.event_store is None
+                next_aggregate=None
+                if grouped.event_store is None
                 else grouped.event_store._next_aggregate(grouped.prev_aggregate, event),
             )
-            for grouped, event in zip(grouped_events, stored)
+            for grouped, event in zip(grouped_events, stored, strict=True)
         ]
         callbacks = [
             callback(result)
-            for grouped, result in zip(grouped_events, results)
+            for grouped, result in zip(grouped_events, results, strict=True)
             if grouped.event_store is not None
             and (callback := grouped.event_store.on_event_pushed) is not None
         ]

@@ -132,9 +132,7 @@ def validate_event(event: object) -> tuple[str | None, str | None]:
     Returns the JSON text of the payload and the metadata, which adapters store.
     """
     if not isinstance(event, EventDetail):
-        raise InvalidEventError(
-            f"expected an EventDetail, got {type(event).__name__}", field="event"
-        )
+        raise InvalidEventError(f"expected an EventDetail, got {type(event).__name__}", field="event")
     if not isinstance(event.aggregate_id, str) or not event.aggregate_id:
         raise InvalidEventError(
             f"aggregate_id must be a non-empty str, got {event.aggregate_id!r}",
@@ -143,9 +141,7 @@ def validate_event(event: object) -> tuple[str | None, str | None]:
     version = event.version
     # bool is a subclass of int in Python; True as a version is a bug, not version 1.
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InvalidEventError(
-            f"version must be an int >= 1, got {version!r}", field="version"
-        )
+        raise InvalidEventError(f"version must be an int >= 1, got {version!r}", field="version")
     if not isinstance(event.type, str) or not event.type:
         raise InvalidEventError(f"type must be a non-empty str, got {event.type!r}", field="type")
     if event.timestamp is not None and not isinstance(event.timestamp, str):

@@ -51,4 +51,6 @@ def build_push_result(event: EventDetail, next_aggregate: Any) -> PushEventResul
 
 def with_timestamp(event: EventDetail, timestamp: str) -> EventDetail:
     """A copy of ``event`` stamped with ``timestamp`` (what ``dataclasses.replace`` would give)."""
-    return build_event(event.aggregate_id, event.version, event.type, timestamp, event.payload, event.metadata)
+    return build_event(
+        event.aggregate_id, event.version, event.type, timestamp, event.payload, event.metadata
+    )

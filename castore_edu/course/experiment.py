@@ -28,19 +28,19 @@ from collections import Counter
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from castore_edu.messaging.channels import NotificationMessageBus
-from castore_edu.core.clock import stepping_clock
 from castore_edu.connected.connected_event_store import ConnectedEventStore
-from castore_edu.messaging.delivery import TaskContext
+from castore_edu.core.clock import stepping_clock
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail
-from castore_edu.testing.faults import FaultSchedule, FaultyChannelAdapter, InjectedFault, SimulatedCrash
-from castore_edu.course.read_models import LevelBoard
-from castore_edu.reliability.idempotency import MessageKey, message_key
-from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.course.pokedex import POKEMONS, pokemon_appeared, pokemon_leveled_up, pokemons_event_store
+from castore_edu.course.read_models import LevelBoard
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.messaging.delivery import TaskContext
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.reliability.idempotency import MessageKey, message_key
 from castore_edu.reliability.relay import InMemoryCheckpointStore, Relay
+from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.testing.faults import FaultSchedule, FaultyChannelAdapter, InjectedFault, SimulatedCrash
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -87,7 +87,10 @@ class FaultRates:
     def schedule(self, seed: int) -> FaultSchedule:
         """The fault schedule of this seed; built afresh, it makes the same decisions every time."""
         return FaultSchedule.seeded(
-            f"faults/{seed}", fail=self.fail, fail_after=self.lose_ack, duplicate=self.duplicate,
+            f"faults/{seed}",
+            fail=self.fail,
+            fail_after=self.lose_ack,
+            duplicate=self.duplicate,
             crash=self.crash,
         )
 
@@ -125,7 +128,11 @@ class ExperimentResult:
     def rows(self) -> list[tuple[str, Any, Any]]:
         """One row per measure: its name, the connected store's value, the relay's value."""
         return [
-            (field.name.replace("_", " "), getattr(self.connected, field.name), getattr(self.relay, field.name))
+            (
+                field.name.replace("_", " "),
+                getattr(self.connected, field.name),
+                getattr(self.relay, field.name),
+            )
             for field in fields(PathResult)[1:]  # every field but the path's name
         ]
 
@@ -204,7 +211,9 @@ async def run_connected(events: list[EventDetail], schedule: FaultSchedule) -> P
     return await path.result("connected store", errors, crashes)
 
 
-async def run_relay(events: list[EventDetail], schedule: FaultSchedule, *, batch_size: int = 10) -> PathResult:
+async def run_relay(
+    events: list[EventDetail], schedule: FaultSchedule, *, batch_size: int = 10
+) -> PathResult:
     """Path (b): push every event to a plain store, with a relay stepping after each push, then
     step until the relay has caught up."""
     path = _Path.build(schedule)
@@ -266,14 +275,25 @@ def plot_experiment(result: ExperimentResult, ax: Axes | None = None) -> Figure:
         figure = ax.figure  # type: ignore[assignment]
     labels = list(result.connected.counts())
     width = 0.38
-    for offset, path, colour in ((-width / 2, result.connected, "#d95f02"), (width / 2, result.relay, "#1b9e77")):
+    for offset, path, colour in (
+        (-width / 2, result.connected, "#d95f02"),
+        (width / 2, result.relay, "#1b9e77"),
+    ):
         verdict = "read model = store" if path.read_model_equals_store else "read model ≠ store"
-        bars = ax.bar([i + offset for i in range(len(labels))], list(path.counts().values()), width,
-                      label=f"{path.path} ({verdict})", color=colour)
+        bars = ax.bar(
+            [i + offset for i in range(len(labels))],
+            list(path.counts().values()),
+            width,
+            label=f"{path.path} ({verdict})",
+            color=colour,
+        )
         ax.bar_label(bars, padding=2, fontsize=8)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("count")
-    rates = ", ".join(f"{field.name.replace('_', ' ')} {getattr(result.rates, field.name):.0%}" for field in fields(FaultRates))
+    rates = ", ".join(
+        f"{field.name.replace('_', ' ')} {getattr(result.rates, field.name):.0%}"
+        for field in fields(FaultRates)
+    )
     ax.set_title(f"{result.pushes} pushes, seed {result.seed} — faults per publish: {rates}", fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
     ax.margins(y=0.15)

@@ -30,8 +30,8 @@ from castore_edu.core.clock import Clock, stepping_clock
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType, PushEventResult
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 from castore_edu.storage.protocol import EventStorageAdapter
+from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 POKEMONS = "POKEMONS"
 TRAINERS = "TRAINERS"
@@ -99,7 +99,9 @@ def pokemon_reducer(pokemon: Pokemon | None, event: EventDetail) -> Pokemon:
             f"{event.type} (version {event.version}) before {event.aggregate_id} appeared"
         )
     if event.type == POKEMON_CAUGHT.type:
-        return replace(pokemon, version=event.version, status="caught", trainer_id=event.payload["trainer_id"])
+        return replace(
+            pokemon, version=event.version, status="caught", trainer_id=event.payload["trainer_id"]
+        )
     if event.type == POKEMON_LEVELED_UP.type:
         return replace(pokemon, version=event.version, level=pokemon.level + 1)
     return replace(pokemon, version=event.version)
@@ -128,26 +130,39 @@ def trainer_reducer(trainer: Trainer | None, event: EventDetail) -> Trainer:
 def pokemon_appeared(pokemon_id: str, *, name: str, level: int, timestamp: str | None = None) -> EventDetail:
     """Version 1 of every Pokémon."""
     return EventDetail(
-        aggregate_id=pokemon_id, version=1, type=POKEMON_APPEARED.type, timestamp=timestamp,
+        aggregate_id=pokemon_id,
+        version=1,
+        type=POKEMON_APPEARED.type,
+        timestamp=timestamp,
         payload={"name": name, "level": level},
     )
 
 
-def pokemon_caught(pokemon_id: str, *, version: int, trainer_id: str, timestamp: str | None = None) -> EventDetail:
+def pokemon_caught(
+    pokemon_id: str, *, version: int, trainer_id: str, timestamp: str | None = None
+) -> EventDetail:
     return EventDetail(
-        aggregate_id=pokemon_id, version=version, type=POKEMON_CAUGHT.type, timestamp=timestamp,
+        aggregate_id=pokemon_id,
+        version=version,
+        type=POKEMON_CAUGHT.type,
+        timestamp=timestamp,
         payload={"trainer_id": trainer_id},
     )
 
 
 def pokemon_leveled_up(pokemon_id: str, *, version: int, timestamp: str | None = None) -> EventDetail:
-    return EventDetail(aggregate_id=pokemon_id, version=version, type=POKEMON_LEVELED_UP.type, timestamp=timestamp)
+    return EventDetail(
+        aggregate_id=pokemon_id, version=version, type=POKEMON_LEVELED_UP.type, timestamp=timestamp
+    )
 
 
 def trainer_created(trainer_id: str, *, name: str, timestamp: str | None = None) -> EventDetail:
     """Version 1 of every trainer."""
     return EventDetail(
-        aggregate_id=trainer_id, version=1, type=TRAINER_CREATED.type, timestamp=timestamp,
+        aggregate_id=trainer_id,
+        version=1,
+        type=TRAINER_CREATED.type,
+        timestamp=timestamp,
         payload={"name": name},
     )
 
@@ -156,7 +171,10 @@ def trainer_caught_pokemon(
     trainer_id: str, *, version: int, pokemon_id: str, timestamp: str | None = None
 ) -> EventDetail:
     return EventDetail(
-        aggregate_id=trainer_id, version=version, type=TRAINER_CAUGHT_POKEMON.type, timestamp=timestamp,
+        aggregate_id=trainer_id,
+        version=version,
+        type=TRAINER_CAUGHT_POKEMON.type,
+        timestamp=timestamp,
         payload={"pokemon_id": pokemon_id},
     )
 
@@ -293,7 +311,8 @@ def check_prev_aggregate(prev_aggregate: Any, event: EventDetail) -> None:
     """Raise :class:`StalePrevAggregateError` unless :func:`is_prev_aggregate_of` holds."""
     if not is_prev_aggregate_of(prev_aggregate, event):
         found = (
-            "None" if prev_aggregate is None
+            "None"
+            if prev_aggregate is None
             else f"{getattr(prev_aggregate, 'aggregate_id', '?')} at version {getattr(prev_aggregate, 'version', '?')}"
         )
         raise StalePrevAggregateError(
@@ -301,7 +320,9 @@ def check_prev_aggregate(prev_aggregate: Any, event: EventDetail) -> None:
         )
 
 
-async def push_with_checked_prev_aggregate(store: Any, event: EventDetail, *, prev_aggregate: Any) -> PushEventResult:
+async def push_with_checked_prev_aggregate(
+    store: Any, event: EventDetail, *, prev_aggregate: Any
+) -> PushEventResult:
     """``store.push_event(event, prev_aggregate=...)``, refusing a stale ``prev_aggregate`` first.
 
     Nothing is stored when the check fails. ``store`` is an event store or a connected one.

@@ -79,10 +79,12 @@ def require_async_callable(consumer: object, role: str = "handler") -> Consumer:
     cannot be told apart before it is called, so it is refused: write it with ``async def``.
     """
     is_async = inspect.iscoroutinefunction(consumer) or (
-        not inspect.isclass(consumer) and inspect.iscoroutinefunction(getattr(consumer, "__call__", None))
+        not inspect.isclass(consumer) and inspect.iscoroutinefunction(type(consumer).__call__)
     )
     if not is_async:
-        raise TypeError(f"The {role} must be an async function (async def {role}(message, context)), got {consumer!r}")
+        raise TypeError(
+            f"The {role} must be an async function (async def {role}(message, context)), got {consumer!r}"
+        )
     return consumer  # type: ignore[return-value]
 
 
@@ -197,10 +199,14 @@ class InMemoryChannelAdapter:
         After the last allowed delivery the message becomes a dead letter, and is logged.
         """
         if attempt <= self.retry_attempts:
-            logger.debug("Delivery %d of %r failed, retrying in %d ms", attempt, message, self.retry_delay_for(attempt))
+            logger.debug(
+                "Delivery %d of %r failed, retrying in %d ms", attempt, message, self.retry_delay_for(attempt)
+            )
             return True
         self.dead_letters.append(DeadLetter(message, error, attempt, consumer))
-        logger.error("%s gave up on %r after %d deliveries", type(self).__name__, message, attempt, exc_info=error)
+        logger.error(
+            "%s gave up on %r after %d deliveries", type(self).__name__, message, attempt, exc_info=error
+        )
         return False
 
     async def _sleep_before_retry(self, failed_attempt: int) -> None:

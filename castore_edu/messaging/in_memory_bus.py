@@ -37,7 +37,9 @@ FILTER_KEYS = frozenset({"event_store_id", "event_type", "on_replay"})
 def check_filter_pattern(filter_pattern: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``filter_pattern``, or ``ValueError`` if it has keys a bus does not know."""
     if not isinstance(filter_pattern, Mapping):
-        raise TypeError(f"A filter pattern is a mapping such as {{'event_store_id': 'POKEMONS'}}, got {filter_pattern!r}")
+        raise TypeError(
+            f"A filter pattern is a mapping such as {{'event_store_id': 'POKEMONS'}}, got {filter_pattern!r}"
+        )
     unknown = sorted(set(filter_pattern) - FILTER_KEYS)
     if unknown:
         raise ValueError(f"Unknown filter pattern keys {unknown}; allowed: {sorted(FILTER_KEYS)}")
@@ -64,10 +66,7 @@ class _Listener:
     filter_patterns: list[dict[str, Any]] = field(default_factory=list)
 
     def wants(self, message: Any, replay: bool) -> bool:
-        for pattern in self.filter_patterns:
-            if matches(pattern, message, replay=replay):
-                return True
-        return False
+        return any(matches(pattern, message, replay=replay) for pattern in self.filter_patterns)
 
 
 class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
@@ -77,7 +76,9 @@ class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
         self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
     ) -> None:
         super().__init__(
-            retry_attempts=retry_attempts, retry_delay_ms=retry_delay_ms, retry_backoff_rate=retry_backoff_rate
+            retry_attempts=retry_attempts,
+            retry_delay_ms=retry_delay_ms,
+            retry_backoff_rate=retry_backoff_rate,
         )
         self._listeners: list[_Listener] = []
 

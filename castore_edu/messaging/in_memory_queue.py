@@ -48,7 +48,9 @@ class InMemoryMessageQueueAdapter(InMemoryChannelAdapter):
         retry_backoff_rate: float = 2.0,
     ) -> None:
         super().__init__(
-            retry_attempts=retry_attempts, retry_delay_ms=retry_delay_ms, retry_backoff_rate=retry_backoff_rate
+            retry_attempts=retry_attempts,
+            retry_delay_ms=retry_delay_ms,
+            retry_backoff_rate=retry_backoff_rate,
         )
         self._queued: deque[_Delivery] = deque()
         self._consumer: asyncio.Task[None] | None = None

@@ -100,11 +100,14 @@ class SQLiteProcessedMessages:
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, tuple) or len(key) != 3:
             return False
-        return self.connection.execute(
-            "SELECT 1 FROM processed_messages WHERE consumer = ? AND event_store_id = ?"
-            " AND aggregate_id = ? AND version = ?",
-            (self.consumer, *key),
-        ).fetchone() is not None
+        return (
+            self.connection.execute(
+                "SELECT 1 FROM processed_messages WHERE consumer = ? AND event_store_id = ?"
+                " AND aggregate_id = ? AND version = ?",
+                (self.consumer, *key),
+            ).fetchone()
+            is not None
+        )
 
     def __len__(self) -> int:
         return self.connection.execute(
@@ -133,7 +136,9 @@ class IdempotentHandler:
 
     def __init__(self, handler: Handler, processed: ProcessedMessages | None = None) -> None:
         self.handler = handler
-        self.processed: ProcessedMessages = processed if processed is not None else InMemoryProcessedMessages()
+        self.processed: ProcessedMessages = (
+            processed if processed is not None else InMemoryProcessedMessages()
+        )
         self.handled = 0
         self.skipped = 0
         self._running: dict[MessageKey, asyncio.Event] = {}

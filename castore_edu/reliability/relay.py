@@ -39,8 +39,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from castore_edu.messaging.channels import MessageChannel, NotificationMessageChannel, StateCarryingMessageChannel
 from castore_edu.core.events import LoggedEvent
+from castore_edu.messaging.channels import (
+    MessageChannel,
+    NotificationMessageChannel,
+    StateCarryingMessageChannel,
+)
 from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
 from castore_edu.storage.protocol import innermost_adapter
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter

@@ -37,9 +37,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from castore_edu.messaging.delivery import is_finite_number
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import AggregateIdEntry, EventDetail
+from castore_edu.messaging.delivery import is_finite_number
 from castore_edu.messaging.messages import AggregateExistsMessage, NotificationMessage
 
 PAGE_SIZE = 20
@@ -93,7 +93,9 @@ class _Publisher:
 
     def __init__(self, channel: Any, rate_limit: float | None) -> None:
         if rate_limit is not None and not (is_finite_number(rate_limit) and rate_limit > 0):
-            raise ValueError(f"rate_limit must be a positive number of messages per second, got {rate_limit!r}")
+            raise ValueError(
+                f"rate_limit must be a positive number of messages per second, got {rate_limit!r}"
+            )
         self._channel = channel
         self._interval = None if rate_limit is None else 1 / rate_limit
         self._not_before: float | None = None
@@ -118,7 +120,9 @@ def _time_window(filters: Mapping[str, str] | None) -> tuple[str | None, str | N
 
 
 def _within(timestamp: str | None, start: str | None, end: str | None) -> bool:
-    return timestamp is not None and (start is None or start <= timestamp) and (end is None or timestamp <= end)
+    return (
+        timestamp is not None and (start is None or start <= timestamp) and (end is None or timestamp <= end)
+    )
 
 
 async def pour_aggregate_events(
@@ -165,7 +169,9 @@ async def pour_event_store_aggregate_ids(
             first = first or entry
             last = entry
             await publisher.publish(
-                AggregateExistsMessage(event_store.event_store_id, entry.aggregate_id, entry.initial_event_timestamp)
+                AggregateExistsMessage(
+                    event_store.event_store_id, entry.aggregate_id, entry.initial_event_timestamp
+                )
             )
         page_token = page.next_page_token
         if page_token is None:
@@ -184,7 +190,9 @@ async def pour_event_store_events(
         event_stores=[event_store], message_channel=message_channel, filters=filters, rate_limit=rate_limit
     )
     scan = poured.scans[event_store.event_store_id]
-    return PouredStoreEvents(poured.poured_event_count, scan.first_scanned_aggregate, scan.last_scanned_aggregate)
+    return PouredStoreEvents(
+        poured.poured_event_count, scan.first_scanned_aggregate, scan.last_scanned_aggregate
+    )
 
 
 # (timestamp, rank of the store, rank of the aggregate in its store's listing, rank of the version)

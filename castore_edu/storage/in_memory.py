@@ -39,7 +39,10 @@ class _StoredEvent(NamedTuple):
             return self.event  # frozen and holds nothing mutable: safe to share
         event = self.event
         return build_event(
-            event.aggregate_id, event.version, event.type, event.timestamp,
+            event.aggregate_id,
+            event.version,
+            event.type,
+            event.timestamp,
             None if self.payload is None else json.loads(self.payload),
             None if self.metadata is None else json.loads(self.metadata),
         )
@@ -82,7 +85,8 @@ class InMemoryEventStorageAdapter:
         check_read(aggregate_id, min_version, max_version, limit)
         stored = self._aggregates.get(aggregate_id, {})
         versions = sorted(
-            version for version in stored
+            version
+            for version in stored
             if (min_version is None or version >= min_version)
             and (max_version is None or version <= max_version)
         )
@@ -103,8 +107,12 @@ class InMemoryEventStorageAdapter:
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
         options = resolve_options(
-            self.kind, limit=limit, page_token=page_token, initial_event_after=initial_event_after,
-            initial_event_before=initial_event_before, reverse=reverse,
+            self.kind,
+            limit=limit,
+            page_token=page_token,
+            initial_event_after=initial_event_after,
+            initial_event_before=initial_event_before,
+            reverse=reverse,
         )
         rows = [
             ListedAggregate(events[min(events)].event.timestamp or "", created, aggregate_id)
@@ -118,8 +126,9 @@ class InMemoryEventStorageAdapter:
         end = None if limit is None else after_position + limit
         return [
             LoggedEvent(position, event_store_id, self._aggregates[aggregate_id][version].detail())
-            for position, (event_store_id, aggregate_id, version)
-            in enumerate(self._log[after_position:end], start=after_position + 1)
+            for position, (event_store_id, aggregate_id, version) in enumerate(
+                self._log[after_position:end], start=after_position + 1
+            )
         ]
 
     def last_position(self) -> int:
@@ -156,7 +165,7 @@ class InMemoryEventStorageAdapter:
         stamped = [self._stamped(grouped.event, group_timestamp) for grouped in grouped_events]
         written: list[tuple[InMemoryEventStorageAdapter, EventDetail, _StoredEvent | None]] = []
         try:
-            for grouped, store_id, stored in zip(grouped_events, store_ids, stamped):
+            for grouped, store_id, stored in zip(grouped_events, store_ids, stamped, strict=True):
                 adapter: InMemoryEventStorageAdapter = grouped.event_storage_adapter  # type: ignore[assignment]
                 written.append((adapter, stored.event, adapter._write(store_id, stored, force)))
         except BaseException:

@@ -55,15 +55,21 @@ def resolve_options(
 ) -> ListingOptions:
     """Merge explicit options with those carried by ``page_token``; explicit ones win."""
     check_limit(limit)
-    for name, bound in (("initial_event_after", initial_event_after),
-                        ("initial_event_before", initial_event_before)):
+    for name, bound in (
+        ("initial_event_after", initial_event_after),
+        ("initial_event_before", initial_event_before),
+    ):
         if bound is not None and not isinstance(bound, str):
             raise TypeError(f"{name} must be a str timestamp or None, got {bound!r}")
     carried = _decode_token(adapter_kind, page_token) if page_token is not None else ListingOptions()
     return ListingOptions(
         limit=limit if limit is not None else carried.limit,
-        initial_event_after=initial_event_after if initial_event_after is not None else carried.initial_event_after,
-        initial_event_before=initial_event_before if initial_event_before is not None else carried.initial_event_before,
+        initial_event_after=initial_event_after
+        if initial_event_after is not None
+        else carried.initial_event_after,
+        initial_event_before=initial_event_before
+        if initial_event_before is not None
+        else carried.initial_event_before,
         reverse=reverse if reverse is not None else carried.reverse,
         after_key=carried.after_key,
     )
@@ -75,9 +81,13 @@ def paginate(
     """One page of ``aggregates`` (any order in, listing order out) under ``options``."""
     ordered = sorted(aggregates, reverse=options.reverse)
     selected = [
-        row for row in ordered
+        row
+        for row in ordered
         if (options.initial_event_after is None or row.initial_event_timestamp >= options.initial_event_after)
-        and (options.initial_event_before is None or row.initial_event_timestamp <= options.initial_event_before)
+        and (
+            options.initial_event_before is None
+            or row.initial_event_timestamp <= options.initial_event_before
+        )
         and (options.after_key is None or _comes_after(row, options.after_key, options.reverse))
     ]
     page = selected if options.limit is None else selected[: options.limit]

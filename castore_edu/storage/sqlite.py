@@ -56,11 +56,14 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 # ``force`` overwrites the event in place: same row, so the same log position.
-UPSERT = INSERT + """
+UPSERT = (
+    INSERT
+    + """
 ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
     type = excluded.type, timestamp = excluded.timestamp,
     payload = excluded.payload, metadata = excluded.metadata
 """
+)
 
 COLUMNS = "aggregate_id, version, type, timestamp, payload, metadata"
 
@@ -74,8 +77,9 @@ class SQLiteEventStorageAdapter:
 
     kind = "SQLiteEventStorageAdapter"
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, clock: Clock = utc_now,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] = ":memory:", *, clock: Clock = utc_now, timeout: float = 30.0
+    ) -> None:
         self.path = os.fspath(path)
         self.clock = clock
         in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
@@ -112,8 +116,9 @@ class SQLiteEventStorageAdapter:
     def __enter__(self) -> SQLiteEventStorageAdapter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     # -- reading ---------------------------------------------------------------------------
@@ -154,8 +159,12 @@ class SQLiteEventStorageAdapter:
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
         options = resolve_options(
-            self.kind, limit=limit, page_token=page_token, initial_event_after=initial_event_after,
-            initial_event_before=initial_event_before, reverse=reverse,
+            self.kind,
+            limit=limit,
+            page_token=page_token,
+            initial_event_after=initial_event_after,
+            initial_event_before=initial_event_before,
+            reverse=reverse,
         )
         # Each aggregate's first event (lowest version); its position says when it was created.
         rows = self.connection.execute(
@@ -205,7 +214,9 @@ class SQLiteEventStorageAdapter:
                     f"Event group event #{index} is not stored in the same SQLite database as "
                     f"the first one ({self.path}); a group is one transaction in one database"
                 )
-        events = [(store_id, grouped.event) for store_id, grouped in zip(store_ids, grouped_events)]
+        events = [
+            (store_id, grouped.event) for store_id, grouped in zip(store_ids, grouped_events, strict=True)
+        ]
         return self._write_all(events, self.clock(), force)
 
     def _write_all(
@@ -220,10 +231,18 @@ class SQLiteEventStorageAdapter:
         try:
             for event_store_id, event, payload, metadata in rows:
                 try:
-                    self.connection.execute(statement, (
-                        event_store_id, event.aggregate_id, event.version, event.type,
-                        event.timestamp, payload, metadata,
-                    ))
+                    self.connection.execute(
+                        statement,
+                        (
+                            event_store_id,
+                            event.aggregate_id,
+                            event.version,
+                            event.type,
+                            event.timestamp,
+                            payload,
+                            metadata,
+                        ),
+                    )
                 except sqlite3.IntegrityError as error:
                     if "UNIQUE" not in str(error):
                         raise
@@ -242,7 +261,10 @@ class SQLiteEventStorageAdapter:
 def _to_event(row: Sequence[Any]) -> EventDetail:
     aggregate_id, version, type_, timestamp, payload, metadata = row
     return build_event(
-        aggregate_id, version, type_, timestamp,
+        aggregate_id,
+        version,
+        type_,
+        timestamp,
         None if payload is None else json.loads(payload),
         None if metadata is None else json.loads(metadata),
     )

@@ -148,8 +148,12 @@ class FaultSchedule:
         faults on the same call numbers, in every run and on every adapter.
         """
         rates = {
-            Fault.FAIL: fail, Fault.FAIL_AFTER: fail_after, Fault.CRASH: crash,
-            Fault.CRASH_AFTER: crash_after, Fault.DUPLICATE: duplicate, Fault.REORDER: reorder,
+            Fault.FAIL: fail,
+            Fault.FAIL_AFTER: fail_after,
+            Fault.CRASH: crash,
+            Fault.CRASH_AFTER: crash_after,
+            Fault.DUPLICATE: duplicate,
+            Fault.REORDER: reorder,
         }
         for fault, rate in rates.items():
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
@@ -214,7 +218,9 @@ class _Faulty:
     @staticmethod
     def _strike(record: FaultRecord, moment: str) -> None:
         """Raise what the call's fault raises at ``moment``: "before" or "after" its work."""
-        crash, fail = (Fault.CRASH, Fault.FAIL) if moment == "before" else (Fault.CRASH_AFTER, Fault.FAIL_AFTER)
+        crash, fail = (
+            (Fault.CRASH, Fault.FAIL) if moment == "before" else (Fault.CRASH_AFTER, Fault.FAIL_AFTER)
+        )
         if record.fault is crash:
             raise SimulatedCrash(f"{moment} {record.operation} #{record.call}")
         if record.fault is fail:
@@ -244,7 +250,9 @@ class FaultyChannelAdapter(_Faulty):
         self.deliveries = 0  # messages actually handed to the inner adapter
 
     @classmethod
-    def wrap(cls, channel: Any, schedule: FaultSchedule | None = None, **options: Any) -> FaultyChannelAdapter:
+    def wrap(
+        cls, channel: Any, schedule: FaultSchedule | None = None, **options: Any
+    ) -> FaultyChannelAdapter:
         """Put a faulty adapter between ``channel`` and its current adapter, and return it."""
         faulty = cls(channel.get_message_channel_adapter(), schedule, **options)
         channel.message_channel_adapter = faulty
@@ -326,16 +334,21 @@ class FaultyStorageAdapter(_Faulty):
             raise InjectedFault(operation, self.read_calls, fault)
         return await read()
 
-    async def push_event(self, event: EventDetail, *, event_store_id: str, force: bool = False) -> EventDetail:
+    async def push_event(
+        self, event: EventDetail, *, event_store_id: str, force: bool = False
+    ) -> EventDetail:
         return await self._write(
-            "push_event", event,
+            "push_event",
+            event,
             lambda: self.inner.push_event(event, event_store_id=event_store_id, force=force),
         )
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
 
-    async def push_event_group(self, grouped_events: Sequence[GroupedEvent], *, force: bool = False) -> list[EventDetail]:
+    async def push_event_group(
+        self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
+    ) -> list[EventDetail]:
         """The whole group is one call. The inner adapter gets grouped events that point to the
         real adapters, so its own checks (same database, same kind) still apply."""
         unwrapped = [
@@ -343,7 +356,8 @@ class FaultyStorageAdapter(_Faulty):
             for grouped in grouped_events
         ]
         return await self._write(
-            "push_event_group", [grouped.event for grouped in grouped_events],
+            "push_event_group",
+            [grouped.event for grouped in grouped_events],
             lambda: self.inner.push_event_group(unwrapped, force=force),
         )
 
@@ -352,4 +366,3 @@ class FaultyStorageAdapter(_Faulty):
 
     async def list_aggregate_ids(self, **options: Any) -> AggregateIdsPage:
         return await self._read("list_aggregate_ids", lambda: self.inner.list_aggregate_ids(**options))
-

@@ -77,7 +77,9 @@ class SimulatedLatencyAdapter:
         self._count(reads=1, events_read=len(events))
         return events
 
-    async def push_event(self, event: EventDetail, *, event_store_id: str, force: bool = False) -> EventDetail:
+    async def push_event(
+        self, event: EventDetail, *, event_store_id: str, force: bool = False
+    ) -> EventDetail:
         await self._round_trip()
         self._count(writes=1)
         stored = await self.inner.push_event(event, event_store_id=event_store_id, force=force)
@@ -92,7 +94,8 @@ class SimulatedLatencyAdapter:
     ) -> list[EventDetail]:
         unwrapped = [
             replace(grouped, event_storage_adapter=grouped.event_storage_adapter.inner)
-            if isinstance(grouped.event_storage_adapter, SimulatedLatencyAdapter) else grouped
+            if isinstance(grouped.event_storage_adapter, SimulatedLatencyAdapter)
+            else grouped
             for grouped in grouped_events
         ]
         await self._round_trip()

@@ -30,7 +30,9 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 
 def event(aggregate_id: str = "pikachu", version: int = 1, **fields: Any) -> EventDetail:
-    return EventDetail(aggregate_id=aggregate_id, version=version, type=fields.pop("type", "LEVELLED_UP"), **fields)
+    return EventDetail(
+        aggregate_id=aggregate_id, version=version, type=fields.pop("type", "LEVELLED_UP"), **fields
+    )
 
 
 def store(store_id: str, adapter: Any) -> EventStore:
@@ -106,9 +108,19 @@ class StorageAdapterContract:
 
     def test_payload_and_metadata_round_trip_as_json(self) -> None:
         adapter = self.make_adapter()
-        payload = {"name": "Pikachu", "moves": ["thunder", "tail whip"], "level": 42, "shiny": False, "x": None}
+        payload = {
+            "name": "Pikachu",
+            "moves": ["thunder", "tail whip"],
+            "level": 42,
+            "shiny": False,
+            "x": None,
+        }
         metadata = {"by": "Ash", "score": 1.5}
-        pushed = run(adapter.push_event(event(payload=payload, metadata=metadata, timestamp=YEARS[0]), event_store_id="S"))
+        pushed = run(
+            adapter.push_event(
+                event(payload=payload, metadata=metadata, timestamp=YEARS[0]), event_store_id="S"
+            )
+        )
         [stored] = run(adapter.get_events("pikachu", event_store_id="S"))
         assert stored == pushed == event(payload=payload, metadata=metadata, timestamp=YEARS[0])
 
@@ -145,9 +157,13 @@ class StorageAdapterContract:
             await adapter.push_event(event(version=2, timestamp=YEARS[1]), event_store_id="S")
             replacement = event(version=1, type="APPEARED", timestamp=YEARS[2], payload={"fixed": True})
             assert await adapter.push_event(replacement, event_store_id="S", force=True) == replacement
-            assert await adapter.get_events("pikachu", event_store_id="S") == [replacement, event(version=2, timestamp=YEARS[1])]
+            assert await adapter.get_events("pikachu", event_store_id="S") == [
+                replacement,
+                event(version=2, timestamp=YEARS[1]),
+            ]
             assert [(entry.position, entry.event) for entry in adapter.read_log()] == [
-                (1, replacement), (2, event(version=2, timestamp=YEARS[1]))
+                (1, replacement),
+                (2, event(version=2, timestamp=YEARS[1])),
             ]
 
         run(scenario())
@@ -198,10 +214,15 @@ class StorageAdapterContract:
 
     def test_bounds_reverse_and_limit_travel_in_the_token(self) -> None:
         adapter = self.four_aggregates()
-        first = run(adapter.list_aggregate_ids(
-            event_store_id="S", limit=1, initial_event_after="2021-02-01T00:00:00.000Z",
-            initial_event_before="2023-02-01T00:00:00.000Z", reverse=True,
-        ))
+        first = run(
+            adapter.list_aggregate_ids(
+                event_store_id="S",
+                limit=1,
+                initial_event_after="2021-02-01T00:00:00.000Z",
+                initial_event_before="2023-02-01T00:00:00.000Z",
+                reverse=True,
+            )
+        )
         assert first.aggregate_ids == [AggregateIdEntry("agg3", YEARS[2])]
         second = run(adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token))
         assert second.aggregate_ids == [AggregateIdEntry("agg2", YEARS[1])]
@@ -209,9 +230,11 @@ class StorageAdapterContract:
 
     def test_bounds_are_inclusive(self) -> None:
         adapter = self.four_aggregates()
-        page = run(adapter.list_aggregate_ids(
-            event_store_id="S", initial_event_after=YEARS[1], initial_event_before=YEARS[2]
-        ))
+        page = run(
+            adapter.list_aggregate_ids(
+                event_store_id="S", initial_event_after=YEARS[1], initial_event_before=YEARS[2]
+            )
+        )
         assert [entry.aggregate_id for entry in page.aggregate_ids] == ["agg2", "agg3"]
 
     def test_an_explicit_option_beside_a_token_wins(self) -> None:
@@ -229,7 +252,13 @@ class StorageAdapterContract:
         adapter = self.make_adapter(lambda: "2024-06-01T00:00:00.000Z")
         for name in ("zubat", "abra", "mew"):
             run(adapter.push_event(event(name), event_store_id="S"))
-        names = lambda **options: [e.aggregate_id for e in run(adapter.list_aggregate_ids(event_store_id="S", **options)).aggregate_ids]
+
+        def names(**options):
+            return [
+                e.aggregate_id
+                for e in run(adapter.list_aggregate_ids(event_store_id="S", **options)).aggregate_ids
+            ]
+
         assert names() == ["zubat", "abra", "mew"]
         assert names(reverse=True) == ["mew", "abra", "zubat"]
         # paging through ties never skips or repeats an aggregate
@@ -262,13 +291,17 @@ class StorageAdapterContract:
 
     def test_a_group_stores_every_event_with_one_shared_stamp(self) -> None:
         pokemons, trainers = self.two_stores(stepping_clock())
-        stored = run(EventStore.push_event_group(
-            pokemons.group_event(event("pikachu")),
-            trainers.group_event(event("ash", type="GAME_STARTED")),
-            pokemons.group_event(event("eevee", timestamp="2020")),
-        ))
+        stored = run(
+            EventStore.push_event_group(
+                pokemons.group_event(event("pikachu")),
+                trainers.group_event(event("ash", type="GAME_STARTED")),
+                pokemons.group_event(event("eevee", timestamp="2020")),
+            )
+        )
         assert [(e.aggregate_id, e.timestamp) for e in (r.event for r in stored)] == [
-            ("pikachu", "2024-01-01T00:00:00.000Z"), ("ash", "2024-01-01T00:00:00.000Z"), ("eevee", "2020")
+            ("pikachu", "2024-01-01T00:00:00.000Z"),
+            ("ash", "2024-01-01T00:00:00.000Z"),
+            ("eevee", "2020"),
         ]
         assert run(pokemons.get_events("pikachu")) == [stored[0].event]
         assert run(trainers.get_events("ash")) == [stored[1].event]
@@ -278,13 +311,23 @@ class StorageAdapterContract:
         pokemons, trainers = self.two_stores()
         run(pokemons.push_event(event("existing")))
         run(trainers.push_event(event("existing")))
-        positions = lambda: (pokemons.event_storage_adapter.last_position(), trainers.event_storage_adapter.last_position())
+
+        def positions():
+            return (
+                pokemons.event_storage_adapter.last_position(),
+                trainers.event_storage_adapter.last_position(),
+            )
+
         before = positions()
         stores = [pokemons, trainers, pokemons]
         names = ["pikachu", "ash", "eevee"]
         names[conflict_at] = "existing"  # version 1 of "existing" is taken in both stores
         with pytest.raises(EventAlreadyExistsError) as caught:
-            run(EventStore.push_event_group(*(each.group_event(event(name)) for each, name in zip(stores, names))))
+            run(
+                EventStore.push_event_group(
+                    *(each.group_event(event(name)) for each, name in zip(stores, names, strict=True))
+                )
+            )
         assert caught.value.aggregate_id == "existing"
         for name in ("pikachu", "ash", "eevee"):
             assert run(pokemons.get_events(name)) == [] and run(trainers.get_events(name)) == []
@@ -294,7 +337,11 @@ class StorageAdapterContract:
     def test_a_conflict_inside_the_group_itself_stores_nothing(self) -> None:
         pokemons, _ = self.two_stores()
         with pytest.raises(EventAlreadyExistsError):
-            run(EventStore.push_event_group(pokemons.group_event(event("mew")), pokemons.group_event(event("mew"))))
+            run(
+                EventStore.push_event_group(
+                    pokemons.group_event(event("mew")), pokemons.group_event(event("mew"))
+                )
+            )
         assert run(pokemons.get_events("mew")) == []
 
     @pytest.mark.parametrize("bad_at", [0, 1])
@@ -319,14 +366,20 @@ class StorageAdapterContract:
         pokemons, _ = self.two_stores()
         adapter = pokemons.event_storage_adapter
         with pytest.raises(ValueError, match="#1 misses context"):
-            run(EventStore.push_event_group(pokemons.group_event(event("a")), adapter.group_event(event("b"))))
+            run(
+                EventStore.push_event_group(pokemons.group_event(event("a")), adapter.group_event(event("b")))
+            )
         assert adapter.last_position() == 0
 
     def test_a_group_mixing_adapters_that_cannot_share_a_transaction_is_refused(self) -> None:
         pokemons, _ = self.two_stores()
         stranger = store("TRAINERS", self.make_stranger(pokemons.event_storage_adapter))
         with pytest.raises(ValueError, match="#1"):
-            run(EventStore.push_event_group(pokemons.group_event(event("a")), stranger.group_event(event("b"))))
+            run(
+                EventStore.push_event_group(
+                    pokemons.group_event(event("a")), stranger.group_event(event("b"))
+                )
+            )
         assert pokemons.event_storage_adapter.last_position() == 0
         assert stranger.event_storage_adapter.last_position() == 0
 
@@ -340,14 +393,19 @@ class StorageAdapterContract:
             await trainers.push_event(event("ash"))
             with pytest.raises(EventAlreadyExistsError):
                 await pokemons.push_event(event("pikachu"))  # refused: must leave no gap
-            await EventStore.push_event_group(pokemons.group_event(event("pikachu", 2)), pokemons.group_event(event("mew")))
+            await EventStore.push_event_group(
+                pokemons.group_event(event("pikachu", 2)), pokemons.group_event(event("mew"))
+            )
 
         run(scenario())
         # a set: two connections to one SQLite file read the same log
-        by_store = sorted({
-            (e.event_store_id, e.position, e.event.aggregate_id, e.event.version)
-            for each in (pokemons, trainers) for e in each.event_storage_adapter.read_log()
-        })
+        by_store = sorted(
+            {
+                (e.event_store_id, e.position, e.event.aggregate_id, e.event.version)
+                for each in (pokemons, trainers)
+                for e in each.event_storage_adapter.read_log()
+            }
+        )
         assert by_store == self.expected_log_of_two_stores()
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
@@ -403,13 +461,25 @@ class StorageAdapterContract:
 
     @pytest.mark.parametrize(
         "aggregate_id",
-        ["O'Brien", 'say "hi"', "x'); DROP TABLE events; --", "SELECT * FROM events", "ピカチュウ", "😀 émoji", "a;b\nc"],
+        [
+            "O'Brien",
+            'say "hi"',
+            "x'); DROP TABLE events; --",
+            "SELECT * FROM events",
+            "ピカチュウ",
+            "😀 émoji",
+            "a;b\nc",
+        ],
     )
     def test_awkward_ids_round_trip(self, aggregate_id: str) -> None:
         adapter = self.make_adapter()
-        pushed = run(adapter.push_event(event(aggregate_id, payload={"name": aggregate_id}), event_store_id="S"))
+        pushed = run(
+            adapter.push_event(event(aggregate_id, payload={"name": aggregate_id}), event_store_id="S")
+        )
         assert run(adapter.get_events(aggregate_id, event_store_id="S")) == [pushed]
-        assert [e.aggregate_id for e in run(adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids] == [aggregate_id]
+        assert [
+            e.aggregate_id for e in run(adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids
+        ] == [aggregate_id]
         assert run(adapter.get_events("x", event_store_id="S")) == []
 
     def test_bad_reads_are_refused(self) -> None:

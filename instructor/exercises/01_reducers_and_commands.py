@@ -65,6 +65,7 @@ def trainer_reducer(trainer: Trainer | None, event: EventDetail) -> Trainer:
     return replace(trainer, version=event.version)
     ### END SOLUTION
 
+
 # %%
 from castore_edu.course.exercises import check_trainer_reducer
 
@@ -104,6 +105,7 @@ from castore_edu.course.pokedex import pokemon_leveled_up
 
 def make_level_up_command(pokemons: EventStore) -> Command:
     """A command that levels a Pokémon up, and survives three other writers doing the same."""
+
     ### BEGIN SOLUTION (hint: write an async handler(input, event_stores), then return a Command around it)
     async def level_up(input, event_stores):
         (store,) = event_stores
@@ -119,6 +121,7 @@ def make_level_up_command(pokemons: EventStore) -> Command:
         event_already_exists_retries=3,  # four writers: the last one can lose three times
     )
     ### END SOLUTION
+
 
 # %%
 from castore_edu.course.exercises import check_level_up_command

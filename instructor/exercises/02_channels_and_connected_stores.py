@@ -43,12 +43,14 @@ from castore_edu.course.pokedex import POKEMON_LEVELED_UP, POKEMONS
 
 def listen_for_level_ups(bus_adapter: InMemoryMessageBusAdapter, alerts: list) -> None:
     """Append (aggregate_id, version) to `alerts` for each live level-up of a Pokémon."""
+
     ### BEGIN SOLUTION (hint: write an async handler(message, context), then register it with a filter pattern)
     async def alert(message, context):
         alerts.append((message.event.aggregate_id, message.event.version))
 
     bus_adapter.on({"event_store_id": POKEMONS, "event_type": POKEMON_LEVELED_UP.type}, alert)
     ### END SOLUTION
+
 
 # %%
 from castore_edu.course.exercises import check_level_up_listener
@@ -106,6 +108,7 @@ async def level_up(connected: ConnectedEventStore, pokemon: Pokemon) -> Pokemon:
     result = await connected.push_event(event, prev_aggregate=pokemon)
     return result.next_aggregate
     ### END SOLUTION
+
 
 # %%
 from castore_edu.course.exercises import check_level_queue

@@ -48,6 +48,7 @@ async def catch(pokemons: EventStore, trainers: EventStore, pokemon_id: str, tra
     await EventStore.push_event_group(pokemons.group_event(caught), trainers.group_event(recorded))
     ### END SOLUTION
 
+
 # %%
 from castore_edu.course.exercises import check_catch
 
@@ -98,6 +99,7 @@ async def rebuild_levels(pokemons: EventStore, bus: NotificationMessageBus) -> d
     await adapter.wait_idle()
     return levels
     ### END SOLUTION
+
 
 # %%
 from castore_edu.course.exercises import check_rebuild_levels

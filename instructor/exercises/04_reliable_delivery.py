@@ -61,6 +61,7 @@ class LevelUpCounter:
         self.processed.add(key)  # only now: if apply failed, the next delivery applies it
         ### END SOLUTION
 
+
 # %%
 from castore_edu.course.exercises import check_idempotent_counter
 
@@ -106,6 +107,7 @@ async def relay_step(storage, channel, checkpoints: InMemoryCheckpointStore, nam
         published += 1
     return published
     ### END SOLUTION
+
 
 # %%
 from castore_edu.course.exercises import check_relay_step

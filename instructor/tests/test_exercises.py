@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
 import re
 import tomllib
@@ -52,8 +53,8 @@ from castore_edu.course.pokedex import (  # noqa: E402
     pokemon_caught,
     pokemon_leveled_up,
     trainer_caught_pokemon,
+    trainer_reducer as course_trainer_reducer,
 )
-from castore_edu.course.pokedex import trainer_reducer as course_trainer_reducer  # noqa: E402
 from tools.build_exercises import (  # noqa: E402
     BEGIN,
     EXERCISES as LEARNER_DIR,
@@ -138,19 +139,25 @@ def test_a_stub_keeps_the_lines_before_the_region_at_its_indentation() -> None:
     return 2 * x
     ### END SOLUTION'''
     stripped, hints = strip_solutions(source)
-    assert stripped == f'''def f(x):
+    assert (
+        stripped
+        == f'''def f(x):
     """Doc."""
     {STUB_COMMENT}
     raise NotImplementedError("double it")'''
+    )
     assert hints == ["double it"]
 
 
-@pytest.mark.parametrize("broken, complaint", [
-    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "write the hint"),
-    ("### BEGIN SOLUTION (hint: h)\nx = 1", "never closed"),
-    ("x = 1\n### END SOLUTION", "without a BEGIN"),
-    ("### BEGIN SOLUTION (hint: h)\n### BEGIN SOLUTION (hint: h)\n### END SOLUTION", "inside another"),
-])
+@pytest.mark.parametrize(
+    "broken, complaint",
+    [
+        ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "write the hint"),
+        ("### BEGIN SOLUTION (hint: h)\nx = 1", "never closed"),
+        ("x = 1\n### END SOLUTION", "without a BEGIN"),
+        ("### BEGIN SOLUTION (hint: h)\n### BEGIN SOLUTION (hint: h)\n### END SOLUTION", "inside another"),
+    ],
+)
 def test_a_malformed_region_is_refused(broken: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         strip_solutions(broken)
@@ -178,13 +185,17 @@ def test_the_solution_is_stored_executed_and_every_check_prints_its_success_line
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_it_opens_with_time_objectives_and_how_to_check_and_each_exercise_has_task_hint_check(stem: str) -> None:
+def test_it_opens_with_time_objectives_and_how_to_check_and_each_exercise_has_task_hint_check(
+    stem: str,
+) -> None:
     cells = source_cells(stem)
     opening = cells[0].source
     minutes = re.search(r"\*\*Time:\*\* about (\d+) minutes", opening)
     assert minutes is not None and 10 <= int(minutes[1]) <= 30
     assert "Learning objectives" in opening and "How the exercises work" in opening and "**check**" in opening
-    exercises = [cell.source for cell in cells if cell.kind == "markdown" and cell.source.startswith("## Exercise ")]
+    exercises = [
+        cell.source for cell in cells if cell.kind == "markdown" and cell.source.startswith("## Exercise ")
+    ]
     assert len(exercises) == 2
     for text in exercises:
         assert "**Task.**" in text and "<summary><b>Hint</b>" in text and "**Check yourself.**" in text
@@ -218,8 +229,12 @@ def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -
         (output,) = cell.outputs
         assert output.output_type == "error" and output.ename == "NotYet", f"cell {index}"
         first, second = output.traceback  # two lines, no traceback
-        assert first in [f"Not yet: this exercise still raises NotImplementedError — {hint}" for hint in hints]
-        assert re.fullmatch(r"\(Exercise [1-8] · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second)
+        assert first in [
+            f"Not yet: this exercise still raises NotImplementedError — {hint}" for hint in hints
+        ]
+        assert re.fullmatch(
+            r"\(Exercise [1-8] · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
+        )
         hints = []
         checked += 1
     assert checked == 2
@@ -231,7 +246,7 @@ def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -
 async def run_cell(source: str, namespace: dict[str, Any], name: str) -> None:
     """Run a notebook cell's code in ``namespace``, with top-level ``await`` as in Jupyter."""
     code = compile(source, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    result = eval(code, namespace)  # noqa: S307 - our own notebook sources
+    result = eval(code, namespace)
     if code.co_flags & inspect.CO_COROUTINE:
         await result
 
@@ -267,7 +282,7 @@ def test_the_check_passes_on_the_solution(number: int, capsys: pytest.CaptureFix
 
 @pytest.mark.parametrize("number", list(CHECKS))
 def test_the_check_fails_on_the_stub(number: int) -> None:
-    with pytest.raises(NotYet, match="^Not yet: this exercise still raises NotImplementedError — "):
+    with pytest.raises(NotYet, match=r"^Not yet: this exercise still raises NotImplementedError — "):
         asyncio.run(run_exercise(number, learner=True))
 
 
@@ -290,7 +305,9 @@ def unknown_types_refused(trainer: Any, event: Any) -> Any:
         raise ValueError(f"unknown event type {event.type}")
     if event.type == "TRAINER_RELEASED_POKEMON":
         gone = event.payload["pokemon_id"]
-        return replace(trainer, version=event.version, pokemon_ids=tuple(p for p in trainer.pokemon_ids if p != gone))
+        return replace(
+            trainer, version=event.version, pokemon_ids=tuple(p for p in trainer.pokemon_ids if p != gone)
+        )
     return course_trainer_reducer(trainer, event)
 
 
@@ -346,7 +363,9 @@ def alerting_on_replays(bus_adapter: Any, alerts: list) -> None:
     async def alert(message: Any, context: Any) -> None:
         alerts.append((message.event.aggregate_id, message.event.version))
 
-    bus_adapter.on({"event_store_id": "POKEMONS", "event_type": POKEMON_LEVELED_UP.type, "on_replay": True}, alert)
+    bus_adapter.on(
+        {"event_store_id": "POKEMONS", "event_type": POKEMON_LEVELED_UP.type, "on_replay": True}, alert
+    )
 
 
 def with_a_plain_function(bus_adapter: Any, alerts: list) -> None:
@@ -401,10 +420,8 @@ async def catch_in_two_pushes_trainer_first(*stores_and_ids: Any) -> None:
 
 async def catch_swallowing_the_conflict(*stores_and_ids: Any) -> None:
     grouped = [store.group_event(event) for store, event in await catch_events(*stores_and_ids)]
-    try:
+    with contextlib.suppress(EventAlreadyExistsError):
         await EventStore.push_event_group(*grouped)
-    except EventAlreadyExistsError:
-        pass
 
 
 # Exercise 6: rebuild_levels
@@ -542,17 +559,42 @@ async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any
 # (exercise, what the wrong answer replaces, the wrong answer, what the check must say about it)
 WRONG_ANSWERS = [
     (1, "trainer_reducer", release_ignored, "should no longer own that Pokémon"),
-    (1, "trainer_reducer", release_keeps_the_version, "should change pokemon_ids and the version, nothing else"),
+    (
+        1,
+        "trainer_reducer",
+        release_keeps_the_version,
+        "should change pokemon_ids and the version, nothing else",
+    ),
     (1, "trainer_reducer", unknown_types_refused, "your reducer (on TRAINER_WAVED) raised ValueError"),
-    (2, "make_level_up_command", default_retries, "of 4 concurrent level-ups failed with EventAlreadyExistsError"),
+    (
+        2,
+        "make_level_up_command",
+        default_retries,
+        "of 4 concurrent level-ups failed with EventAlreadyExistsError",
+    ),
     (2, "make_level_up_command", swallowing_conflicts, "Pikachu should be at level 9"),
     (2, "make_level_up_command", returning_the_aggregate, "should return the Pokémon's new level"),
     (3, "listen_for_level_ups", filtering_in_the_handler, "your handler was called for 8 messages"),
     (3, "listen_for_level_ups", alerting_on_replays, "a replayed level-up raised an alert"),
-    (3, "listen_for_level_ups", with_a_plain_function, "raised TypeError: The handler must be an async function"),
+    (
+        3,
+        "listen_for_level_ups",
+        with_a_plain_function,
+        "raised TypeError: The handler must be an async function",
+    ),
     (4, "level_up", level_up_then_read, "your 3 level-ups read the store 6 times"),
-    (4, "connect_to_level_queue", connected_to_a_bus, "the store is connected to a StateCarryingMessageBus, not to a queue"),
-    (4, "connect_to_level_queue", connected_to_a_notification_queue, "a NotificationMessageQueue carries no aggregate"),
+    (
+        4,
+        "connect_to_level_queue",
+        connected_to_a_bus,
+        "the store is connected to a StateCarryingMessageBus, not to a queue",
+    ),
+    (
+        4,
+        "connect_to_level_queue",
+        connected_to_a_notification_queue,
+        "a NotificationMessageQueue carries no aggregate",
+    ),
     (5, "catch", catch_in_two_pushes, "half a catch"),
     (5, "catch", catch_in_two_pushes_trainer_first, "stored one after the other"),
     (5, "catch", catch_swallowing_the_conflict, "yet catch did not raise"),
@@ -563,7 +605,12 @@ WRONG_ANSWERS = [
     (6, "rebuild_levels", rebuild_on_a_new_adapter, "the bus you were given has another adapter now"),
     (7, "LevelUpCounter.handle", handle_without_memory, "delivered again, messages were counted again"),
     (7, "LevelUpCounter.handle", handle_recording_first, "its level-up is lost"),
-    (7, "LevelUpCounter.handle", handle_keyed_by_version, "after one delivery of each message, the counts are wrong"),
+    (
+        7,
+        "LevelUpCounter.handle",
+        handle_keyed_by_version,
+        "after one delivery of each message, the counts are wrong",
+    ),
     (7, "LevelUpCounter.handle", handle_swallowing_errors, "did not let the error out"),
     (8, "relay_step", relay_from_the_start, "every event should have been published once"),
     (8, "relay_step", relay_saving_first, "the checkpoint passed events never published"),
@@ -578,7 +625,9 @@ def test_every_exercise_has_wrong_answers() -> None:
 
 
 @pytest.mark.parametrize(
-    "number, target, wrong, says", WRONG_ANSWERS, ids=[f"{n}-{wrong.__name__}" for n, _, wrong, _ in WRONG_ANSWERS]
+    "number, target, wrong, says",
+    WRONG_ANSWERS,
+    ids=[f"{n}-{wrong.__name__}" for n, _, wrong, _ in WRONG_ANSWERS],
 )
 def test_the_check_fails_on_a_plausible_wrong_answer(number: int, target: str, wrong: Any, says: str) -> None:
     with pytest.raises(NotYet) as raised:
@@ -607,4 +656,6 @@ def test_a_failure_renders_as_its_message_alone_with_no_chained_exception() -> N
     assert error.__context__ is None and error.__cause__ is None
     assert error._render_traceback_() == error.text.splitlines()
     first_line = error.text.splitlines()[0]
-    assert re.fullmatch(r"Not yet: your reducer raised ValueError: the learner's bug \(in broken, line \d+\)", first_line)
+    assert re.fullmatch(
+        r"Not yet: your reducer raised ValueError: the learner's bug \(in broken, line \d+\)", first_line
+    )

@@ -19,6 +19,7 @@ browser test that did not run must not look like one that passed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -111,14 +112,14 @@ def _wait_for_lab(process: subprocess.Popen[bytes], runtime_dir: Path, token: st
     url = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"`make lab` exited with {process.returncode}:\n{log.read_text()[-3000:]}", pytrace=False)
+            pytest.fail(
+                f"`make lab` exited with {process.returncode}:\n{log.read_text()[-3000:]}", pytrace=False
+            )
         if url is None:
             # The server writes its address (the port the OS chose) to a jpserver-<pid>.json file.
             for info in runtime_dir.glob("jpserver-*.json"):
-                try:
+                with contextlib.suppress(ValueError, KeyError):  # half-written: read it again later
                     url = json.loads(info.read_text())["url"]
-                except (ValueError, KeyError):
-                    pass  # half-written: read it again on the next round
         if url is not None:
             try:
                 Lab(url, token, log).api("GET", "status")
@@ -140,10 +141,8 @@ def _stop(process: subprocess.Popen[bytes], lab: Lab | None) -> list[str]:
         spawned = []
     names = {}
     for child in spawned:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             names[child.pid] = child.name()
-        except psutil.NoSuchProcess:
-            pass
     if lab is not None and process.poll() is None:
         try:  # the clean way: stop each kernel, then the server
             for kernel in lab.api("GET", "kernels"):
@@ -152,6 +151,7 @@ def _stop(process: subprocess.Popen[bytes], lab: Lab | None) -> list[str]:
             process.wait(timeout=3)
         except (OSError, urllib.error.URLError, subprocess.TimeoutExpired):
             pass
+
     # A server can hang at exit after its shutdown (jupyterlab/jupyterlab#10442: AnyIO worker
     # threads that nobody stops); its kernels and files are closed by then, so kill it.
     def still_running() -> list[psutil.Process]:
@@ -165,20 +165,14 @@ def _stop(process: subprocess.Popen[bytes], lab: Lab | None) -> list[str]:
         alive = still_running()
         if process.poll() is None or alive:
             forced += [f"{p.pid} {names.get(p.pid, '?')} ({sig.name})" for p in alive]
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, sig)  # make and the server share the group we made
-            except ProcessLookupError:
-                pass
             for p in alive:  # kernels run in groups of their own
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     p.send_signal(sig)
-                except psutil.NoSuchProcess:
-                    pass
             psutil.wait_procs(alive, timeout=2)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
     return forced
 
 
@@ -209,7 +203,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             ["make", "--no-print-directory", "lab", f"LAB_ARGS={shlex.join(lab_args)}"],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so that teardown can stop all of it
         )
     running = None
@@ -241,7 +239,9 @@ def browser() -> Iterator[Any]:
     executable = str(CHROMIUM) if CHROMIUM.exists() else None
     with sync_playwright() as playwright:
         try:
-            chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+            chromium = playwright.chromium.launch(
+                executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            )
         except Error as error:
             _missing(f"no Chromium could be started ({str(error).splitlines()[0]})")
         try:

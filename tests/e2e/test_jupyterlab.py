@@ -66,7 +66,9 @@ class CellView:
 
     def failures(self) -> list[str]:
         """Tracebacks, and widgets that failed to display."""
-        tracebacks = [text for text in self.stderr if "Traceback" in text or re.search(r"\w(Error|Exception)\b", text)]
+        tracebacks = [
+            text for text in self.stderr if "Traceback" in text or re.search(r"\w(Error|Exception)\b", text)
+        ]
         broken = [text for text in self.outputs if any(marker in text for marker in WIDGET_ERRORS)]
         return tracebacks + broken
 
@@ -98,7 +100,9 @@ def notebook(page: Any, name: str) -> Iterator[Any]:
     page.wait_for_function(KERNEL_READY_JS, timeout=KERNEL_TIMEOUT * 1000)
     yield panel
     menu(page, "File", "Close and Shut Down Notebook…")
-    closed_or_asking = "() => !document.querySelector('.jp-NotebookPanel') || !!document.querySelector('.jp-Dialog')"
+    closed_or_asking = (
+        "() => !document.querySelector('.jp-NotebookPanel') || !!document.querySelector('.jp-Dialog')"
+    )
     dialog = page.locator(".jp-Dialog")
     for _ in range(3):  # "Shut down the notebook?", then perhaps "Save your work?"
         page.wait_for_function(closed_or_asking)
@@ -113,7 +117,9 @@ def notebook(page: Any, name: str) -> Iterator[Any]:
 def expected_errors(name: str) -> set[int]:
     """Indices of the cells that raise on purpose (tagged ``raises-exception``, as nbval reads them)."""
     cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
-    return {i for i, cell in enumerate(cells) if "raises-exception" in cell.get("metadata", {}).get("tags", [])}
+    return {
+        i for i, cell in enumerate(cells) if "raises-exception" in cell.get("metadata", {}).get("tags", [])
+    }
 
 
 def run_all_cells(page: Any, panel: Any, name: str) -> None:
@@ -124,8 +130,15 @@ def run_all_cells(page: Any, panel: Any, name: str) -> None:
     deadline = time.monotonic() + RUN_TIMEOUT
     while True:
         cells = [CellView(i, **cell) for i, cell in enumerate(panel.evaluate(CELLS_JS, STDERR))]
-        failed = [(cell.index, failure) for cell in cells if cell.index not in allowed for failure in cell.failures()]
-        assert not failed, f"{name}: cells failed:\n" + "\n".join(f"cell {i}: {text[-1500:]}" for i, text in failed)
+        failed = [
+            (cell.index, failure)
+            for cell in cells
+            if cell.index not in allowed
+            for failure in cell.failures()
+        ]
+        assert not failed, f"{name}: cells failed:\n" + "\n".join(
+            f"cell {i}: {text[-1500:]}" for i, text in failed
+        )
         pending = [cell.index for cell in cells if cell.code and not cell.ran]
         if not pending and page.evaluate(KERNEL_READY_JS):
             return
@@ -174,7 +187,9 @@ def save_screenshot(page: Any, cell: Any, name: str) -> None:
     # The notebook scrolls inside the page: a cell taller than the window needs a taller window.
     viewport = page.viewport_size
     box = cell.bounding_box()
-    page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], int(box["height"]) + 200)})
+    page.set_viewport_size(
+        {"width": viewport["width"], "height": max(viewport["height"], int(box["height"]) + 200)}
+    )
     try:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         cell.scroll_into_view_if_needed()

@@ -122,7 +122,9 @@ for state in history:
     print(state)
 
 # %%
-assert pikachu == Pokemon(aggregate_id="pikachu", version=4, name="Pikachu", level=7, status="caught", trainer_id="ash")
+assert pikachu == Pokemon(
+    aggregate_id="pikachu", version=4, name="Pikachu", level=7, status="caught", trainer_id="ash"
+)
 # The reducer never changed an old state: each step made a new object.
 assert history[0].level == 5 and history[0].status == "wild"
 assert [state.version for state in history] == [1, 2, 3, 4]

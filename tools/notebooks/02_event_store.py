@@ -57,8 +57,10 @@ third.next_aggregate
 for version in (4, 5):
     await pokemons.push_event(pokemon_leveled_up("pikachu", version=version))
 
+
 def versions(events):
     return [event.version for event in events]
+
 
 assert versions(await pokemons.get_events("pikachu")) == [1, 2, 3, 4, 5]
 assert versions(await pokemons.get_events("pikachu", min_version=2, max_version=4)) == [2, 3, 4]
@@ -131,13 +133,17 @@ assert "POKEMON_CAUGHT" in explorer.event_view.value
 explorer.previous.click()
 assert explorer.version.value == 1 and "wild" in explorer.aggregate_view.value
 
-for key in explorer.snapshot.keys():
+for key in explorer.snapshot.aggregate_keys():
     store_id, aggregate_id = key
     store = story.pokemons if store_id == "POKEMONS" else story.trainers
     for version in explorer.snapshot.versions(key):
         expected = await store.get_aggregate(aggregate_id, max_version=version)
         assert explorer.snapshot.aggregate_at(key, version) == expected.aggregate
-print("explorer and get_aggregate(max_version=...) agree on", len(explorer.snapshot.keys()), "aggregates")
+print(
+    "explorer and get_aggregate(max_version=...) agree on",
+    len(explorer.snapshot.aggregate_keys()),
+    "aggregates",
+)
 
 # %% [markdown]
 # ## 4. Listing aggregates
@@ -197,6 +203,7 @@ assert versions(await pokemons.get_events("pikachu")) == [1, 2, 3, 4, 5, 6]
 # %%
 import asyncio
 
+
 async def level_up(input, event_stores):
     (pokemons,) = event_stores
     current = await pokemons.get_existing_aggregate(input["pokemon_id"])
@@ -204,6 +211,7 @@ async def level_up(input, event_stores):
     event = pokemon_leveled_up(input["pokemon_id"], version=current.aggregate.version + 1)
     result = await pokemons.push_event(event, prev_aggregate=current.aggregate)
     return result.next_aggregate.level
+
 
 outcomes = await asyncio.gather(
     level_up({"pokemon_id": "pikachu"}, [pokemons]),
@@ -226,8 +234,10 @@ from castore_edu import Command
 
 conflicts = []
 
+
 async def record_conflict(error, *, attempt_number, retries_left):
     conflicts.append((error.version, attempt_number, retries_left))
+
 
 level_up_command = Command(
     command_id="LEVEL_UP_POKEMON",
@@ -266,9 +276,11 @@ from castore_edu.course.pokedex import sqlite_pokedex
 temporary = tempfile.TemporaryDirectory()
 database = Path(temporary.name) / "pokedex.sqlite3"
 
+
 async def all_events(pokedex):
     """Every event of every aggregate of both stores: what the explorer loads (section 3)."""
     return (await load_snapshot(*pokedex.stores)).histories
+
 
 in_memory, on_disk = in_memory_pokedex(), sqlite_pokedex(database)
 for each in (in_memory, on_disk):
@@ -299,7 +311,9 @@ reopened = sqlite_pokedex(database, clock=stepping_clock(start="2024-01-02T00:00
 pikachu = await reopened.pokemons.get_aggregate("pikachu")
 assert pikachu.aggregate.level == 7 and pikachu.aggregate.trainer_id == "ash"
 await reopened.pokemons.push_event(pokemon_leveled_up("pikachu", version=5))
-assert (await reopened.pokemons.get_events("pikachu", reverse=True, limit=1))[0].timestamp == "2024-01-02T00:00:00.000Z"
+assert (await reopened.pokemons.get_events("pikachu", reverse=True, limit=1))[
+    0
+].timestamp == "2024-01-02T00:00:00.000Z"
 pikachu.aggregate
 
 # %%

@@ -53,7 +53,12 @@ notification = NotificationMessage("POKEMONS", pikachu.last_event)
 state_carrying = StateCarryingMessage("POKEMONS", pikachu.last_event, pikachu.aggregate)
 exists = AggregateExistsMessage("POKEMONS", "pikachu", pikachu.events[0].timestamp)
 
-guards = [is_notification_message, is_state_carrying_message, is_event_carrying_message, is_aggregate_exists_message]
+guards = [
+    is_notification_message,
+    is_state_carrying_message,
+    is_event_carrying_message,
+    is_aggregate_exists_message,
+]
 for message in (notification, state_carrying, exists):
     print(f"{type(message).__name__:24}", {guard.__name__: guard(message) for guard in guards})
 
@@ -82,14 +87,18 @@ bus_adapter = InMemoryMessageBusAdapter.attach_to(bus)
 
 received = {"everything": [], "pokemons": [], "level-ups": []}
 
+
 async def everything(message, context):
     received["everything"].append((message.event_store_id, message.event.type))
+
 
 async def pokemon_page(message, context):
     received["pokemons"].append(message.event.type)
 
+
 async def level_up_alert(message, context):
     received["level-ups"].append(message.event.version)
+
 
 bus_adapter.on({}, everything)
 bus_adapter.on({"event_store_id": "POKEMONS"}, pokemon_page)
@@ -104,7 +113,12 @@ await bus_adapter.wait_idle()
 received
 
 # %%
-assert received["pokemons"] == ["POKEMON_APPEARED", "POKEMON_CAUGHT", "POKEMON_LEVELED_UP", "POKEMON_LEVELED_UP"]
+assert received["pokemons"] == [
+    "POKEMON_APPEARED",
+    "POKEMON_CAUGHT",
+    "POKEMON_LEVELED_UP",
+    "POKEMON_LEVELED_UP",
+]
 assert received["level-ups"] == [3, 4]
 assert received["everything"][-1] == ("TRAINERS", "TRAINER_CREATED") and len(received["everything"]) == 5
 
@@ -135,12 +149,15 @@ import asyncio
 
 from castore_edu import InMemoryMessageQueueAdapter, NotificationMessageQueue
 
+
 def timeline_consumer(timeline):
     async def consume(message, context):
         timeline.append(f"start v{message.event.version}")
         await asyncio.sleep(0)
         timeline.append(f"end v{message.event.version}")
+
     return consume
+
 
 queue_timeline, bus_timeline = [], []
 queue = NotificationMessageQueue(message_queue_id="POKEDEX_QUEUE", source_event_stores=[pokemons])
@@ -178,8 +195,10 @@ state_bus = StateCarryingMessageBus(message_bus_id="STATE_BUS", source_event_sto
 state_adapter = InMemoryMessageBusAdapter.attach_to(state_bus)
 levels_seen = []
 
+
 async def level_board(message, context):
     levels_seen.append((message.event.version, message.aggregate.level))
+
 
 state_adapter.on({"event_store_id": "POKEMONS"}, level_board)
 for event in pikachu.events:
@@ -204,20 +223,28 @@ assert levels_seen == [(1, 5), (2, 5), (3, 6), (4, 7)]
 # %%
 flaky_contexts = []
 
+
 async def flaky_handler(message, context):
     flaky_contexts.append(context)
     if context.attempt < 3:
         raise ConnectionError("the read model database is restarting")
 
+
 retry_bus = NotificationMessageBus(message_bus_id="RETRY_BUS", source_event_stores=[pokemons])
-retry_adapter = InMemoryMessageBusAdapter.attach_to(retry_bus, retry_attempts=2, retry_delay_ms=5, retry_backoff_rate=2)
+retry_adapter = InMemoryMessageBusAdapter.attach_to(
+    retry_bus, retry_attempts=2, retry_delay_ms=5, retry_backoff_rate=2
+)
 retry_adapter.on({}, flaky_handler)
 
 await retry_bus.publish_message(notification)
 await retry_adapter.wait_idle()
 
 print([(context.attempt, context.retry_attempts_left) for context in flaky_contexts])
-assert [(context.attempt, context.retry_attempts_left) for context in flaky_contexts] == [(1, 2), (2, 1), (3, 0)]
+assert [(context.attempt, context.retry_attempts_left) for context in flaky_contexts] == [
+    (1, 2),
+    (2, 1),
+    (3, 0),
+]
 assert [retry_adapter.retry_delay_for(attempt) for attempt in (1, 2)] == [5, 10]
 assert retry_adapter.dead_letters == []  # the third delivery worked
 
@@ -230,6 +257,7 @@ assert retry_adapter.dead_letters == []  # the third delivery worked
 # %%
 import logging
 
+
 class KeepRecords(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -238,13 +266,16 @@ class KeepRecords(logging.Handler):
     def emit(self, record):
         self.records.append(record)
 
+
 kept = KeepRecords()
 castore_logger = logging.getLogger("castore_edu")
 castore_logger.addHandler(kept)
 castore_logger.propagate = False
 
+
 async def broken_handler(message, context):
     raise ValueError("this handler has a bug")
+
 
 broken_bus = NotificationMessageBus(message_bus_id="BROKEN_BUS", source_event_stores=[pokemons])
 broken_adapter = InMemoryMessageBusAdapter.attach_to(broken_bus, retry_attempts=1, retry_delay_ms=5)
@@ -276,11 +307,14 @@ replay_bus = NotificationMessageBus(message_bus_id="REPLAY_BUS", source_event_st
 replay_adapter = InMemoryMessageBusAdapter.attach_to(replay_bus)
 rebuilt, emails = [], []
 
+
 async def rebuild_read_model(message, context):
     rebuilt.append((message.event.version, context.replay))
 
+
 async def send_email(message, context):
     emails.append(message.event.version)
+
 
 replay_adapter.on({"event_store_id": "POKEMONS", "on_replay": True}, rebuild_read_model)
 replay_adapter.on({"event_store_id": "POKEMONS"}, send_email)
@@ -300,13 +334,16 @@ assert emails == []  # live-only listeners ignore replays
 # stops without waiting for them may cut a delivery short or leave a retry sleeping. We awaited
 # `wait_idle()` after each publish, so no task started by castore_edu is still running:
 
+
 # %%
 def castore_tasks():
     """The running asyncio tasks whose code comes from castore_edu."""
     return [
-        task for task in asyncio.all_tasks()
+        task
+        for task in asyncio.all_tasks()
         if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
     ]
+
 
 assert castore_tasks() == []
 

@@ -33,6 +33,7 @@ pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
 
+
 def recording_bus(bus_class, bus_id, sources):
     """A bus on an in-memory adapter, with a listener that keeps every message it gets."""
     bus = bus_class(message_bus_id=bus_id, source_event_stores=sources)
@@ -44,6 +45,7 @@ def recording_bus(bus_class, bus_id, sources):
 
     adapter.on({}, keep)
     return bus
+
 
 app_bus = recording_bus(NotificationMessageBus, "APP_BUS", [pokemons, trainers])
 
@@ -57,7 +59,9 @@ app_bus = recording_bus(NotificationMessageBus, "APP_BUS", [pokemons, trainers])
 
 # %%
 connected_pokemons = ConnectedEventStore(pokemons, app_bus)
-print(f"{connected_pokemons.event_store_id} store, connected to {connected_pokemons.message_channel.message_channel_id}")
+print(
+    f"{connected_pokemons.event_store_id} store, connected to {connected_pokemons.message_channel.message_channel_id}"
+)
 
 # %% [markdown]
 # ## Claim 2 — its interface matches the event store's
@@ -124,7 +128,12 @@ for bus in (app_bus, trainer_bus):
 
 assert [m.event.type for m in app_bus.received[1:]] == ["POKEMON_CAUGHT"]
 assert [m.event.type for m in trainer_bus.received] == ["TRAINER_CAUGHT_POKEMON"]
-print("app bus:", [m.event.type for m in app_bus.received], "| trainer bus:", [m.event.type for m in trainer_bus.received])
+print(
+    "app bus:",
+    [m.event.type for m in app_bus.received],
+    "| trainer bus:",
+    [m.event.type for m in trainer_bus.received],
+)
 
 # %% [markdown]
 # ## Claim 5 — the channel must be able to carry the store's events
@@ -173,14 +182,18 @@ assert connected_pokemons.event_storage_adapter is original_adapter  # and read 
 # %%
 log = []
 
+
 async def audit(result):
     log.append(f"audit v{result.event.version}")
+
 
 connected_pokemons.on_event_pushed = audit
 assert pokemons.on_event_pushed is audit
 
+
 async def note_publish(message, context):
     log.append(f"published v{message.event.version}")
+
 
 app_bus.message_channel_adapter.on({}, note_publish)
 await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=6))
@@ -292,7 +305,9 @@ except EventAlreadyExistsError as error:
 else:
     raise AssertionError("the event was stored by the first try")
 
-assert (await pokemons.get_events("pikachu", reverse=True, limit=1))[0].version == 11  # stored, never published
+assert (await pokemons.get_events("pikachu", reverse=True, limit=1))[
+    0
+].version == 11  # stored, never published
 
 # %% [markdown]
 # Plan for it: publish from a change stream or an outbox when every message must go out, make
@@ -335,8 +350,11 @@ assert exists_bus.received == []
 # Nothing left running (see notebook 03, "Leaving nothing behind").
 import asyncio
 
-assert not [task for task in asyncio.all_tasks()
-            if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")]
+assert not [
+    task
+    for task in asyncio.all_tasks()
+    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
+]
 
 # %% [markdown]
 # ## Recap

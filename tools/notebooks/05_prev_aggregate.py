@@ -41,21 +41,28 @@ from castore_edu import (
     StateCarryingMessageBus,
 )
 from castore_edu.core.clock import stepping_clock
-from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
 from castore_edu.course.pokedex import level_ups, pokemon_appeared, pokemon_leveled_up, pokemons_event_store
+from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
 
 LATENCY_MS = 1.0
 SIZES = [10, 100, 1_000, 10_000]
 PUBLISHES = 3  # pushes measured per size and mode
 
 histories = {
-    size: [pokemon_appeared("pikachu", name="Pikachu", level=1), *level_ups("pikachu", first_version=2, count=size - 1)]
+    size: [
+        pokemon_appeared("pikachu", name="Pikachu", level=1),
+        *level_ups("pikachu", first_version=2, count=size - 1),
+    ]
     for size in SIZES
 }
 
+
 def seeded_adapter(size):
     """Pikachu with `size` events, behind a simulated 1 ms network."""
-    return SimulatedLatencyAdapter(InMemoryEventStorageAdapter(histories[size], clock=stepping_clock()), latency_ms=LATENCY_MS)
+    return SimulatedLatencyAdapter(
+        InMemoryEventStorageAdapter(histories[size], clock=stepping_clock()), latency_ms=LATENCY_MS
+    )
+
 
 def connect_to_read_model(store):
     """A state-carrying bus with one consumer that keeps the messages it receives."""
@@ -69,6 +76,7 @@ def connect_to_read_model(store):
     adapter.on({}, read_model)
     return ConnectedEventStore(store, bus), adapter, received
 
+
 # %% [markdown]
 # ## 2. Measuring a publish
 #
@@ -80,6 +88,7 @@ def connect_to_read_model(store):
 # costs on top of it: without `prev_aggregate` the connected store reads the aggregate back after
 # every push; with it, the store folds the one new event into the aggregate it was given.
 
+
 # %%
 @dataclass(frozen=True)
 class Measurement:
@@ -87,6 +96,7 @@ class Measurement:
     with_prev: bool
     counts: CallCounts
     ms_per_publish: float
+
 
 async def measure(size, *, with_prev):
     adapter = seeded_adapter(size)
@@ -105,6 +115,7 @@ async def measure(size, *, with_prev):
     assert [message.aggregate.level for message in received] == list(range(size + 1, size + 1 + PUBLISHES))
     return Measurement(size, with_prev, adapter.counts, 1000 * elapsed / PUBLISHES)
 
+
 measurements = {
     (size, with_prev): await measure(size, with_prev=with_prev)
     for size in SIZES
@@ -120,15 +131,19 @@ measurements = {
 for size in SIZES:
     without, with_prev = measurements[size, False].counts, measurements[size, True].counts
     expected_events = sum(size + k for k in range(1, PUBLISHES + 1))
-    assert without == CallCounts(reads=PUBLISHES, events_read=expected_events, writes=PUBLISHES, events_written=PUBLISHES)
+    assert without == CallCounts(
+        reads=PUBLISHES, events_read=expected_events, writes=PUBLISHES, events_written=PUBLISHES
+    )
     assert with_prev == CallCounts(reads=0, events_read=0, writes=PUBLISHES, events_written=PUBLISHES)
 
 print(f"{'events':>7} | {'reads per publish':^19} | {'events read per publish':^25}")
 print(f"{'':>7} | {'without':>9} {'with':>9} | {'without':>12} {'with':>12}")
 for size in SIZES:
     without, with_prev = measurements[size, False].counts, measurements[size, True].counts
-    print(f"{size:>7} | {without.reads // PUBLISHES:>9} {with_prev.reads // PUBLISHES:>9} | "
-          f"{without.events_read // PUBLISHES:>12} {with_prev.events_read // PUBLISHES:>12}")
+    print(
+        f"{size:>7} | {without.reads // PUBLISHES:>9} {with_prev.reads // PUBLISHES:>9} | "
+        f"{without.events_read // PUBLISHES:>12} {with_prev.events_read // PUBLISHES:>12}"
+    )
 
 # %% [markdown]
 # Times are measured live, so they differ on every run and every machine (the notebook tests
@@ -140,7 +155,9 @@ for size in SIZES:
 for size in SIZES:
     without, with_prev = measurements[size, False], measurements[size, True]
     # No padding around the numbers: the notebook tests replace each measured time by a placeholder.
-    print(f"{size:>6} events: {without.ms_per_publish:.2f} ms without, {with_prev.ms_per_publish:.2f} ms with prev_aggregate")
+    print(
+        f"{size:>6} events: {without.ms_per_publish:.2f} ms without, {with_prev.ms_per_publish:.2f} ms with prev_aggregate"
+    )
 
 largest = SIZES[-1]
 assert measurements[largest, False].ms_per_publish > measurements[largest, True].ms_per_publish
@@ -151,10 +168,21 @@ for with_prev, label, marker in ((False, "without prev_aggregate", "o"), (True, 
     rows = [measurements[size, with_prev] for size in SIZES]
     reads_axes.plot(SIZES, [row.counts.events_read / PUBLISHES for row in rows], marker=marker, label=label)
     time_axes.plot(SIZES, [row.ms_per_publish for row in rows], marker=marker, label=label)
-reads_axes.set(xscale="log", yscale="symlog", ylim=(0, 3 * SIZES[-1]), xlabel="events in the aggregate",
-               ylabel="events read per publish", title="Re-fetch per publish (1 read without, 0 with)")
-time_axes.set(xscale="log", yscale="log", xlabel="events in the aggregate", ylabel="ms per publish",
-              title=f"Time per publish ({LATENCY_MS:g} ms simulated latency)")
+reads_axes.set(
+    xscale="log",
+    yscale="symlog",
+    ylim=(0, 3 * SIZES[-1]),
+    xlabel="events in the aggregate",
+    ylabel="events read per publish",
+    title="Re-fetch per publish (1 read without, 0 with)",
+)
+time_axes.set(
+    xscale="log",
+    yscale="log",
+    xlabel="events in the aggregate",
+    ylabel="ms per publish",
+    title=f"Time per publish ({LATENCY_MS:g} ms simulated latency)",
+)
 for axes in (reads_axes, time_axes):
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
@@ -256,7 +284,9 @@ except StalePrevAggregateError as error:
 else:
     raise AssertionError("a stale prev_aggregate must be refused")
 await bus_adapter.wait_idle()
-assert (await pokemons.get_events("pikachu", reverse=True, limit=1))[0].version == truth.version  # nothing stored
+assert (await pokemons.get_events("pikachu", reverse=True, limit=1))[
+    0
+].version == truth.version  # nothing stored
 assert len(received) == messages_before  # nothing published
 
 # %% [markdown]
@@ -277,8 +307,11 @@ print("message:", received[-1].aggregate)
 # Nothing left running (see notebook 03, "Leaving nothing behind").
 import asyncio
 
-assert not [task for task in asyncio.all_tasks()
-            if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")]
+assert not [
+    task
+    for task in asyncio.all_tasks()
+    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
+]
 
 # %% [markdown]
 # ## Recap

@@ -60,9 +60,11 @@ from castore_edu.course.widgets import load_snapshot
 
 await pokemons.push_event(pokemon_appeared("eevee", name="Eevee", level=4))
 
+
 async def every_event(pokedex):
     """Every event of every aggregate of both stores, read as the explorer of notebook 02 reads them."""
     return (await load_snapshot(*pokedex.stores)).histories
+
 
 def catch_eevee_group(pokedex, ash_version):
     return [
@@ -70,6 +72,7 @@ def catch_eevee_group(pokedex, ash_version):
         pokedex.trainers.group_event(trainer_caught_pokemon("ash", version=ash_version, pokemon_id="eevee")),
         pokedex.pokemons.group_event(pokemon_leveled_up("pikachu", version=5)),
     ]
+
 
 async def refused_group(pokedex, ash_version):
     """Push the group, expecting a conflict; check that not one of its events was stored."""
@@ -80,6 +83,7 @@ async def refused_group(pokedex, ash_version):
         assert await every_event(pokedex) == before
         return error
     raise AssertionError(f"version {ash_version} of ash should be taken")
+
 
 print("group refused:", await refused_group(pokedex, ash_version=3))
 assert (await pokemons.get_aggregate("eevee")).aggregate.status == "wild"
@@ -113,7 +117,9 @@ on_disk = sqlite_pokedex(Path(temporary.name) / "pokedex.sqlite3")
 await tell_the_story(on_disk)
 await on_disk.pokemons.push_event(pokemon_appeared("eevee", name="Eevee", level=4))
 
-print("SQLite refused the group too:", await refused_group(on_disk, ash_version=2))  # Ash is at version 2 here
+print(
+    "SQLite refused the group too:", await refused_group(on_disk, ash_version=2)
+)  # Ash is at version 2 here
 
 # %% [markdown]
 # A group is one write to one storage. Mixing adapters that cannot share a transaction —
@@ -162,18 +168,26 @@ bus = StateCarryingMessageBus(message_bus_id="POKEDEX_STATE", source_event_store
 bus_adapter = InMemoryMessageBusAdapter.attach_to(bus)
 received = []
 
+
 async def read_model(message, context):
     received.append(message)
 
+
 bus_adapter.on({}, read_model)
-connected_pokemons, connected_trainers = ConnectedEventStore(pokemons, bus), ConnectedEventStore(trainers, bus)
+connected_pokemons, connected_trainers = (
+    ConnectedEventStore(pokemons, bus),
+    ConnectedEventStore(trainers, bus),
+)
+
 
 def reset_all_counts():
     for store in pokedex.stores:
         store.event_storage_adapter.reset_counts()
 
+
 def all_counts():
     return {store.event_store_id: store.event_storage_adapter.counts for store in pokedex.stores}
+
 
 reset_all_counts()
 await EventStore.push_event_group(
@@ -240,8 +254,11 @@ assert (await pokemons.get_aggregate("charmander")).aggregate.version == 3
 # Nothing left running (see notebook 03, "Leaving nothing behind").
 import asyncio
 
-assert not [task for task in asyncio.all_tasks()
-            if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")]
+assert not [
+    task
+    for task in asyncio.all_tasks()
+    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
+]
 
 # %% [markdown]
 # ## Recap

@@ -46,6 +46,7 @@ from castore_edu import (
     NotificationMessageBus,
     StateCarryingMessageBus,
 )
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 from castore_edu.testing import (
     Fault,
     FaultSchedule,
@@ -54,11 +55,11 @@ from castore_edu.testing import (
     InjectedFault,
     SimulatedCrash,
 )
-from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
+
 
 def listening_bus(bus_class, bus_id, sources):
     """A bus on an in-memory adapter; ``bus.inbox`` keeps every message its listener received."""
@@ -70,6 +71,7 @@ def listening_bus(bus_class, bus_id, sources):
 
     InMemoryMessageBusAdapter.attach_to(bus).on({}, listen)
     return bus
+
 
 schedule = FaultSchedule.seeded(7, fail=0.1, duplicate=0.05)
 print("the first 20 calls:", ["." if fault is None else fault.value for fault in schedule.decisions(20)])
@@ -131,7 +133,9 @@ print("the retry:", error)
 
 # %%
 real_storage = pokemons.event_storage_adapter
-pokemons.event_storage_adapter = FaultyStorageAdapter(real_storage, FaultSchedule.on_calls(1, fault=Fault.CRASH_AFTER))
+pokemons.event_storage_adapter = FaultyStorageAdapter(
+    real_storage, FaultSchedule.on_calls(1, fault=Fault.CRASH_AFTER)
+)
 try:
     await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=6))
 except SimulatedCrash as crash:
@@ -167,12 +171,16 @@ logging.getLogger("castore_edu").addHandler(quiet)
 
 attempts = []
 
+
 async def projection_with_its_database_down(message, context):
     attempts.append((context.attempt, context.retry_attempts_left))
     raise ConnectionError("the read model database is down")
 
+
 fragile = NotificationMessageBus(message_bus_id="FRAGILE", source_event_stores=[pokemons])
-fragile_adapter = InMemoryMessageBusAdapter.attach_to(fragile, retry_attempts=2, retry_delay_ms=10, retry_backoff_rate=2)
+fragile_adapter = InMemoryMessageBusAdapter.attach_to(
+    fragile, retry_attempts=2, retry_delay_ms=10, retry_backoff_rate=2
+)
 fragile_adapter.on({}, projection_with_its_database_down)
 
 await ConnectedEventStore(pokemons, fragile).push_event(pokemon_leveled_up("charmander", version=2))
@@ -181,7 +189,9 @@ logging.getLogger("castore_edu").removeHandler(quiet)
 
 (dead,) = fragile_adapter.dead_letters
 print("deliveries (attempt, retries left):", attempts)
-print(f"dead letter: charmander v{dead.message.event.version} after {dead.attempts} deliveries: {dead.error!r}")
+print(
+    f"dead letter: charmander v{dead.message.event.version} after {dead.attempts} deliveries: {dead.error!r}"
+)
 assert attempts == [(1, 2), (2, 1), (3, 0)]
 assert [fragile_adapter.retry_delay_for(attempt) for attempt in (1, 2)] == [10, 20]
 assert dead.attempts == 3 and dead.message.event.aggregate_id == "charmander"
@@ -213,8 +223,10 @@ for message in charmander_news.inbox:
 truth = (await pokemons.get_aggregate("charmander")).aggregate
 print("delivered versions:", [message.event.version for message in charmander_news.inbox])
 print(f"level-ups counted: {level_ups_counted} (pushed: 3)")
-print(f"latest state kept: v{latest_state['charmander'].version}, level {latest_state['charmander'].level}"
-      f" — the store says v{truth.version}, level {truth.level}")
+print(
+    f"latest state kept: v{latest_state['charmander'].version}, level {latest_state['charmander'].level}"
+    f" — the store says v{truth.version}, level {truth.level}"
+)
 assert [message.event.version for message in charmander_news.inbox] == [3, 3, 5, 4]
 assert level_ups_counted == 4
 assert (latest_state["charmander"].version, truth.version) == (4, 5)
@@ -235,7 +247,9 @@ await charmander_news.message_channel_adapter.wait_idle()
 
 (sent,) = charmander_news.inbox
 truth = (await pokemons.get_aggregate("charmander")).aggregate
-print(f"message: v{sent.aggregate.version}, level {sent.aggregate.level} | store: v{truth.version}, level {truth.level}")
+print(
+    f"message: v{sent.aggregate.version}, level {sent.aggregate.level} | store: v{truth.version}, level {truth.level}"
+)
 assert sent.aggregate.version == truth.version == 7
 assert (sent.aggregate.level, truth.level) == (8, 9)  # the message misses one level-up
 
@@ -275,7 +289,12 @@ for bus in (pokemon_bus, trainer_bus):
     await bus.message_channel_adapter.wait_idle()
 assert [message.event.type for message in pokemon_bus.inbox] == ["POKEMON_CAUGHT"]  # ...one published
 assert trainer_bus.inbox == []
-print("pokemon bus:", [m.event.type for m in pokemon_bus.inbox], "| trainer bus:", [m.event.type for m in trainer_bus.inbox])
+print(
+    "pokemon bus:",
+    [m.event.type for m in pokemon_bus.inbox],
+    "| trainer bus:",
+    [m.event.type for m in trainer_bus.inbox],
+)
 
 # %% [markdown]
 # Storage kept its promise (all or nothing); messaging could not: a consumer that joins the two
@@ -303,8 +322,11 @@ print("pokemon bus:", [m.event.type for m in pokemon_bus.inbox], "| trainer bus:
 # Nothing left running (see notebook 03, "Leaving nothing behind").
 import asyncio
 
-assert not [task for task in asyncio.all_tasks()
-            if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")]
+assert not [
+    task
+    for task in asyncio.all_tasks()
+    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
+]
 
 # %% [markdown]
 # ## Recap

@@ -32,6 +32,7 @@ from castore_edu import (
     Relay,
     StateCarryingMessageBus,
 )
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 from castore_edu.testing import (
     Fault,
     FaultSchedule,
@@ -39,14 +40,19 @@ from castore_edu.testing import (
     InjectedFault,
     SimulatedCrash,
 )
-from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
 
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
 pokemons = pokedex.pokemons
 log = pokemons.event_storage_adapter.read_log()
 for entry in log:
-    print(entry.position, entry.event_store_id, entry.event.aggregate_id, f"v{entry.event.version}", entry.event.type)
+    print(
+        entry.position,
+        entry.event_store_id,
+        entry.event.aggregate_id,
+        f"v{entry.event.version}",
+        entry.event.type,
+    )
 assert [entry.position for entry in log] == [1, 2, 3, 4, 5]
 assert pokemons.event_storage_adapter.read_log(after_position=3) == log[3:]
 
@@ -61,6 +67,7 @@ assert pokemons.event_storage_adapter.read_log(after_position=3) == log[3:]
 #
 # Same fault as in notebook 07: the bus refuses the first publish.
 
+
 # %%
 def listening_bus(bus_class, bus_id, sources):
     """A bus on an in-memory adapter; ``bus.inbox`` keeps every message its listener received."""
@@ -72,6 +79,7 @@ def listening_bus(bus_class, bus_id, sources):
 
     InMemoryMessageBusAdapter.attach_to(bus).on({}, listen)
     return bus
+
 
 news = listening_bus(NotificationMessageBus, "POKEMON_NEWS", [pokemons])
 FaultyChannelAdapter.wrap(news, FaultSchedule.on_calls(1))
@@ -140,9 +148,9 @@ assert relay.published == 8  # 6 by the second step, 2 by the task; the failed s
 import sqlite3
 import tempfile
 
-from castore_edu.course.read_models import LevelBoard
 from castore_edu.core.clock import stepping_clock
 from castore_edu.course.pokedex import sqlite_pokedex
+from castore_edu.course.read_models import LevelBoard
 
 temporary = tempfile.TemporaryDirectory()
 database = f"{temporary.name}/pokedex.sqlite"
@@ -151,13 +159,16 @@ clock = stepping_clock()
 broker = InMemoryMessageBusAdapter()
 deliveries = []
 
+
 async def record(message, context):
     deliveries.append((message.event.aggregate_id, message.event.version, message.aggregate.level))
+
 
 board, naive_board = LevelBoard(), LevelBoard()
 broker.on({}, record)
 broker.on({"on_replay": True}, board.handler)  # idempotent: skips what it has processed
 broker.on({}, naive_board.apply)  # the same effect, without the wrapper
+
 
 def start_process(faults=None):
     """Open the database and build what a process needs: the stores and a relay."""
@@ -167,7 +178,10 @@ def start_process(faults=None):
     )
     if faults is not None:
         FaultyChannelAdapter.wrap(channel, faults)
-    return dex, Relay(dex.pokemons.event_storage_adapter, {"POKEMONS": channel}, name="pokemon-states", batch_size=3)
+    return dex, Relay(
+        dex.pokemons.event_storage_adapter, {"POKEMONS": channel}, name="pokemon-states", batch_size=3
+    )
+
 
 # Process 1 tells the story; its relay dies right after its 4th publish.
 dex, relay = start_process(FaultSchedule.on_calls(4, fault=Fault.CRASH_AFTER))
@@ -195,7 +209,11 @@ await broker.wait_idle()
 
 for aggregate_id, version, level in deliveries:
     print(f"  {aggregate_id} v{version} (level {level})")
-stored = [(e.event.aggregate_id, e.event.version) for e in relay.storage.read_log() if e.event_store_id == "POKEMONS"]
+stored = [
+    (e.event.aggregate_id, e.event.version)
+    for e in relay.storage.read_log()
+    if e.event_store_id == "POKEMONS"
+]
 assert {(a, v) for a, v, _ in deliveries} == set(stored)  # nothing lost
 assert [(a, v) for a, v, _ in deliveries] == stored[:4] + stored[2:]  # Pikachu v2 and v3 twice
 with sqlite3.connect(database) as connection:
@@ -323,7 +341,9 @@ simulator.run_button.click()
 await simulator.finished()
 print(simulator.status.value)
 assert simulator.result == result
-assert simulator.status.value.startswith(f"300 pushes: the connected store lost {result.connected.lost_messages} messages")
+assert simulator.status.value.startswith(
+    f"300 pushes: the connected store lost {result.connected.lost_messages} messages"
+)
 assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 
 # %% [markdown]
@@ -350,8 +370,11 @@ assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 # Nothing left running (see notebook 03, "Leaving nothing behind").
 import asyncio
 
-assert not [task for task in asyncio.all_tasks()
-            if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")]
+assert not [
+    task
+    for task in asyncio.all_tasks()
+    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
+]
 
 # %% [markdown]
 # ## Recap

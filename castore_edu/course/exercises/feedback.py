@@ -141,7 +141,8 @@ async def attempt(
 def where(error: BaseException) -> str:
     """`` (in f, line n)`` for the innermost frame of the learner's code in ``error``'s traceback."""
     frames = [
-        frame for frame in traceback.extract_tb(error.__traceback__)
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
         if not frame.filename.startswith(PACKAGE_DIR) and f"{os.sep}asyncio{os.sep}" not in frame.filename
     ]
     return f" (in {frames[-1].name}, line {frames[-1].lineno})" if frames else ""

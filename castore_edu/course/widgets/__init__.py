@@ -15,6 +15,12 @@ from castore_edu.course.widgets.explorer import (
 from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html
 
 __all__ = [
-    "EventStoreExplorer", "ExplorerSnapshot", "aggregate_html", "event_html", "load_snapshot",
-    "FailureSimulator", "chart_png", "result_html",
+    "EventStoreExplorer",
+    "ExplorerSnapshot",
+    "FailureSimulator",
+    "aggregate_html",
+    "chart_png",
+    "event_html",
+    "load_snapshot",
+    "result_html",
 ]

@@ -49,7 +49,7 @@ class ExplorerSnapshot:
             if event_store_id not in self.event_stores:
                 raise ValueError(f"No event store {event_store_id!r} to fold its aggregates")
 
-    def keys(self) -> list[AggregateKey]:
+    def aggregate_keys(self) -> list[AggregateKey]:
         """Every aggregate, in the order it was loaded (store by store, oldest first)."""
         return list(self.histories)
 
@@ -75,7 +75,9 @@ async def load_snapshot(*event_stores: EventStore, page_size: int = 100) -> Expl
         while True:
             page = await store.list_aggregate_ids(limit=page_size, page_token=page_token)
             for entry in page.aggregate_ids:
-                histories[(store.event_store_id, entry.aggregate_id)] = await store.get_events(entry.aggregate_id)
+                histories[(store.event_store_id, entry.aggregate_id)] = await store.get_events(
+                    entry.aggregate_id
+                )
             page_token = page.next_page_token
             if page_token is None:
                 break
@@ -96,8 +98,10 @@ def _cell(value: Any) -> str:
 
 
 def _table(title: str, rows: Iterable[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th style='text-align:left'>{html.escape(name)}</th><td>{_cell(value)}</td></tr>"
-                   for name, value in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(name)}</th><td>{_cell(value)}</td></tr>"
+        for name, value in rows
+    )
     return f"<b>{html.escape(title)}</b><table>{body}</table>"
 
 
@@ -134,10 +138,12 @@ class EventStoreExplorer:
 
     def __init__(self, snapshot: ExplorerSnapshot) -> None:
         self.snapshot = snapshot
-        keys = snapshot.keys()
+        keys = snapshot.aggregate_keys()
         self.aggregate = widgets.Dropdown(
             description="Aggregate",
-            options=[(f"{store_id} · {aggregate_id}", (store_id, aggregate_id)) for store_id, aggregate_id in keys],
+            options=[
+                (f"{store_id} · {aggregate_id}", (store_id, aggregate_id)) for store_id, aggregate_id in keys
+            ],
         )
         self.version = widgets.IntSlider(description="Version", min=0, max=0, value=0, continuous_update=True)
         self.previous = widgets.Button(description="◀ previous", layout=widgets.Layout(width="8em"))
@@ -145,12 +151,14 @@ class EventStoreExplorer:
         self.title = widgets.HTML()
         self.event_view = widgets.HTML(layout=widgets.Layout(width="50%"))
         self.aggregate_view = widgets.HTML(layout=widgets.Layout(width="50%"))
-        self.widget = widgets.VBox([
-            self.aggregate,
-            widgets.HBox([self.previous, self.version, self.next]),
-            self.title,
-            widgets.HBox([self.event_view, self.aggregate_view]),
-        ])
+        self.widget = widgets.VBox(
+            [
+                self.aggregate,
+                widgets.HBox([self.previous, self.version, self.next]),
+                self.title,
+                widgets.HBox([self.event_view, self.aggregate_view]),
+            ]
+        )
 
         self.aggregate.observe(lambda _change: self._select_aggregate(), names="value")
         self.version.observe(lambda _change: self._render(), names="value")
@@ -159,7 +167,7 @@ class EventStoreExplorer:
         self._select_aggregate()
 
     def __repr__(self) -> str:
-        return f"EventStoreExplorer({len(self.snapshot.keys())} aggregates)"
+        return f"EventStoreExplorer({len(self.snapshot.aggregate_keys())} aggregates)"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # The widget view, with a short, stable text form (the default one lists every child).
@@ -195,7 +203,9 @@ class EventStoreExplorer:
         self.previous.disabled = disabled or version <= self.version.min
         self.next.disabled = disabled or version >= self.version.max
         if key is None:
-            self.title.value = "<p><i>No aggregate to explore: push some events, then load a snapshot.</i></p>"
+            self.title.value = (
+                "<p><i>No aggregate to explore: push some events, then load a snapshot.</i></p>"
+            )
             self.event_view.value = self.aggregate_view.value = ""
             return
         store_id, aggregate_id = key

@@ -28,6 +28,7 @@ import ipywidgets as widgets
 from castore_edu.course.experiment import ExperimentResult, FaultRates, plot_experiment, run_experiment
 
 Runner = Callable[..., Awaitable[ExperimentResult]]
+DEFAULT_RATES = FaultRates(fail=0.1)
 RATE_LABELS = {
     "fail": "publish fails",
     "lose_ack": "ack lost",
@@ -68,7 +69,7 @@ class FailureSimulator:
         self,
         *,
         pushes: int = 100,
-        rates: FaultRates = FaultRates(fail=0.1),
+        rates: FaultRates = DEFAULT_RATES,
         seed: int = 0,
         runner: Runner = run_experiment,
     ) -> None:
@@ -76,8 +77,13 @@ class FailureSimulator:
         self.pushes = widgets.IntSlider(value=pushes, min=10, max=500, step=10, description="pushes")
         self.rates = {
             name: widgets.FloatSlider(
-                value=getattr(rates, name), min=0.0, max=0.25, step=0.01, description=label,
-                readout_format=".0%", style={"description_width": "7em"},
+                value=getattr(rates, name),
+                min=0.0,
+                max=0.25,
+                step=0.01,
+                description=label,
+                readout_format=".0%",
+                style={"description_width": "7em"},
             )
             for name, label in RATE_LABELS.items()
         }
@@ -86,14 +92,16 @@ class FailureSimulator:
         self.status = widgets.Label(value="Set the faults, then run the experiment.")
         self.chart = widgets.Image(format="png")
         self.summary = widgets.HTML()
-        self.widget = widgets.VBox([
-            widgets.HBox([self.pushes, self.seed]),
-            widgets.HBox(list(self.rates.values())[:2]),
-            widgets.HBox(list(self.rates.values())[2:]),
-            widgets.HBox([self.run_button, self.status]),
-            self.chart,
-            self.summary,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.pushes, self.seed]),
+                widgets.HBox(list(self.rates.values())[:2]),
+                widgets.HBox(list(self.rates.values())[2:]),
+                widgets.HBox([self.run_button, self.status]),
+                self.chart,
+                self.summary,
+            ]
+        )
         self.result: ExperimentResult | None = None
         self.task: asyncio.Task[None] | None = None
         self.run_button.on_click(lambda _button: self.run())
