@@ -16,9 +16,6 @@ from castore_edu.core.events import EventDetail, EventType
 from castore_edu.messaging.delivery import TaskContext
 from castore_edu.messaging.messages import NotificationMessage
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.testing.storage_contract import (
-    run,
-)  # one async test body per asyncio.run (no pytest-asyncio)
 from tests.pokemon import (
     CHARIZARD_LEVELED_UP,
     PIKACHU_EVENTS,
@@ -116,15 +113,11 @@ appeared_message = NotificationMessage("POKEMONS", pikachu_appeared)
 caught_message = NotificationMessage("POKEMONS", pikachu_caught)
 
 
-def publish_all(adapter: Any, *messages: Any, replay: bool = False) -> None:
+async def publish_all(adapter: Any, *messages: Any, replay: bool = False) -> None:
     """Publish ``messages`` on an in-memory bus or queue adapter, then wait until it is idle."""
-
-    async def body() -> None:
-        for message in messages:
-            await adapter.publish_message(message, replay=replay)
-        await adapter.wait_idle()
-
-    run(body())
+    for message in messages:
+        await adapter.publish_message(message, replay=replay)
+    await adapter.wait_idle()
 
 
 # -- recording fakes -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Message channels (castore-behaviour §5, §10 items 46-52)."""
+"""Message channels, as Castore's behave (docs/api.md §7)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from tests.fixtures_pokemon import (
     caught,
     leveled_up,
     pokemons_store,
-    run,
 )
 from tests.pokemon import pikachu_after
+
+pytestmark = pytest.mark.anyio
 
 pikachu_appeared_message = NotificationMessage("POKEMONS", appeared)
 
@@ -111,10 +112,10 @@ def test_the_six_channels(channel_class, id_key, adapter_key, channel_type, mess
     assert channel.get_message_channel_adapter() is adapter
 
 
-def test_publishing_without_adapter_raises() -> None:
+async def test_publishing_without_adapter_raises() -> None:
     queue = NotificationMessageQueue(message_queue_id="test", source_event_stores=[pokemons_store()])
     with pytest.raises(UndefinedMessageChannelAdapterError) as raised:
-        run(queue.publish_message(pikachu_appeared_message))
+        await queue.publish_message(pikachu_appeared_message)
     assert str(raised.value) == "Adapter undefined for message queue test"
     assert (raised.value.message_channel_type, raised.value.message_channel_id) == ("queue", "test")
     bus = NotificationMessageBus(message_bus_id="b", source_event_stores=[pokemons_store()])
@@ -122,10 +123,10 @@ def test_publishing_without_adapter_raises() -> None:
         bus.get_message_channel_adapter()
 
 
-def test_unknown_event_store_is_reported_before_the_missing_adapter() -> None:
+async def test_unknown_event_store_is_reported_before_the_missing_adapter() -> None:
     queue = NotificationMessageQueue(message_queue_id="test", source_event_stores=[pokemons_store()])
     with pytest.raises(MessageChannelEventStoreNotFoundError) as raised:
-        run(queue.publish_message(NotificationMessage("UNKNOWN", appeared)))
+        await queue.publish_message(NotificationMessage("UNKNOWN", appeared))
     assert str(raised.value) == (
         "Unable to find event store UNKNOWN in message queue test. Did you provide it in the constructor?"
     )
@@ -138,53 +139,53 @@ def test_get_event_store_returns_the_first_store_with_that_id() -> None:
     assert bus.get_event_store("POKEMONS") is first
 
 
-def test_publish_message_forwards_the_replay_flag() -> None:
+async def test_publish_message_forwards_the_replay_flag() -> None:
     adapter = RecordingChannelAdapter()
     queue = NotificationMessageQueue(
         message_queue_id="test", source_event_stores=[pokemons_store()], message_queue_adapter=adapter
     )
-    run(queue.publish_message(pikachu_appeared_message))
-    run(queue.publish_message(pikachu_appeared_message, replay=True))
+    await queue.publish_message(pikachu_appeared_message)
+    await queue.publish_message(pikachu_appeared_message, replay=True)
     assert adapter.published == [(pikachu_appeared_message, False), (pikachu_appeared_message, True)]
 
 
-def test_publish_messages_checks_every_store_before_publishing_anything() -> None:
+async def test_publish_messages_checks_every_store_before_publishing_anything() -> None:
     adapter = RecordingChannelAdapter()
     queue = NotificationMessageQueue(
         message_queue_id="test", source_event_stores=[pokemons_store()], message_queue_adapter=adapter
     )
     with pytest.raises(MessageChannelEventStoreNotFoundError):
-        run(queue.publish_messages([pikachu_appeared_message, NotificationMessage("UNKNOWN", appeared)]))
+        await queue.publish_messages([pikachu_appeared_message, NotificationMessage("UNKNOWN", appeared)])
     assert adapter.batches == []
-    run(queue.publish_messages([pikachu_appeared_message] * 2, replay=True))
+    await queue.publish_messages([pikachu_appeared_message] * 2, replay=True)
     assert adapter.batches == [([pikachu_appeared_message] * 2, True)]
 
 
-def test_aggregate_exists_channel_checks_the_store_too() -> None:
+async def test_aggregate_exists_channel_checks_the_store_too() -> None:
     pokemons, trainers = blueprint_stores()
     adapter = RecordingChannelAdapter()
     bus = AggregateExistsMessageBus(
         message_bus_id="b", source_event_stores=[pokemons, trainers], message_bus_adapter=adapter
     )
     message = AggregateExistsMessage("TRAINERS", "ashKetchum", "2020")
-    run(bus.publish_message(message))
+    await bus.publish_message(message)
     assert adapter.published == [(message, False)]
 
 
-def test_get_aggregate_and_publish_message_adds_the_aggregate_at_the_event_version() -> None:
+async def test_get_aggregate_and_publish_message_adds_the_aggregate_at_the_event_version() -> None:
     adapter = RecordingChannelAdapter()
     queue = StateCarryingMessageQueue(
         message_queue_id="test",
         source_event_stores=[pokemons_store([appeared, caught, leveled_up])],
         message_queue_adapter=adapter,
     )
-    run(queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught), replay=True))
+    await queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught), replay=True)
     assert adapter.published == [
         (StateCarryingMessage("POKEMONS", caught, pikachu_after([appeared, caught])), True)
     ]
 
 
-def test_get_aggregate_and_publish_message_of_an_unknown_aggregate_publishes_nothing() -> None:
+async def test_get_aggregate_and_publish_message_of_an_unknown_aggregate_publishes_nothing() -> None:
     adapter = RecordingChannelAdapter()
     queue = StateCarryingMessageQueue(
         message_queue_id="test", source_event_stores=[pokemons_store()], message_queue_adapter=adapter
@@ -192,5 +193,5 @@ def test_get_aggregate_and_publish_message_of_an_unknown_aggregate_publishes_not
     with pytest.raises(
         AggregateNotFoundError, match=r"Unable to find aggregate pikachuId in event store POKEMONS\."
     ):
-        run(queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught)))
+        await queue.get_aggregate_and_publish_message(NotificationMessage("POKEMONS", caught))
     assert adapter.published == []

@@ -1,4 +1,4 @@
-"""Command: castore-behaviour §10 items 100-105 and API.md §10.
+"""Command: Castore's retry on version conflicts (docs/api.md §10).
 
 The fixture is Castore's counter command: a ``Counters`` store and a handler that reads a
 counter and pushes the next version. Conflicts come either from a fake adapter that refuses
@@ -23,6 +23,8 @@ from castore_edu import (
     InMemoryEventStorageAdapter,
     is_event_already_exists_error,
 )
+
+pytestmark = pytest.mark.anyio
 
 COUNTER_ID = "counter1"
 
@@ -116,11 +118,11 @@ def increment_command(
     return command, callback
 
 
-def run_increment(command: Command) -> Counter:
-    return asyncio.run(command.handler(COUNTER_ID, command.required_event_stores))
+async def run_increment(command: Command) -> Counter:
+    return await command.handler(COUNTER_ID, command.required_event_stores)
 
 
-# -- shape and defaults (items 100, 105) ----------------------------------------------------
+# -- shape and defaults ---------------------------------------------------------------------
 
 
 def test_command_attributes() -> None:
@@ -137,7 +139,7 @@ def test_command_attributes() -> None:
     assert command.on_event_already_exists is callback
 
 
-def test_retries_default_to_two_and_callback_to_none() -> None:
+async def test_retries_default_to_two_and_callback_to_none() -> None:
     adapter = ConflictingAdapter(conflicts=-1)
     command = Command(
         command_id="INCREMENT_COUNTER", required_event_stores=[counters_store(adapter)], handler=increment
@@ -145,7 +147,7 @@ def test_retries_default_to_two_and_callback_to_none() -> None:
     assert command.event_already_exists_retries == 2
     assert command.on_event_already_exists is None
     with pytest.raises(EventAlreadyExistsError):
-        run_increment(command)
+        await run_increment(command)
     assert adapter.pushes == 3
 
 
@@ -157,44 +159,44 @@ def test_negative_retries_are_refused(retries: int) -> None:
         )
 
 
-# -- retrying on conflicts (items 101-103) --------------------------------------------------
+# -- retrying on conflicts ------------------------------------------------------------------
 
 
-def test_retries_until_the_push_succeeds() -> None:
+async def test_retries_until_the_push_succeeds() -> None:
     adapter = ConflictingAdapter(conflicts=2)
     command, callback = increment_command(adapter, event_already_exists_retries=2)
-    counter = run_increment(command)
+    counter = await run_increment(command)
     assert adapter.pushes == 3
     assert callback.calls == [(adapter.raised[0], 1, 2), (adapter.raised[1], 2, 1)]
     assert counter == Counter(COUNTER_ID, 1, 1)
 
 
-def test_raises_the_conflict_once_the_retries_are_spent() -> None:
+async def test_raises_the_conflict_once_the_retries_are_spent() -> None:
     adapter = ConflictingAdapter(conflicts=-1)
     command, callback = increment_command(adapter, event_already_exists_retries=2)
     with pytest.raises(EventAlreadyExistsError) as raised:
-        run_increment(command)
+        await run_increment(command)
     assert adapter.pushes == 3
     assert raised.value is adapter.raised[-1]
     # The callback also runs on the final conflict, with nothing left to retry.
     assert callback.calls == [(adapter.raised[0], 1, 2), (adapter.raised[1], 2, 1), (adapter.raised[2], 3, 0)]
 
 
-def test_zero_retries_means_a_single_attempt() -> None:
+async def test_zero_retries_means_a_single_attempt() -> None:
     adapter = ConflictingAdapter(conflicts=-1)
     command, callback = increment_command(adapter, event_already_exists_retries=0)
     with pytest.raises(EventAlreadyExistsError):
-        run_increment(command)
+        await run_increment(command)
     assert adapter.pushes == 1
     assert callback.calls == [(adapter.raised[0], 1, 0)]
 
 
-def test_retries_are_read_when_the_handler_runs() -> None:
+async def test_retries_are_read_when_the_handler_runs() -> None:
     adapter = ConflictingAdapter(conflicts=-1)
     command, callback = increment_command(adapter)
     command.event_already_exists_retries = 4
     with pytest.raises(EventAlreadyExistsError):
-        run_increment(command)
+        await run_increment(command)
     assert adapter.pushes == 5
     assert [(attempt, left) for _, attempt, left in callback.calls] == [
         (1, 4),
@@ -205,20 +207,16 @@ def test_retries_are_read_when_the_handler_runs() -> None:
     ]
 
 
-def test_a_real_race_between_two_commands_is_resolved_by_a_retry() -> None:
+async def test_a_real_race_between_two_commands_is_resolved_by_a_retry() -> None:
     command, callback = increment_command()
     stores = command.required_event_stores
     [store] = stores
 
-    async def race() -> list[Counter]:
-        # Both handlers read version 0 before either pushes: one of the two pushes conflicts.
-        return list(
-            await asyncio.gather(command.handler(COUNTER_ID, stores), command.handler(COUNTER_ID, stores))
-        )
-
-    counters = asyncio.run(race())
+    counters = list(
+        await asyncio.gather(command.handler(COUNTER_ID, stores), command.handler(COUNTER_ID, stores))
+    )
     assert sorted(counter.version for counter in counters) == [1, 2]
-    assert asyncio.run(store.get_aggregate(COUNTER_ID)).aggregate == Counter(COUNTER_ID, 2, 2)
+    assert (await store.get_aggregate(COUNTER_ID)).aggregate == Counter(COUNTER_ID, 2, 2)
     [(error, attempt_number, retries_left)] = callback.calls
     assert (attempt_number, retries_left) == (1, 2)
     assert isinstance(error, EventAlreadyExistsError)
@@ -226,7 +224,7 @@ def test_a_real_race_between_two_commands_is_resolved_by_a_retry() -> None:
     assert str(error) == "Event already exists for Counters aggregate counter1 and version 1"
 
 
-def test_other_errors_are_raised_at_once_without_callback() -> None:
+async def test_other_errors_are_raised_at_once_without_callback() -> None:
     failure = KeyError("no such trainer")
     attempts: list[str] = []
 
@@ -239,13 +237,13 @@ def test_other_errors_are_raised_at_once_without_callback() -> None:
         command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback
     )
     with pytest.raises(KeyError) as raised:
-        asyncio.run(command.handler("ash", []))
+        await command.handler("ash", [])
     assert raised.value is failure
     assert attempts == ["ash"]
     assert callback.calls == []
 
 
-def test_a_duck_typed_conflict_is_retried_too() -> None:
+async def test_a_duck_typed_conflict_is_retried_too() -> None:
     class PostgresConflict(Exception):
         code = "EventAlreadyExistsError"
 
@@ -261,14 +259,14 @@ def test_a_duck_typed_conflict_is_retried_too() -> None:
     command = Command(
         command_id="C", required_event_stores=[], handler=handler, on_event_already_exists=callback
     )
-    assert asyncio.run(command.handler(None, [])) == "done"
+    assert await command.handler(None, []) == "done"
     assert attempts == [1, 2]
     assert [(type(error), attempt, left) for error, attempt, left in callback.calls] == [
         (PostgresConflict, 1, 2)
     ]
 
 
-def test_every_attempt_gets_the_input_the_stores_and_the_context() -> None:
+async def test_every_attempt_gets_the_input_the_stores_and_the_context() -> None:
     store = counters_store(ConflictingAdapter(conflicts=1))
     seen: list[tuple[Any, ...]] = []
 
@@ -278,12 +276,12 @@ def test_every_attempt_gets_the_input_the_stores_and_the_context() -> None:
 
     command = Command(command_id="C", required_event_stores=[store], handler=handler)
     stores = [store]
-    asyncio.run(command.handler(COUNTER_ID, stores, "uuid-generator", {"now": "2024"}))
+    await command.handler(COUNTER_ID, stores, "uuid-generator", {"now": "2024"})
     assert seen == [(COUNTER_ID, stores, "uuid-generator", {"now": "2024"})] * 2
     assert seen[1][1] is stores
 
 
-# -- is_event_already_exists_error (item 104) -----------------------------------------------
+# -- is_event_already_exists_error ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -306,5 +304,5 @@ def test_is_event_already_exists_error_is_duck_typed(candidate: Any, expected: b
 
 def test_a_command_made_outside_a_loop_works_in_later_loops() -> None:
     command, _ = increment_command()
-    run_increment(command)
-    assert run_increment(command) == Counter(COUNTER_ID, 2, 2)
+    asyncio.run(run_increment(command))
+    assert asyncio.run(run_increment(command)) == Counter(COUNTER_ID, 2, 2)

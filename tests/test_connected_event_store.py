@@ -1,4 +1,4 @@
-"""ConnectedEventStore and publish_pushed_event (castore-behaviour §7, §10 items 33-45, seed page)."""
+"""ConnectedEventStore and publish_pushed_event: Castore's connected event store, claim by claim (docs/api.md §9)."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ from tests.fixtures_pokemon import (
     leveled_up,
     pokemon_reducer,
     pokemons_store,
-    run,
     spy_pokemons_store,
 )
 from tests.pokemon import pikachu_after
+
+pytestmark = pytest.mark.anyio
 
 
 def build(*events: EventDetail) -> Any:
@@ -89,12 +90,12 @@ def test_it_keeps_what_it_was_given_and_has_the_event_store_interface() -> None:
     )
 
 
-def test_it_reads_the_wrapped_store_at_call_time() -> None:
+async def test_it_reads_the_wrapped_store_at_call_time() -> None:
     # Deviation: Castore copies the reducer (and more) when the connected store is built.
     store = pokemons_store([appeared, caught])
     connected = connect(store)
     store.reducer = lambda aggregate, event: (aggregate or 0) + 1
-    assert run(connected.get_aggregate("pikachuId")).aggregate == 2
+    assert (await connected.get_aggregate("pikachuId")).aggregate == 2
     connected.reducer = pokemon_reducer  # writes go to the wrapped store too
     assert store.reducer is pokemon_reducer
 
@@ -110,12 +111,12 @@ def test_event_storage_adapter_points_to_the_wrapped_store() -> None:
     assert connected.get_event_storage_adapter() is y
 
 
-def test_on_event_pushed_runs_the_wrapped_callback_then_publishes() -> None:
+async def test_on_event_pushed_runs_the_wrapped_callback_then_publishes() -> None:
     store = pokemons_store()
     connected = connect(store)
     assert store.on_event_pushed is None
     result = PushEventResult(event=caught)
-    run(connected.on_event_pushed(result))  # callable even though the wrapped store has none
+    await connected.on_event_pushed(result)  # callable even though the wrapped store has none
     assert published(connected) == [NotificationMessage("POKEMONS", caught)]
 
     seen: list[PushEventResult] = []
@@ -125,29 +126,29 @@ def test_on_event_pushed_runs_the_wrapped_callback_then_publishes() -> None:
 
     connected.on_event_pushed = callback
     assert store.on_event_pushed is callback
-    run(connected.on_event_pushed(result))
+    await connected.on_event_pushed(result)
     assert seen == [result] and len(published(connected)) == 2
 
 
-def test_push_event_stores_then_publishes_a_notification(publish_calls: list) -> None:
+async def test_push_event_stores_then_publishes_a_notification(publish_calls: list) -> None:
     store = spy_pokemons_store([appeared])
     connected = connect(store)
-    result = run(connected.push_event(caught))
+    result = await connected.push_event(caught)
     assert store.pushes == [(caught, None, False)]
     assert result == PushEventResult(event=caught)
     assert publish_calls == [(connected, result)]
     assert published(connected) == [NotificationMessage("POKEMONS", caught)]
-    assert run(store.get_events("pikachuId")) == [appeared, caught]
+    assert await store.get_events("pikachuId") == [appeared, caught]
 
 
-def test_push_event_forwards_prev_aggregate_and_force(publish_calls: list) -> None:
+async def test_push_event_forwards_prev_aggregate_and_force(publish_calls: list) -> None:
     store = spy_pokemons_store([appeared])
     connected = connect(store)
-    result = run(connected.push_event(caught, prev_aggregate=build(appeared)))
+    result = await connected.push_event(caught, prev_aggregate=build(appeared))
     assert store.pushes == [(caught, build(appeared), False)]
     assert publish_calls == [(connected, PushEventResult(caught, build(appeared, caught)))]
     assert result.next_aggregate == build(appeared, caught)
-    run(connected.push_event(caught, force=True))
+    await connected.push_event(caught, force=True)
     assert store.pushes[-1] == (caught, None, True)
 
 
@@ -159,7 +160,7 @@ def test_grouped_events_point_to_the_connected_store() -> None:
     assert grouped.prev_aggregate == build(appeared)
 
 
-def test_a_pushed_group_is_published_on_each_store_channel(publish_calls: list) -> None:
+async def test_a_pushed_group_is_published_on_each_store_channel(publish_calls: list) -> None:
     charizard_v1 = EventDetail(
         aggregate_id="charizard1",
         version=1,
@@ -170,11 +171,9 @@ def test_a_pushed_group_is_published_on_each_store_channel(publish_calls: list) 
     charizard_v2 = EventDetail(aggregate_id="charizard1", version=2, type="POKEMON_CAUGHT", timestamp="2021")
     state_carrying = connect(spy_pokemons_store([appeared]), StateCarryingMessageBus)
     notification = connect(pokemons_store([charizard_v1, charizard_v2]), NotificationMessageQueue)
-    results = run(
-        EventStore.push_event_group(
-            state_carrying.group_event(caught, prev_aggregate=build(appeared)),
-            notification.group_event(charizard_leveled_up),
-        )
+    results = await EventStore.push_event_group(
+        state_carrying.group_event(caught, prev_aggregate=build(appeared)),
+        notification.group_event(charizard_leveled_up),
     )
     assert sorted(publish_calls, key=lambda call: call[1].event.aggregate_id) == [
         (notification, PushEventResult(charizard_leveled_up)),
@@ -190,24 +189,24 @@ def test_a_pushed_group_is_published_on_each_store_channel(publish_calls: list) 
     assert ConnectedEventStore.push_event_group is EventStore.push_event_group
 
 
-def test_state_carrying_push_without_prev_aggregate_refetches_but_returns_the_plain_result() -> None:
+async def test_state_carrying_push_without_prev_aggregate_refetches_but_returns_the_plain_result() -> None:
     store = spy_pokemons_store([appeared])
     connected = connect(store, StateCarryingMessageQueue)
-    result = run(connected.push_event(caught))
+    result = await connected.push_event(caught)
     assert result == PushEventResult(event=caught)  # the fetched aggregate is not added
     assert store.aggregate_reads == [("pikachuId", 2)]
     assert published(connected) == [StateCarryingMessage("POKEMONS", caught, build(appeared, caught))]
 
 
-def test_state_carrying_push_of_a_first_event_needs_no_read() -> None:
+async def test_state_carrying_push_of_a_first_event_needs_no_read() -> None:
     store = spy_pokemons_store()
     connected = connect(store, StateCarryingMessageBus)
-    run(connected.push_event(appeared))
+    await connected.push_event(appeared)
     assert store.event_reads == 0
     assert published(connected) == [StateCarryingMessage("POKEMONS", appeared, build(appeared))]
 
 
-def test_the_wrapped_callback_runs_before_the_publish() -> None:
+async def test_the_wrapped_callback_runs_before_the_publish() -> None:
     order: list[str] = []
     store = pokemons_store()
 
@@ -219,30 +218,30 @@ def test_the_wrapped_callback_runs_before_the_publish() -> None:
             order.append("publish")
 
     store.on_event_pushed = callback
-    run(connect(store, adapter=MarkingAdapter()).push_event(appeared))
+    await connect(store, adapter=MarkingAdapter()).push_event(appeared)
     assert order == ["on_event_pushed", "publish"]
 
 
-def test_a_failed_publish_raises_but_the_event_is_stored() -> None:
+async def test_a_failed_publish_raises_but_the_event_is_stored() -> None:
     store = pokemons_store([appeared])
     connected = connect(store, adapter=FailingChannelAdapter())
     with pytest.raises(ConnectionError, match="broker unreachable"):
-        run(connected.push_event(caught))
-    assert run(store.get_events("pikachuId")) == [appeared, caught]  # stored, yet never published
+        await connected.push_event(caught)
+    assert await store.get_events("pikachuId") == [appeared, caught]  # stored, yet never published
     with pytest.raises(ConnectionError):
-        run(EventStore.push_event_group(connected.group_event(leveled_up)))
-    assert run(store.get_events("pikachuId"))[-1] == leveled_up
+        await EventStore.push_event_group(connected.group_event(leveled_up))
+    assert (await store.get_events("pikachuId"))[-1] == leveled_up
 
 
-def test_a_channel_without_adapter_fails_after_storing() -> None:
+async def test_a_channel_without_adapter_fails_after_storing() -> None:
     store = pokemons_store()
     channel = NotificationMessageBus(message_bus_id="bus", source_event_stores=[store])
     with pytest.raises(UndefinedMessageChannelAdapterError):
-        run(ConnectedEventStore(store, channel).push_event(appeared))
-    assert run(store.get_events("pikachuId")) == [appeared]
+        await ConnectedEventStore(store, channel).push_event(appeared)
+    assert await store.get_events("pikachuId") == [appeared]
 
 
-def test_end_to_end_on_an_in_memory_bus() -> None:
+async def test_end_to_end_on_an_in_memory_bus() -> None:
     store = pokemons_store()
     bus = NotificationMessageBus(message_bus_id="bus", source_event_stores=[store])
     adapter = InMemoryMessageBusAdapter.attach_to(bus)
@@ -250,51 +249,48 @@ def test_end_to_end_on_an_in_memory_bus() -> None:
     adapter.on({"event_store_id": "POKEMONS", "event_type": "POKEMON_CAUGHT"}, handler)
     connected = ConnectedEventStore(store, bus)
 
-    async def body() -> None:
-        await connected.push_event(appeared)
-        await connected.push_event(caught)
-        await adapter.wait_idle()
-
-    run(body())
+    await connected.push_event(appeared)
+    await connected.push_event(caught)
+    await adapter.wait_idle()
     assert handler.messages == [NotificationMessage("POKEMONS", caught)]
 
 
-# -- publish_pushed_event on its own (items 42-45) ------------------------------------------------
+# -- publish_pushed_event on its own --------------------------------------------------------------
 
 
-def test_publish_pushed_event_on_a_notification_channel() -> None:
+async def test_publish_pushed_event_on_a_notification_channel() -> None:
     connected = connect(pokemons_store(), NotificationMessageBus)
-    run(publish_pushed_event(connected, PushEventResult(leveled_up)))
+    await publish_pushed_event(connected, PushEventResult(leveled_up))
     assert connected.message_channel.message_channel_adapter.published == [
         (NotificationMessage("POKEMONS", leveled_up), False)
     ]
 
 
-def test_publish_pushed_event_fetches_the_aggregate_at_the_event_version() -> None:
+async def test_publish_pushed_event_fetches_the_aggregate_at_the_event_version() -> None:
     store = spy_pokemons_store([appeared, caught, leveled_up])
     connected = connect(store, StateCarryingMessageBus)
-    run(publish_pushed_event(connected, PushEventResult(caught)))
+    await publish_pushed_event(connected, PushEventResult(caught))
     assert store.aggregate_reads == [("pikachuId", 2)]
     assert published(connected) == [StateCarryingMessage("POKEMONS", caught, build(appeared, caught))]
 
 
-def test_publish_pushed_event_uses_next_aggregate_when_there_is_one() -> None:
+async def test_publish_pushed_event_uses_next_aggregate_when_there_is_one() -> None:
     store = spy_pokemons_store()
     connected = connect(store, StateCarryingMessageBus)
-    run(publish_pushed_event(connected, PushEventResult(leveled_up, next_aggregate="next")))
+    await publish_pushed_event(connected, PushEventResult(leveled_up, next_aggregate="next"))
     assert store.aggregate_reads == []
     assert published(connected) == [StateCarryingMessage("POKEMONS", leveled_up, "next")]
 
 
-def test_publish_pushed_event_of_an_unknown_aggregate_carries_none() -> None:
+async def test_publish_pushed_event_of_an_unknown_aggregate_carries_none() -> None:
     connected = connect(pokemons_store(), StateCarryingMessageBus)
-    run(publish_pushed_event(connected, PushEventResult(leveled_up)))
+    await publish_pushed_event(connected, PushEventResult(leveled_up))
     assert published(connected) == [StateCarryingMessage("POKEMONS", leveled_up, None)]
 
 
-def test_aggregate_exists_channels_get_nothing() -> None:
+async def test_aggregate_exists_channels_get_nothing() -> None:
     store = pokemons_store()
     connected = connect(store, AggregateExistsMessageQueue)
-    run(connected.push_event(appeared))
+    await connected.push_event(appeared)
     assert published(connected) == []
-    assert run(store.get_events("pikachuId")) == [appeared]
+    assert await store.get_events("pikachuId") == [appeared]

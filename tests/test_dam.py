@@ -1,4 +1,4 @@
-"""Replay functions (castore-behaviour §9.1, §10 items 110-120, §11.13; API.md §10 tie order)."""
+"""Replay functions: Castore's lib-dam behaviour, with our deterministic tie order (docs/api.md §10)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from castore_edu.replay.dam import (
     pour_event_store_events,
 )
 from castore_edu.testing.doubles import mock_event_store
-from tests.fixtures_pokemon import Recorder, blueprint_stores, run
+from tests.fixtures_pokemon import Recorder, blueprint_stores
+
+pytestmark = pytest.mark.anyio
 
 REPLAYED = TaskContext(attempt=1, retry_attempts_left=2, replay=True)
 
@@ -92,82 +94,73 @@ def assert_evenly_spaced(worker: Recorder, rate_limit: float) -> None:
     assert statistics.median(spacing) <= 1.5
 
 
-# -- pour_aggregate_events (items 110-113) -----------------------------------------------------
+# -- pour_aggregate_events ---------------------------------------------------------------------
 
 
-def test_pour_aggregate_events_replays_one_aggregate_in_version_order() -> None:
+async def test_pour_aggregate_events_replays_one_aggregate_in_version_order() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    result = run(pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu"))
+    result = await pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="pikachu")
     assert poured(worker) == [("POKEMONS", event) for event in pikachu]
     assert result == PouredEvents(3, pikachu[0], pikachu[2])
 
 
-def test_pour_aggregate_events_with_a_time_window() -> None:
+async def test_pour_aggregate_events_with_a_time_window() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
     filters = {"from": "2021-02-01T00:00:00.000Z", "to": "2023-06-01T00:00:00.000Z"}
-    result = run(
-        pour_aggregate_events(
-            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=filters
-        )
+    result = await pour_aggregate_events(
+        event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=filters
     )
     assert poured(worker) == [("POKEMONS", pikachu[1])]
     assert result == PouredEvents(1, pikachu[1], pikachu[1])
     bounds = {"from": pikachu[0].timestamp, "to": pikachu[1].timestamp}  # both bounds inclusive
     assert (
-        run(
-            pour_aggregate_events(
-                event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=bounds
-            )
-        ).poured_event_count
-        == 2
-    )
+        await pour_aggregate_events(
+            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", filters=bounds
+        )
+    ).poured_event_count == 2
 
 
-def test_pour_aggregate_events_passes_options_to_get_events() -> None:
+async def test_pour_aggregate_events_passes_options_to_get_events() -> None:
     pokemons, _ = stores()
     calls = record_calls(pokemons, "get_events")
     queue, worker = queue_of(pokemons)
     options = {"reverse": True, "limit": 1, "min_version": 1, "max_version": 3}
-    result = run(
-        pour_aggregate_events(
-            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", options=options
-        )
+    result = await pour_aggregate_events(
+        event_store=pokemons, message_channel=queue, aggregate_id="pikachu", options=options
     )
     assert calls == [options]
     assert poured(worker) == [("POKEMONS", pikachu[2])]
     assert result == PouredEvents(1, pikachu[2], pikachu[2])
 
 
-def test_pour_aggregate_events_of_an_unknown_aggregate_pours_nothing() -> None:
+async def test_pour_aggregate_events_of_an_unknown_aggregate_pours_nothing() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    assert run(
-        pour_aggregate_events(event_store=pokemons, message_channel=queue, aggregate_id="mew")
+    assert await pour_aggregate_events(
+        event_store=pokemons, message_channel=queue, aggregate_id="mew"
     ) == PouredEvents(0)
     assert worker.calls == []
 
 
-def test_pour_aggregate_events_respects_the_rate_limit() -> None:
+async def test_pour_aggregate_events_respects_the_rate_limit() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    run(
-        pour_aggregate_events(
-            event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=25
-        )
+    await pour_aggregate_events(
+        event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=25
     )
     assert len(worker.calls) == 3
     assert_evenly_spaced(worker, 25)
 
 
-# -- pour_event_store_aggregate_ids (items 114-115) --------------------------------------------
+# -- pour_event_store_aggregate_ids ------------------------------------------------------------
 
 
-def test_pour_event_store_aggregate_ids() -> None:
+async def test_pour_event_store_aggregate_ids() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons, channel_class=AggregateExistsMessageQueue)
-    result = run(pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue))
+    result = await pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue)
     assert worker.messages == [
         AggregateExistsMessage("POKEMONS", e.aggregate_id, e.initial_event_timestamp)
         for e in (entry(pikachu), entry(charizard), entry(arcanine))
@@ -176,7 +169,7 @@ def test_pour_event_store_aggregate_ids() -> None:
     assert result == PouredAggregateIds(3, entry(pikachu), entry(arcanine))
 
 
-def test_pour_event_store_aggregate_ids_passes_options_and_pages_through_everything() -> None:
+async def test_pour_event_store_aggregate_ids_passes_options_and_pages_through_everything() -> None:
     pokemons, _ = stores()
     calls = record_calls(pokemons, "list_aggregate_ids")
     queue, _worker = queue_of(pokemons, channel_class=AggregateExistsMessageQueue)
@@ -186,52 +179,56 @@ def test_pour_event_store_aggregate_ids_passes_options_and_pages_through_everyth
         "initial_event_before": "2022-12-01T00:00:00.000Z",
         "reverse": True,
     }
-    result = run(pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue, options=options))
+    result = await pour_event_store_aggregate_ids(
+        event_store=pokemons, message_channel=queue, options=options
+    )
     assert calls[0] == {**options, "page_token": None}
     assert result == PouredAggregateIds(1, entry(charizard), entry(charizard))
     # limit is a page size, not a cap: every page is poured
-    assert run(
-        pour_event_store_aggregate_ids(event_store=pokemons, message_channel=queue, options={"limit": 1})
+    assert await pour_event_store_aggregate_ids(
+        event_store=pokemons, message_channel=queue, options={"limit": 1}
     ) == PouredAggregateIds(3, entry(pikachu), entry(arcanine))
 
 
-# -- pour_event_store_events (items 116, 117, 120) ------------------------------------------------
+# -- pour_event_store_events ----------------------------------------------------------------------
 
 
-def test_pour_event_store_events_in_timestamp_order() -> None:
+async def test_pour_event_store_events_in_timestamp_order() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    result = run(pour_event_store_events(event_store=pokemons, message_channel=queue))
+    result = await pour_event_store_events(event_store=pokemons, message_channel=queue)
     assert poured(worker) == [
         ("POKEMONS", e) for e in (pikachu[0], pikachu[1], charizard[0], arcanine[0], pikachu[2], arcanine[1])
     ]
     assert result == PouredStoreEvents(6, entry(pikachu), entry(arcanine))
 
 
-def test_pour_event_store_events_with_a_time_window() -> None:
+async def test_pour_event_store_events_with_a_time_window() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
     filters = {"from": "2021-07-01T00:00:00.000Z", "to": "2023-02-01T00:00:00.000Z"}
-    result = run(pour_event_store_events(event_store=pokemons, message_channel=queue, filters=filters))
+    result = await pour_event_store_events(event_store=pokemons, message_channel=queue, filters=filters)
     assert poured(worker) == [("POKEMONS", e) for e in (pikachu[1], charizard[0], arcanine[0])]
     assert result == PouredStoreEvents(3, entry(pikachu), entry(arcanine))
 
 
-def test_pour_event_store_events_respects_the_rate_limit() -> None:
+async def test_pour_event_store_events_respects_the_rate_limit() -> None:
     pokemons, _ = stores()
     queue, worker = queue_of(pokemons)
-    run(pour_event_store_events(event_store=pokemons, message_channel=queue, rate_limit=25))
+    await pour_event_store_events(event_store=pokemons, message_channel=queue, rate_limit=25)
     assert len(worker.calls) == 6
     assert_evenly_spaced(worker, 25)
 
 
-# -- pour_event_store_collection_events (items 118-120) -----------------------------------------
+# -- pour_event_store_collection_events ---------------------------------------------------------
 
 
-def test_pour_collection_events_in_one_timestamp_order() -> None:
+async def test_pour_collection_events_in_one_timestamp_order() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons, trainers)
-    result = run(pour_event_store_collection_events(event_stores=[pokemons, trainers], message_channel=queue))
+    result = await pour_event_store_collection_events(
+        event_stores=[pokemons, trainers], message_channel=queue
+    )
     # Equal timestamps (2022-01-01, 2024-01-01) keep the order of event_stores: POKEMONS first.
     # (Castore puts TRAINERS first there, by a quirk of JavaScript's sort.)
     assert poured(worker) == [
@@ -255,16 +252,16 @@ def test_pour_collection_events_in_one_timestamp_order() -> None:
     )
 
 
-def test_ties_across_stores_follow_the_order_of_event_stores() -> None:
+async def test_ties_across_stores_follow_the_order_of_event_stores() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons, trainers)
-    run(pour_event_store_collection_events(event_stores=[trainers, pokemons], message_channel=queue))
+    await pour_event_store_collection_events(event_stores=[trainers, pokemons], message_channel=queue)
     order = [event.aggregate_id for _, event in poured(worker)]
     assert order.index("ashKetchum", 1) < order.index("pikachu", 2)  # 2022-01-01 tie: TRAINERS first now
     assert order[-2:] == ["garyOak", "arcanine"]  # 2024-01-01 tie
 
 
-def test_ties_in_one_store_follow_the_listing_then_the_versions() -> None:
+async def test_ties_in_one_store_follow_the_listing_then_the_versions() -> None:
     pokemons, _ = blueprint_stores()
     same_day = "2021-01-01T00:00:00.000Z"
     store = mock_event_store(
@@ -276,7 +273,7 @@ def test_ties_in_one_store_follow_the_listing_then_the_versions() -> None:
         ],
     )
     queue, worker = queue_of(store)
-    run(pour_event_store_events(event_store=store, message_channel=queue))
+    await pour_event_store_events(event_store=store, message_channel=queue)
     assert [(e.aggregate_id, e.version) for _, e in poured(worker)] == [
         ("zubat", 1),
         ("zubat", 2),
@@ -284,14 +281,12 @@ def test_ties_in_one_store_follow_the_listing_then_the_versions() -> None:
     ]
 
 
-def test_pour_collection_events_with_a_time_window() -> None:
+async def test_pour_collection_events_with_a_time_window() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons, trainers)
     filters = {"from": "2021-07-01T00:00:00.000Z", "to": "2022-11-01T00:00:00.000Z"}
-    result = run(
-        pour_event_store_collection_events(
-            event_stores=[pokemons, trainers], message_channel=queue, filters=filters
-        )
+    result = await pour_event_store_collection_events(
+        event_stores=[pokemons, trainers], message_channel=queue, filters=filters
     )
     assert poured(worker) == [("POKEMONS", pikachu[1]), ("TRAINERS", ash[1]), ("POKEMONS", charizard[0])]
     assert result == PouredCollectionEvents(
@@ -303,19 +298,17 @@ def test_pour_collection_events_with_a_time_window() -> None:
     )
 
 
-def test_pour_collection_events_respects_the_rate_limit() -> None:
+async def test_pour_collection_events_respects_the_rate_limit() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons, trainers)
-    run(
-        pour_event_store_collection_events(
-            event_stores=[pokemons, trainers], message_channel=queue, rate_limit=25
-        )
+    await pour_event_store_collection_events(
+        event_stores=[pokemons, trainers], message_channel=queue, rate_limit=25
     )
     assert len(worker.calls) == 10
     assert_evenly_spaced(worker, 25)
 
 
-def test_a_store_listed_to_the_end_does_not_jump_ahead_of_another() -> None:
+async def test_a_store_listed_to_the_end_does_not_jump_ahead_of_another() -> None:
     # Castore's quirk (§11.13): once a store is fully listed it pours all its events at once, even
     # those newer than events of another store still to be listed. It takes > PAGE_SIZE aggregates.
     assert dam.PAGE_SIZE == 20
@@ -343,7 +336,7 @@ def test_a_store_listed_to_the_end_does_not_jump_ahead_of_another() -> None:
         return await list_aggregate_ids(**kwargs)
 
     many.list_aggregate_ids = spy
-    result = run(pour_event_store_collection_events(event_stores=[many, few], message_channel=queue))
+    result = await pour_event_store_collection_events(event_stores=[many, few], message_channel=queue)
     timestamps = [event.timestamp for _, event in poured(worker)]
     assert len(timestamps) == 27 and timestamps == sorted(timestamps)
     assert poured(worker)[-1] == ("TRAINERS", ash_events[1])  # 2030: last, not poured early
@@ -363,29 +356,25 @@ def test_a_store_listed_to_the_end_does_not_jump_ahead_of_another() -> None:
 # -- bad input --------------------------------------------------------------------------------
 
 
-def test_bad_replay_arguments_are_refused() -> None:
+async def test_bad_replay_arguments_are_refused() -> None:
     pokemons, _ = stores()
     queue, _ = queue_of(pokemons)
     with pytest.raises(ValueError, match=r"Unknown filter keys \['since'\]"):
-        run(pour_event_store_events(event_store=pokemons, message_channel=queue, filters={"since": "2022"}))
+        await pour_event_store_events(event_store=pokemons, message_channel=queue, filters={"since": "2022"})
     with pytest.raises(ValueError, match="page_token"):
-        run(
-            pour_event_store_aggregate_ids(
-                event_store=pokemons, message_channel=queue, options={"page_token": "x"}
-            )
+        await pour_event_store_aggregate_ids(
+            event_store=pokemons, message_channel=queue, options={"page_token": "x"}
         )
     for rate_limit in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="rate_limit must be a positive number"):
-            run(
-                pour_aggregate_events(
-                    event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=rate_limit
-                )
+            await pour_aggregate_events(
+                event_store=pokemons, message_channel=queue, aggregate_id="pikachu", rate_limit=rate_limit
             )
 
 
-def test_a_message_from_a_store_the_channel_does_not_know_is_refused() -> None:
+async def test_a_message_from_a_store_the_channel_does_not_know_is_refused() -> None:
     pokemons, trainers = stores()
     queue, worker = queue_of(pokemons)  # TRAINERS is not a source of this queue
     with pytest.raises(MessageChannelEventStoreNotFoundError):
-        run(pour_event_store_events(event_store=trainers, message_channel=queue))
+        await pour_event_store_events(event_store=trainers, message_channel=queue)
     assert worker.calls == []

@@ -1,4 +1,4 @@
-"""EventStore: castore-behaviour §10 items 1-32 and the EventStore part of API.md §1-§5.
+"""EventStore: Castore's event store behaviour, and docs/api.md §1-§5.
 
 Most tests plug in :class:`RecordingAdapter`, a fake that writes down every call the store
 makes and then lets a real in-memory adapter answer. A test can then check both sides: what
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from tests.pokemon import (
     pokemons_event_store,
     pokemons_reducer,
 )
+
+pytestmark = pytest.mark.anyio
 
 STAMP = "2030-01-01T00:00:00.000Z"
 
@@ -186,7 +189,7 @@ def recording_store(**options: Any) -> tuple[EventStore, list[EventDetail]]:
 PIKACHU = pikachu_after(PIKACHU_EVENTS)
 
 
-# -- event types (items 1-2) ----------------------------------------------------------------
+# -- event types ----------------------------------------------------------------------------
 
 
 def test_event_type_only_public_attribute_is_type() -> None:
@@ -201,7 +204,7 @@ def test_reserved_event_types_are_refused(reserved: str) -> None:
         EventType(reserved)
 
 
-# -- the store's shape (item 3) -------------------------------------------------------------
+# -- the store's shape ----------------------------------------------------------------------
 
 
 def test_store_attributes() -> None:
@@ -234,28 +237,28 @@ def test_store_attributes() -> None:
     assert store.on_event_pushed is None and store.event_storage_adapter is None
 
 
-def test_on_event_pushed_and_adapter_can_be_set_after_construction() -> None:
+async def test_on_event_pushed_and_adapter_can_be_set_after_construction() -> None:
     store = pokemons_event_store()
     store.on_event_pushed = recorder = PushRecorder()
     store.event_storage_adapter = InMemoryEventStorageAdapter()
-    result = asyncio.run(store.push_event(PIKACHU_APPEARED))
+    result = await store.push_event(PIKACHU_APPEARED)
     assert recorder.results == [result]
 
 
-# -- reading (items 4-9) --------------------------------------------------------------------
+# -- reading --------------------------------------------------------------------------------
 
 
-def test_get_events_delegates_to_the_adapter_and_returns_its_answer() -> None:
+async def test_get_events_delegates_to_the_adapter_and_returns_its_answer() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
-    events = asyncio.run(store.get_events(PIKACHU_ID))
+    events = await store.get_events(PIKACHU_ID)
     assert adapter.calls == [get_events_call()]
     assert events is adapter.calls[0].result
     assert events == list(PIKACHU_EVENTS)
 
 
-def test_get_events_forwards_every_option() -> None:
+async def test_get_events_forwards_every_option() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
-    events = asyncio.run(store.get_events(PIKACHU_ID, min_version=2, max_version=3, limit=1, reverse=True))
+    events = await store.get_events(PIKACHU_ID, min_version=2, max_version=3, limit=1, reverse=True)
     assert adapter.calls == [get_events_call(min_version=2, max_version=3, limit=1, reverse=True)]
     # Newest first, then the limit: the last event.
     assert events == [PIKACHU_LEVELED_UP]
@@ -269,16 +272,18 @@ def test_get_events_forwards_every_option() -> None:
     ],
     ids=["get_events", "list_aggregate_ids"],
 )
-def test_limit_zero_is_empty_and_negative_limit_is_refused(read: Callable[[EventStore, int], Any]) -> None:
+async def test_limit_zero_is_empty_and_negative_limit_is_refused(
+    read: Callable[[EventStore, int], Any],
+) -> None:
     store = pokemons_event_store(InMemoryEventStorageAdapter(PIKACHU_EVENTS))
-    assert asyncio.run(read(store, 0)) in ([], AggregateIdsPage([]))
+    assert await read(store, 0) in ([], AggregateIdsPage([]))
     with pytest.raises(ValueError):
-        asyncio.run(read(store, -1))
+        await read(store, -1)
 
 
-def test_get_aggregate_folds_the_events() -> None:
+async def test_get_aggregate_folds_the_events() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
-    result = asyncio.run(store.get_aggregate(PIKACHU_ID))
+    result = await store.get_aggregate(PIKACHU_ID)
     assert adapter.calls == [get_events_call()]
     assert result == AggregateResult(
         aggregate=PIKACHU, events=list(PIKACHU_EVENTS), last_event=PIKACHU_LEVELED_UP
@@ -286,45 +291,43 @@ def test_get_aggregate_folds_the_events() -> None:
     assert PokemonAggregate(PIKACHU_ID, 3, "Pikachu", 43, "caught") == PIKACHU
 
 
-def test_get_aggregate_forwards_only_max_version() -> None:
+async def test_get_aggregate_forwards_only_max_version() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
-    result = asyncio.run(store.get_aggregate(PIKACHU_ID, max_version=2))
+    result = await store.get_aggregate(PIKACHU_ID, max_version=2)
     assert adapter.calls == [get_events_call(max_version=2)]
     assert result.aggregate == PokemonAggregate(PIKACHU_ID, 2, "Pikachu", 42, "caught")
     assert result.last_event == PIKACHU_CAUGHT
 
 
-def test_get_aggregate_of_unknown_aggregate_is_empty() -> None:
+async def test_get_aggregate_of_unknown_aggregate_is_empty() -> None:
     store, _ = recorded_store()
-    assert asyncio.run(store.get_aggregate(PIKACHU_ID)) == AggregateResult(
+    assert await store.get_aggregate(PIKACHU_ID) == AggregateResult(
         aggregate=None, events=[], last_event=None
     )
 
 
-def test_get_existing_aggregate_equals_get_aggregate() -> None:
+async def test_get_existing_aggregate_equals_get_aggregate() -> None:
     store, adapter = recorded_store(PIKACHU_EVENTS)
-    assert asyncio.run(store.get_existing_aggregate(PIKACHU_ID)) == asyncio.run(
-        store.get_aggregate(PIKACHU_ID)
-    )
-    existing = asyncio.run(store.get_existing_aggregate(PIKACHU_ID, max_version=1))
+    assert await store.get_existing_aggregate(PIKACHU_ID) == await store.get_aggregate(PIKACHU_ID)
+    existing = await store.get_existing_aggregate(PIKACHU_ID, max_version=1)
     assert adapter.calls[-1] == get_events_call(max_version=1)
     assert existing.aggregate == pikachu_after([PIKACHU_APPEARED])
 
 
-def test_get_existing_aggregate_of_unknown_aggregate_raises() -> None:
+async def test_get_existing_aggregate_of_unknown_aggregate_raises() -> None:
     store, _ = recorded_store()
     with pytest.raises(AggregateNotFoundError) as raised:
-        asyncio.run(store.get_existing_aggregate(PIKACHU_ID))
+        await store.get_existing_aggregate(PIKACHU_ID)
     assert str(raised.value) == "Unable to find aggregate pikachuId in event store POKEMONS."
     assert (raised.value.aggregate_id, raised.value.event_store_id) == (PIKACHU_ID, "POKEMONS")
 
 
-# -- push_event (items 10-16, 32) -----------------------------------------------------------
+# -- push_event -----------------------------------------------------------------------------
 
 
-def test_push_event_without_prev_aggregate_returns_no_next_aggregate() -> None:
+async def test_push_event_without_prev_aggregate_returns_no_next_aggregate() -> None:
     store, adapter = recorded_store()
-    result = asyncio.run(store.push_event(PIKACHU_LEVELED_UP))
+    result = await store.push_event(PIKACHU_LEVELED_UP)
     assert adapter.calls == [
         Call("push_event", (PIKACHU_LEVELED_UP,), {"event_store_id": "POKEMONS", "force": False})
     ]
@@ -332,20 +335,20 @@ def test_push_event_without_prev_aggregate_returns_no_next_aggregate() -> None:
     assert result.next_aggregate is None
 
 
-def test_push_event_of_a_first_event_returns_the_new_aggregate() -> None:
+async def test_push_event_of_a_first_event_returns_the_new_aggregate() -> None:
     store, _ = recorded_store()
-    result = asyncio.run(store.push_event(PIKACHU_APPEARED))
+    result = await store.push_event(PIKACHU_APPEARED)
     assert result == PushEventResult(event=PIKACHU_APPEARED, next_aggregate=pikachu_after([PIKACHU_APPEARED]))
 
 
-def test_push_event_with_prev_aggregate_returns_the_next_aggregate() -> None:
+async def test_push_event_with_prev_aggregate_returns_the_next_aggregate() -> None:
     store, _ = recorded_store([PIKACHU_APPEARED, PIKACHU_CAUGHT])
     previous = pikachu_after([PIKACHU_APPEARED, PIKACHU_CAUGHT])
-    result = asyncio.run(store.push_event(PIKACHU_LEVELED_UP, prev_aggregate=previous))
+    result = await store.push_event(PIKACHU_LEVELED_UP, prev_aggregate=previous)
     assert result.next_aggregate == PIKACHU
 
 
-def test_push_event_forwards_force_but_never_prev_aggregate() -> None:
+async def test_push_event_forwards_force_but_never_prev_aggregate() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
     renamed = EventDetail(
         aggregate_id=PIKACHU_ID,
@@ -354,15 +357,15 @@ def test_push_event_forwards_force_but_never_prev_aggregate() -> None:
         timestamp="2022",
         payload={"name": "Raichu", "level": 50},
     )
-    asyncio.run(store.push_event(renamed, prev_aggregate=PIKACHU, force=True))
+    await store.push_event(renamed, prev_aggregate=PIKACHU, force=True)
     assert adapter.calls == [Call("push_event", (renamed,), {"event_store_id": "POKEMONS", "force": True})]
     assert stored_events(adapter) == [renamed]
 
 
-def test_push_event_conflict_raises_event_already_exists() -> None:
+async def test_push_event_conflict_raises_event_already_exists() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
     with pytest.raises(EventAlreadyExistsError) as raised:
-        asyncio.run(store.push_event(PIKACHU_APPEARED))
+        await store.push_event(PIKACHU_APPEARED)
     assert (raised.value.event_store_id, raised.value.aggregate_id, raised.value.version) == (
         "POKEMONS",
         PIKACHU_ID,
@@ -371,22 +374,22 @@ def test_push_event_conflict_raises_event_already_exists() -> None:
     assert stored_events(adapter) == [PIKACHU_APPEARED]
 
 
-def test_push_event_uses_the_event_the_adapter_stored() -> None:
+async def test_push_event_uses_the_event_the_adapter_stored() -> None:
     adapter = RecordingAdapter(clock=lambda: STAMP)
     store, seen = recording_store(event_storage_adapter=adapter)
     unstamped = EventDetail(
         aggregate_id=PIKACHU_ID, version=1, type="POKEMON_APPEARED", payload={"name": "Pikachu", "level": 42}
     )
-    result = asyncio.run(store.push_event(unstamped))
+    result = await store.push_event(unstamped)
     assert result.event.timestamp == STAMP
     assert result.event is adapter.calls[0].result
     assert seen == [result.event]
 
 
-def test_prev_aggregate_is_trusted_not_checked() -> None:
+async def test_prev_aggregate_is_trusted_not_checked() -> None:
     # A stale (here: too new) prev_aggregate is folded as given: the caller's responsibility.
     store, _ = recorded_store([PIKACHU_APPEARED])
-    result = asyncio.run(store.push_event(PIKACHU_CAUGHT, prev_aggregate=PIKACHU))
+    result = await store.push_event(PIKACHU_CAUGHT, prev_aggregate=PIKACHU)
     assert result.next_aggregate == PokemonAggregate(PIKACHU_ID, 2, "Pikachu", 43, "caught")
 
 
@@ -395,7 +398,7 @@ def count_events(count: int | None, event: EventDetail) -> int:
     return 0 if count is None else count + 1
 
 
-def test_next_aggregate_rule_tests_is_not_none_not_truthiness() -> None:
+async def test_next_aggregate_rule_tests_is_not_none_not_truthiness() -> None:
     store = EventStore(
         event_store_id="Counters",
         event_types=[],
@@ -406,29 +409,29 @@ def test_next_aggregate_rule_tests_is_not_none_not_truthiness() -> None:
     second = EventDetail(aggregate_id="c", version=2, type="INCREMENTED")
     third = EventDetail(aggregate_id="c", version=3, type="INCREMENTED")
 
-    assert asyncio.run(store.push_event(first)).next_aggregate == 0  # falsy, still returned
-    assert asyncio.run(store.push_event(second, prev_aggregate=0)).next_aggregate == 1  # falsy prev used
+    assert (await store.push_event(first)).next_aggregate == 0  # falsy, still returned
+    assert (await store.push_event(second, prev_aggregate=0)).next_aggregate == 1  # falsy prev used
     grouped_third = store.group_event(third, prev_aggregate=0)
     assert grouped_third.prev_aggregate == 0
-    [result] = asyncio.run(EventStore.push_event_group(grouped_third))
+    [result] = await EventStore.push_event_group(grouped_third)
     assert result.next_aggregate == 1
 
 
-def test_an_undeclared_event_type_can_be_pushed() -> None:
+async def test_an_undeclared_event_type_can_be_pushed() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
     evolved = EventDetail(aggregate_id=PIKACHU_ID, version=2, type="POKEMON_EVOLVED", timestamp="2025")
-    asyncio.run(store.push_event(evolved))
+    await store.push_event(evolved)
     assert stored_events(adapter) == [PIKACHU_APPEARED, evolved]
 
 
-def test_on_event_pushed_is_awaited_with_the_result_before_push_event_returns() -> None:
+async def test_on_event_pushed_is_awaited_with_the_result_before_push_event_returns() -> None:
     recorder = PushRecorder(delay=0.01)
     store, _ = recorded_store(on_event_pushed=recorder)
-    result = asyncio.run(store.push_event(PIKACHU_APPEARED))
+    result = await store.push_event(PIKACHU_APPEARED)
     assert len(recorder.results) == 1 and recorder.results[0] is result
 
 
-def test_on_event_pushed_failure_propagates_after_the_event_is_stored() -> None:
+async def test_on_event_pushed_failure_propagates_after_the_event_is_stored() -> None:
     failure = RuntimeError("broker down")
 
     async def on_event_pushed(result: PushEventResult) -> None:
@@ -436,12 +439,12 @@ def test_on_event_pushed_failure_propagates_after_the_event_is_stored() -> None:
 
     store, adapter = recorded_store(on_event_pushed=on_event_pushed)
     with pytest.raises(RuntimeError) as raised:
-        asyncio.run(store.push_event(PIKACHU_APPEARED))
+        await store.push_event(PIKACHU_APPEARED)
     assert raised.value is failure
     assert stored_events(adapter) == [PIKACHU_APPEARED]
 
 
-# -- group_event and push_event_group (items 17-24) -----------------------------------------
+# -- group_event and push_event_group -------------------------------------------------------
 
 
 def test_group_event_asks_the_adapter_and_fills_in_the_store() -> None:
@@ -461,41 +464,37 @@ def test_group_event_keeps_prev_aggregate() -> None:
     assert store.group_event(PIKACHU_LEVELED_UP, prev_aggregate=PIKACHU).prev_aggregate is PIKACHU
 
 
-def test_push_event_group_hands_the_group_to_the_adapter() -> None:
+async def test_push_event_group_hands_the_group_to_the_adapter() -> None:
     adapter = RecordingAdapter()
     first, second = grouped(PIKACHU_APPEARED, adapter), grouped(CHARIZARD_LEVELED_UP, adapter)
-    results = asyncio.run(EventStore.push_event_group(first, second))
+    results = await EventStore.push_event_group(first, second)
     assert adapter.calls == [Call("push_event_group", ([first, second],), {"force": False})]
     # No event store on these grouped events: no next_aggregate, even for a version 1.
     assert results == [PushEventResult(event=PIKACHU_APPEARED), PushEventResult(event=CHARIZARD_LEVELED_UP)]
     assert stored_events(adapter) == [PIKACHU_APPEARED, CHARIZARD_LEVELED_UP]
 
 
-def test_push_event_group_forwards_force() -> None:
+async def test_push_event_group_forwards_force() -> None:
     adapter = RecordingAdapter([PIKACHU_APPEARED])
     first, second = grouped(PIKACHU_APPEARED, adapter), grouped(CHARIZARD_LEVELED_UP, adapter)
-    asyncio.run(EventStore.push_event_group(first, second, force=True))
+    await EventStore.push_event_group(first, second, force=True)
     assert adapter.calls == [Call("push_event_group", ([first, second],), {"force": True})]
 
 
-def test_push_event_group_computes_next_aggregate_of_a_first_event() -> None:
+async def test_push_event_group_computes_next_aggregate_of_a_first_event() -> None:
     store, adapter = recorded_store()
-    results = asyncio.run(
-        EventStore.push_event_group(
-            store.group_event(PIKACHU_APPEARED),
-            grouped(CHARIZARD_LEVELED_UP, adapter),
-        )
+    results = await EventStore.push_event_group(
+        store.group_event(PIKACHU_APPEARED),
+        grouped(CHARIZARD_LEVELED_UP, adapter),
     )
     assert results[0] == PushEventResult(PIKACHU_APPEARED, next_aggregate=pikachu_after([PIKACHU_APPEARED]))
 
 
-def test_push_event_group_computes_next_aggregate_from_prev_aggregate() -> None:
+async def test_push_event_group_computes_next_aggregate_from_prev_aggregate() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
-    results = asyncio.run(
-        EventStore.push_event_group(
-            store.group_event(PIKACHU_CAUGHT, prev_aggregate=pikachu_after([PIKACHU_APPEARED])),
-            grouped(CHARIZARD_LEVELED_UP, adapter),
-        )
+    results = await EventStore.push_event_group(
+        store.group_event(PIKACHU_CAUGHT, prev_aggregate=pikachu_after([PIKACHU_APPEARED])),
+        grouped(CHARIZARD_LEVELED_UP, adapter),
     )
     assert results == [
         PushEventResult(PIKACHU_CAUGHT, next_aggregate=pikachu_after([PIKACHU_APPEARED, PIKACHU_CAUGHT])),
@@ -503,9 +502,9 @@ def test_push_event_group_computes_next_aggregate_from_prev_aggregate() -> None:
     ]
 
 
-def test_push_event_group_needs_at_least_one_grouped_event() -> None:
+async def test_push_event_group_needs_at_least_one_grouped_event() -> None:
     with pytest.raises(ValueError):
-        asyncio.run(EventStore.push_event_group())
+        await EventStore.push_event_group()
 
 
 def two_store_group(
@@ -526,40 +525,37 @@ def two_store_group(
     return group, pokemon_adapter, trainer_adapter
 
 
-def test_on_event_pushed_of_every_store_runs_concurrently_after_the_group() -> None:
+async def test_on_event_pushed_of_every_store_runs_concurrently_after_the_group() -> None:
     finished: list[tuple[str, PushEventResult]] = []
 
-    async def body() -> list[PushEventResult]:
-        arrived = {"POKEMONS": asyncio.Event(), "TRAINERS": asyncio.Event()}
+    arrived = {"POKEMONS": asyncio.Event(), "TRAINERS": asyncio.Event()}
 
-        def callback(mine: str, other: str) -> Callable[[PushEventResult], Any]:
-            async def on_event_pushed(result: PushEventResult) -> None:
-                # Each callback waits for the other one to start: run one after the other,
-                # they would wait forever (here: time out).
-                arrived[mine].set()
-                await asyncio.wait_for(arrived[other].wait(), timeout=2)
-                await asyncio.sleep(0.01)
-                finished.append((mine, result))
+    def callback(mine: str, other: str) -> Callable[[PushEventResult], Any]:
+        async def on_event_pushed(result: PushEventResult) -> None:
+            # Each callback waits for the other one to start: run one after the other,
+            # they would wait forever (here: time out).
+            arrived[mine].set()
+            await asyncio.wait_for(arrived[other].wait(), timeout=2)
+            await asyncio.sleep(0.01)
+            finished.append((mine, result))
 
-            return on_event_pushed
+        return on_event_pushed
 
-        group, pokemon_adapter, trainer_adapter = two_store_group(
-            callback("POKEMONS", "TRAINERS"), callback("TRAINERS", "POKEMONS")
-        )
-        results = await EventStore.push_event_group(*group)
-        # The head's adapter did the work for the whole group.
-        assert len(pokemon_adapter.calls_to("push_event_group")) == 1
-        assert trainer_adapter.calls_to("push_event_group") == []
-        assert len(stored_events(trainer_adapter)) == 1
-        assert len(finished) == 2  # both callbacks finished before the call returned
-        return results
-
-    results = asyncio.run(body())
+    group, pokemon_adapter, trainer_adapter = two_store_group(
+        callback("POKEMONS", "TRAINERS"), callback("TRAINERS", "POKEMONS")
+    )
+    results = await EventStore.push_event_group(*group)
+    # The head's adapter did the work for the whole group.
+    assert len(pokemon_adapter.calls_to("push_event_group")) == 1
+    assert trainer_adapter.calls_to("push_event_group") == []
+    assert len(stored_events(trainer_adapter)) == 1
+    assert len(finished) == 2  # both callbacks finished before the call returned
+    results = results
     assert dict(finished) == {"POKEMONS": results[0], "TRAINERS": results[1]}
     assert results[0].next_aggregate == pikachu_after([PIKACHU_APPEARED]) and results[1].next_aggregate == 1
 
 
-def test_first_failing_on_event_pushed_raises_while_the_others_complete() -> None:
+async def test_first_failing_on_event_pushed_raises_while_the_others_complete() -> None:
     failure = RuntimeError("pokemon callback failed")
     trainer_outcome: list[str] = []
 
@@ -576,19 +572,16 @@ def test_first_failing_on_event_pushed_raises_while_the_others_complete() -> Non
 
     group, _, trainer_adapter = two_store_group(failing, slow)
 
-    async def body() -> None:
-        with pytest.raises(RuntimeError) as raised:
-            await EventStore.push_event_group(*group)
-        assert raised.value is failure
-
-    asyncio.run(body())
+    with pytest.raises(RuntimeError) as raised:
+        await EventStore.push_event_group(*group)
+    assert raised.value is failure
     # asyncio.run cancels whatever is still running when body() ends: the slow callback must
     # have been awaited, not left behind.
     assert trainer_outcome == ["completed"]
     assert len(stored_events(trainer_adapter)) == 1
 
 
-def test_the_first_callback_to_fail_in_time_is_the_one_raised() -> None:
+async def test_the_first_callback_to_fail_in_time_is_the_one_raised() -> None:
     late, early = RuntimeError("late"), RuntimeError("early")
 
     async def fails_late(result: PushEventResult) -> None:
@@ -600,24 +593,22 @@ def test_the_first_callback_to_fail_in_time_is_the_one_raised() -> None:
 
     group, _, _ = two_store_group(fails_late, fails_early)
     with pytest.raises(RuntimeError) as raised:
-        asyncio.run(EventStore.push_event_group(*group))
+        await EventStore.push_event_group(*group)
     assert raised.value is early
 
 
-def test_failed_group_calls_no_on_event_pushed_and_stores_nothing() -> None:
+async def test_failed_group_calls_no_on_event_pushed_and_stores_nothing() -> None:
     recorder = PushRecorder()
     store, adapter = recorded_store([PIKACHU_CAUGHT], on_event_pushed=recorder)
     with pytest.raises(EventAlreadyExistsError):
-        asyncio.run(
-            EventStore.push_event_group(
-                store.group_event(PIKACHU_APPEARED), store.group_event(PIKACHU_CAUGHT)
-            )
+        await EventStore.push_event_group(
+            store.group_event(PIKACHU_APPEARED), store.group_event(PIKACHU_CAUGHT)
         )
     assert recorder.results == []
     assert stored_events(adapter) == [PIKACHU_CAUGHT]  # the appeared event was not kept
 
 
-# -- list_aggregate_ids (item 25) -----------------------------------------------------------
+# -- list_aggregate_ids ---------------------------------------------------------------------
 
 
 def three_pokemons() -> list[EventDetail]:
@@ -633,9 +624,9 @@ def three_pokemons() -> list[EventDetail]:
     ]
 
 
-def test_list_aggregate_ids_forwards_options_and_returns_the_answer() -> None:
+async def test_list_aggregate_ids_forwards_options_and_returns_the_answer() -> None:
     store, adapter = recorded_store(three_pokemons())
-    token = asyncio.run(store.list_aggregate_ids(limit=1)).next_page_token
+    token = (await store.list_aggregate_ids(limit=1)).next_page_token
     assert token is not None
     options = dict(
         limit=10,
@@ -644,60 +635,67 @@ def test_list_aggregate_ids_forwards_options_and_returns_the_answer() -> None:
         initial_event_before="2022-01-01T00:00:00.000Z",
         reverse=True,
     )
-    page = asyncio.run(store.list_aggregate_ids(**options))
+    page = await store.list_aggregate_ids(**options)
     assert adapter.calls[-1] == Call("list_aggregate_ids", (), {"event_store_id": "POKEMONS", **options})
     assert page is adapter.calls[-1].result
 
 
-def test_list_aggregate_ids_next_page_needs_only_the_token() -> None:
+async def test_list_aggregate_ids_next_page_needs_only_the_token() -> None:
     store, _ = recorded_store(three_pokemons())
-    first = asyncio.run(store.list_aggregate_ids(limit=1, reverse=True))
+    first = await store.list_aggregate_ids(limit=1, reverse=True)
     assert first.aggregate_ids == [AggregateIdEntry("squirtle", "2023")]
-    second = asyncio.run(store.list_aggregate_ids(page_token=first.next_page_token))
+    second = await store.list_aggregate_ids(page_token=first.next_page_token)
     # The token carries limit=1 and reverse=True: the store must not override them.
     assert second.aggregate_ids == [AggregateIdEntry("charmander", "2022")]
     assert second.next_page_token is not None
 
 
-# -- no storage adapter (items 26-27) -------------------------------------------------------
+# -- no storage adapter ---------------------------------------------------------------------
 
+
+async def settle(outcome: Any) -> Any:
+    """The outcome of a call of these tables: awaited when the call made a coroutine."""
+    return await outcome if inspect.isawaitable(outcome) else outcome
+
+
+# The synchronous calls raise at once, the coroutines when awaited: ``settle`` does both.
 STORAGE_CALLS: dict[str, Callable[[EventStore], Any]] = {
     "get_event_storage_adapter": lambda store: store.get_event_storage_adapter(),
     "group_event": lambda store: store.group_event(PIKACHU_APPEARED),  # synchronous
-    "push_event": lambda store: asyncio.run(store.push_event(PIKACHU_APPEARED)),
-    "get_events": lambda store: asyncio.run(store.get_events(PIKACHU_ID)),
-    "get_aggregate": lambda store: asyncio.run(store.get_aggregate(PIKACHU_ID)),
-    "get_existing_aggregate": lambda store: asyncio.run(store.get_existing_aggregate(PIKACHU_ID)),
-    "list_aggregate_ids": lambda store: asyncio.run(store.list_aggregate_ids()),
+    "push_event": lambda store: store.push_event(PIKACHU_APPEARED),
+    "get_events": lambda store: store.get_events(PIKACHU_ID),
+    "get_aggregate": lambda store: store.get_aggregate(PIKACHU_ID),
+    "get_existing_aggregate": lambda store: store.get_existing_aggregate(PIKACHU_ID),
+    "list_aggregate_ids": lambda store: store.list_aggregate_ids(),
 }
 
 
 @pytest.mark.parametrize("call", STORAGE_CALLS.values(), ids=STORAGE_CALLS.keys())
-def test_storage_calls_without_adapter_raise(call: Callable[[EventStore], Any]) -> None:
+async def test_storage_calls_without_adapter_raise(call: Callable[[EventStore], Any]) -> None:
     store = pokemons_event_store()
     with pytest.raises(UndefinedEventStorageAdapterError) as raised:
-        call(store)
+        await settle(call(store))
     assert raised.value.event_store_id == "POKEMONS"
     assert str(raised.value) == "EventStorageAdapter not found for event store POKEMONS"
 
 
-def test_adapter_is_looked_up_at_call_time() -> None:
+async def test_adapter_is_looked_up_at_call_time() -> None:
     store = pokemons_event_store()
     first = InMemoryEventStorageAdapter()
     store.event_storage_adapter = first
     for call in STORAGE_CALLS.values():
-        call(store)  # every method works once an adapter is set
+        await settle(call(store))  # every method works once an adapter is set
     assert stored_events(first) == [PIKACHU_APPEARED]
 
     second = InMemoryEventStorageAdapter([PIKACHU_APPEARED, PIKACHU_CAUGHT])
     store.event_storage_adapter = second
     assert store.get_event_storage_adapter() is second
-    assert asyncio.run(store.get_aggregate(PIKACHU_ID)).aggregate == pikachu_after(
+    assert (await store.get_aggregate(PIKACHU_ID)).aggregate == pikachu_after(
         [PIKACHU_APPEARED, PIKACHU_CAUGHT]
     )
 
 
-# -- invalid events (API.md §1) -------------------------------------------------------------
+# -- invalid events -------------------------------------------------------------------------
 
 
 def bad(**fields: Any) -> EventDetail:
@@ -726,33 +724,31 @@ INVALID_EVENTS = [
 ]
 
 PUSH_PATHS: dict[str, Callable[[EventStore, EventDetail], Any]] = {
-    "push_event": lambda store, event: asyncio.run(store.push_event(event)),
+    "push_event": lambda store, event: store.push_event(event),
     "group_event": lambda store, event: store.group_event(event),
     # A valid event first, so "nothing stored" also means "not half a group".
-    "push_event_group": lambda store, event: asyncio.run(
-        EventStore.push_event_group(
-            store.group_event(CHARIZARD_LEVELED_UP),
-            grouped(event, store.get_event_storage_adapter(), store),
-        )
+    "push_event_group": lambda store, event: EventStore.push_event_group(
+        store.group_event(CHARIZARD_LEVELED_UP),
+        grouped(event, store.get_event_storage_adapter(), store),
     ),
 }
 
 
 @pytest.mark.parametrize("path", PUSH_PATHS.values(), ids=PUSH_PATHS.keys())
 @pytest.mark.parametrize(("field_name", "event"), INVALID_EVENTS)
-def test_invalid_events_are_refused_and_nothing_is_stored(
+async def test_invalid_events_are_refused_and_nothing_is_stored(
     path: Callable[[EventStore, EventDetail], Any], field_name: str, event: EventDetail
 ) -> None:
     store, adapter = recorded_store()
     with pytest.raises(InvalidEventError) as raised:
-        path(store, event)
+        await settle(path(store, event))
     assert isinstance(raised.value, ValueError)
     assert raised.value.field == field_name
     assert stored_events(adapter) == []
-    assert asyncio.run(store.list_aggregate_ids()) == AggregateIdsPage([])
+    assert await store.list_aggregate_ids() == AggregateIdsPage([])
 
 
-# -- build_aggregate and simulate_aggregate (items 28-31) -----------------------------------
+# -- build_aggregate and simulate_aggregate -------------------------------------------------
 
 
 def test_build_aggregate_is_a_left_fold() -> None:

@@ -21,7 +21,8 @@ from castore_edu.course.experiment import (
     seeded_workload,
 )
 from castore_edu.testing.faults import Fault, FaultSchedule
-from tests.fixtures_pokemon import run
+
+pytestmark = pytest.mark.anyio
 
 SCHEDULES = 1_000
 
@@ -41,8 +42,8 @@ def test_the_workload_is_seeded_and_valid() -> None:
         seeded_workload(-1)
 
 
-def test_without_faults_both_paths_deliver_everything_once() -> None:
-    result = run(run_experiment(pushes=40, rates=FaultRates(), seed=1))
+async def test_without_faults_both_paths_deliver_everything_once() -> None:
+    result = await run_experiment(pushes=40, rates=FaultRates(), seed=1)
     for path in (result.connected, result.relay):
         assert (
             path.stored_events,
@@ -53,15 +54,15 @@ def test_without_faults_both_paths_deliver_everything_once() -> None:
         assert path.read_model_equals_store and path.errors_seen == path.crashes == 0
 
 
-def test_same_arguments_same_result() -> None:
+async def test_same_arguments_same_result() -> None:
     rates = FaultRates(fail=0.1, lose_ack=0.05, duplicate=0.05, crash=0.05)
-    first = run(run_experiment(pushes=80, rates=rates, seed=7))
-    assert run(run_experiment(pushes=80, rates=rates, seed=7)) == first
-    assert run(run_experiment(pushes=80, rates=rates, seed=8)) != first
+    first = await run_experiment(pushes=80, rates=rates, seed=7)
+    assert await run_experiment(pushes=80, rates=rates, seed=7) == first
+    assert await run_experiment(pushes=80, rates=rates, seed=8) != first
 
 
-def test_the_result_table_shows_both_paths() -> None:
-    result = run(run_experiment(pushes=50, rates=FaultRates(fail=0.2), seed=2))
+async def test_the_result_table_shows_both_paths() -> None:
+    result = await run_experiment(pushes=50, rates=FaultRates(fail=0.2), seed=2)
     lines = result.table().splitlines()
     assert lines[0].split() == ["connected", "store", "relay"]
     assert lines[1].split() == ["stored", "events", "50", "50"]
@@ -69,9 +70,9 @@ def test_the_result_table_shows_both_paths() -> None:
     assert lines[5].split() == ["read", "model", "equals", "store", "False", "True"]
 
 
-def test_impossible_rates_are_refused() -> None:
+async def test_impossible_rates_are_refused() -> None:
     with pytest.raises(ValueError):
-        run(run_experiment(pushes=5, rates=FaultRates(fail=0.6, crash=0.6)))
+        await run_experiment(pushes=5, rates=FaultRates(fail=0.6, crash=0.6))
 
 
 def random_rates(rng: random.Random) -> FaultRates:
@@ -83,72 +84,72 @@ def random_rates(rng: random.Random) -> FaultRates:
     )
 
 
-def test_property_the_relay_never_loses_and_the_connected_store_loses_what_the_schedule_predicts() -> None:
-    async def main() -> tuple[int, int, int]:
-        rng = random.Random("property")
-        total_lost = runs_with_losses = runs_with_relay_duplicates = 0
-        for seed in range(SCHEDULES):
-            rates = random_rates(rng)
-            events = seeded_workload(rng.randint(1, 25), seed, aggregates=rng.randint(1, 6))
-            pushes = len(events)
+async def test_property_the_relay_never_loses_and_the_connected_store_loses_what_the_schedule_predicts() -> (
+    None
+):
+    rng = random.Random("property")
+    total_lost = runs_with_losses = runs_with_relay_duplicates = 0
+    for seed in range(SCHEDULES):
+        rates = random_rates(rng)
+        events = seeded_workload(rng.randint(1, 25), seed, aggregates=rng.randint(1, 6))
+        pushes = len(events)
 
-            relay = await run_relay(events, rates.schedule(seed), batch_size=rng.randint(1, 5))
-            assert relay.stored_events == pushes
-            assert relay.lost_messages == 0, (seed, rates)
-            assert relay.read_model_equals_store, (seed, rates)
-            assert relay.delivered_messages == pushes + relay.duplicated_messages
-            runs_with_relay_duplicates += relay.duplicated_messages > 0
+        relay = await run_relay(events, rates.schedule(seed), batch_size=rng.randint(1, 5))
+        assert relay.stored_events == pushes
+        assert relay.lost_messages == 0, (seed, rates)
+        assert relay.read_model_equals_store, (seed, rates)
+        assert relay.delivered_messages == pushes + relay.duplicated_messages
+        runs_with_relay_duplicates += relay.duplicated_messages > 0
 
-            connected = await run_connected(events, rates.schedule(seed))
-            decisions = rates.schedule(seed).decisions(pushes)  # publish n meets decision n
-            lost = decisions.count(Fault.FAIL) + decisions.count(Fault.CRASH)
-            assert connected.stored_events == pushes
-            assert connected.lost_messages == lost, (seed, rates)
-            assert connected.duplicated_messages == decisions.count(Fault.DUPLICATE)
-            assert connected.delivered_messages == pushes - lost + decisions.count(Fault.DUPLICATE)
-            assert connected.errors_seen == decisions.count(Fault.FAIL) + decisions.count(Fault.FAIL_AFTER)
-            assert connected.crashes == decisions.count(Fault.CRASH)
-            # Every lost message carried a level gain, so any loss shows in the read model.
-            assert connected.read_model_equals_store == (lost == 0)
-            total_lost += lost
-            runs_with_losses += lost > 0
-        return total_lost, runs_with_losses, runs_with_relay_duplicates
-
-    total_lost, runs_with_losses, runs_with_relay_duplicates = run(main())
+        connected = await run_connected(events, rates.schedule(seed))
+        decisions = rates.schedule(seed).decisions(pushes)  # publish n meets decision n
+        lost = decisions.count(Fault.FAIL) + decisions.count(Fault.CRASH)
+        assert connected.stored_events == pushes
+        assert connected.lost_messages == lost, (seed, rates)
+        assert connected.duplicated_messages == decisions.count(Fault.DUPLICATE)
+        assert connected.delivered_messages == pushes - lost + decisions.count(Fault.DUPLICATE)
+        assert connected.errors_seen == decisions.count(Fault.FAIL) + decisions.count(Fault.FAIL_AFTER)
+        assert connected.crashes == decisions.count(Fault.CRASH)
+        # Every lost message carried a level gain, so any loss shows in the read model.
+        assert connected.read_model_equals_store == (lost == 0)
+        total_lost += lost
+        runs_with_losses += lost > 0
+    total_lost, runs_with_losses, runs_with_relay_duplicates = (
+        total_lost,
+        runs_with_losses,
+        runs_with_relay_duplicates,
+    )
     # The connected store's losses are real and common; the relay pays with duplicates instead.
     assert total_lost > 0 and runs_with_losses > SCHEDULES // 4
     assert runs_with_relay_duplicates > SCHEDULES // 10
 
 
-def test_a_non_zero_fail_rate_loses_messages_through_the_connected_store() -> None:
+async def test_a_non_zero_fail_rate_loses_messages_through_the_connected_store() -> None:
     for rate in (0.02, 0.1, 0.5):
-        result = run(run_experiment(pushes=300, rates=FaultRates(fail=rate), seed=11))
+        result = await run_experiment(pushes=300, rates=FaultRates(fail=rate), seed=11)
         expected = FaultRates(fail=rate).schedule(11).count(Fault.FAIL, 300)
         assert result.connected.lost_messages == expected > 0
         assert result.relay.lost_messages == 0 and result.relay.read_model_equals_store
 
 
-def test_the_relay_survives_a_crash_on_every_publish_it_can_crash_on() -> None:
+async def test_the_relay_survives_a_crash_on_every_publish_it_can_crash_on() -> None:
     """Crash the relay on publish k, for every k of a run: it still delivers everything."""
 
-    async def main() -> None:
-        events = seeded_workload(12, seed=3, aggregates=3)
-        call = 0
-        while True:
-            call += 1
-            result = await run_relay(events, FaultSchedule.on_calls(call, fault=Fault.CRASH), batch_size=4)
-            assert result.lost_messages == 0 and result.read_model_equals_store
-            if result.crashes == 0:  # the run made fewer publishes than that
-                break
-        assert call > len(events)
-
-    run(main())
+    events = seeded_workload(12, seed=3, aggregates=3)
+    call = 0
+    while True:
+        call += 1
+        result = await run_relay(events, FaultSchedule.on_calls(call, fault=Fault.CRASH), batch_size=4)
+        assert result.lost_messages == 0 and result.read_model_equals_store
+        if result.crashes == 0:  # the run made fewer publishes than that
+            break
+    assert call > len(events)
 
 
-def test_the_chart_has_one_bar_per_count_and_path() -> None:
+async def test_the_chart_has_one_bar_per_count_and_path() -> None:
     pytest.importorskip("matplotlib")
-    result: ExperimentResult = run(
-        run_experiment(pushes=30, rates=FaultRates(fail=0.2, duplicate=0.1), seed=5)
+    result: ExperimentResult = await run_experiment(
+        pushes=30, rates=FaultRates(fail=0.2, duplicate=0.1), seed=5
     )
     figure = plot_experiment(result)
     (ax,) = figure.axes

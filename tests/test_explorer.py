@@ -24,36 +24,37 @@ from castore_edu.course.widgets import (
     event_html,
     load_snapshot,
 )
-from castore_edu.testing.storage_contract import run
+
+pytestmark = pytest.mark.anyio
 
 PIKACHU = ("POKEMONS", "pikachu")
 CHARMANDER = ("POKEMONS", "charmander")
 ASH = ("TRAINERS", "ash")
 
 
-def story(pokedex: Pokedex | None = None) -> Pokedex:
+async def story(pokedex: Pokedex | None = None) -> Pokedex:
     pokedex = pokedex or in_memory_pokedex()
-    run(tell_the_story(pokedex))
+    await tell_the_story(pokedex)
     return pokedex
 
 
-def explorer_of(pokedex: Pokedex) -> EventStoreExplorer:
-    return EventStoreExplorer(run(load_snapshot(*pokedex.stores)))
+async def explorer_of(pokedex: Pokedex) -> EventStoreExplorer:
+    return EventStoreExplorer(await load_snapshot(*pokedex.stores))
 
 
 # -- the snapshot: time travel by folding preloaded events ------------------------------------
 
 
 @pytest.mark.parametrize("make_pokedex", [in_memory_pokedex, sqlite_pokedex])
-def test_folding_up_to_a_version_is_get_aggregate_with_max_version(make_pokedex: Any) -> None:
-    pokedex = story(make_pokedex())
-    snapshot = run(load_snapshot(*pokedex.stores))
+async def test_folding_up_to_a_version_is_get_aggregate_with_max_version(make_pokedex: Any) -> None:
+    pokedex = await story(make_pokedex())
+    snapshot = await load_snapshot(*pokedex.stores)
     stores = {store.event_store_id: store for store in pokedex.stores}
     checked = 0
     for key in snapshot.aggregate_keys():
         store_id, aggregate_id = key
         for version in snapshot.versions(key):
-            expected = run(stores[store_id].get_aggregate(aggregate_id, max_version=version))
+            expected = await stores[store_id].get_aggregate(aggregate_id, max_version=version)
             assert snapshot.aggregate_at(key, version) == expected.aggregate
             assert snapshot.event_at(key, version) == expected.last_event
             checked += 1
@@ -61,11 +62,11 @@ def test_folding_up_to_a_version_is_get_aggregate_with_max_version(make_pokedex:
     pokedex.close()
 
 
-def test_load_snapshot_reads_every_page_in_listing_order() -> None:
-    pokedex = story()
+async def test_load_snapshot_reads_every_page_in_listing_order() -> None:
+    pokedex = await story()
     for name in ("bulbasaur", "squirtle", "eevee"):
-        run(pokedex.pokemons.push_event(pokemon_appeared(name, name=name.title(), level=1)))
-    snapshot = run(load_snapshot(*pokedex.stores, page_size=2))
+        await pokedex.pokemons.push_event(pokemon_appeared(name, name=name.title(), level=1))
+    snapshot = await load_snapshot(*pokedex.stores, page_size=2)
     assert snapshot.aggregate_keys() == [
         PIKACHU,
         CHARMANDER,
@@ -77,12 +78,12 @@ def test_load_snapshot_reads_every_page_in_listing_order() -> None:
     assert snapshot.versions(PIKACHU) == [1, 2, 3, 4]
 
 
-def test_a_snapshot_is_a_photograph() -> None:
-    pokedex = story()
-    snapshot = run(load_snapshot(pokedex.pokemons))
-    run(pokedex.pokemons.push_event(pokemon_appeared("mew", name="Mew", level=50)))
+async def test_a_snapshot_is_a_photograph() -> None:
+    pokedex = await story()
+    snapshot = await load_snapshot(pokedex.pokemons)
+    await pokedex.pokemons.push_event(pokemon_appeared("mew", name="Mew", level=50))
     assert ("POKEMONS", "mew") not in snapshot.aggregate_keys()
-    assert ("POKEMONS", "mew") in run(load_snapshot(pokedex.pokemons)).aggregate_keys()
+    assert ("POKEMONS", "mew") in (await load_snapshot(pokedex.pokemons)).aggregate_keys()
 
 
 def test_a_version_without_event_shows_none_and_folds_what_came_before() -> None:
@@ -117,21 +118,23 @@ def test_rendering_escapes_html() -> None:
     assert "<b>x</b>" not in aggregate_html({"<b>x</b>": "<i>"})
 
 
-def test_aggregate_html_handles_dataclasses_mappings_other_values_and_none() -> None:
-    pokemons = story().pokemons
-    aggregate = run(pokemons.get_aggregate("pikachu")).aggregate
+async def test_aggregate_html_handles_dataclasses_mappings_other_values_and_none() -> None:
+    pokemons = (await story()).pokemons
+    aggregate = (await pokemons.get_aggregate("pikachu")).aggregate
     assert "Aggregate (Pokemon)" in aggregate_html(aggregate) and "<td>7</td>" in aggregate_html(aggregate)
     assert "<th style='text-align:left'>level</th><td>3</td>" in aggregate_html({"level": 3})
     assert "<th style='text-align:left'>value</th><td>42</td>" in aggregate_html(42)
     assert "does not exist yet" in aggregate_html(None)
-    assert "[&quot;pikachu&quot;]" in aggregate_html(run(story().trainers.get_aggregate("ash")).aggregate)
+    assert "[&quot;pikachu&quot;]" in aggregate_html(
+        (await (await story()).trainers.get_aggregate("ash")).aggregate
+    )
 
 
 # -- the widget, driven headlessly ------------------------------------------------------------------
 
 
-def test_it_opens_on_the_first_aggregate_at_its_latest_version() -> None:
-    explorer = explorer_of(story())
+async def test_it_opens_on_the_first_aggregate_at_its_latest_version() -> None:
+    explorer = await explorer_of(await story())
     assert explorer.selected == PIKACHU
     assert (explorer.version.min, explorer.version.max, explorer.version.value) == (1, 4, 4)
     assert "version 4 of 4" in explorer.title.value
@@ -139,8 +142,8 @@ def test_it_opens_on_the_first_aggregate_at_its_latest_version() -> None:
     assert explorer.next.disabled and not explorer.previous.disabled
 
 
-def test_moving_the_slider_travels_in_time() -> None:
-    explorer = explorer_of(story())
+async def test_moving_the_slider_travels_in_time() -> None:
+    explorer = await explorer_of(await story())
     explorer.version.value = 1
     assert "POKEMON_APPEARED" in explorer.event_view.value
     assert "<td>wild</td>" in explorer.aggregate_view.value and "<td>5</td>" in explorer.aggregate_view.value
@@ -151,8 +154,8 @@ def test_moving_the_slider_travels_in_time() -> None:
     )
 
 
-def test_buttons_step_one_version_and_stop_at_the_ends() -> None:
-    explorer = explorer_of(story())
+async def test_buttons_step_one_version_and_stop_at_the_ends() -> None:
+    explorer = await explorer_of(await story())
     explorer.previous.click()
     explorer.previous.click()
     assert explorer.version.value == 2 and "version 2 of 4" in explorer.title.value
@@ -166,8 +169,8 @@ def test_buttons_step_one_version_and_stop_at_the_ends() -> None:
     assert explorer.version.value == 4
 
 
-def test_picking_another_aggregate_fits_the_slider_to_it() -> None:
-    explorer = explorer_of(story())
+async def test_picking_another_aggregate_fits_the_slider_to_it() -> None:
+    explorer = await explorer_of(await story())
     explorer.version.value = 3
     explorer.aggregate.value = CHARMANDER  # one version only
     assert (explorer.version.min, explorer.version.max, explorer.version.value) == (1, 1, 1)
@@ -180,8 +183,8 @@ def test_picking_another_aggregate_fits_the_slider_to_it() -> None:
     assert (explorer.version.min, explorer.version.max, explorer.version.value) == (1, 4, 4)
 
 
-def test_the_dropdown_lists_every_aggregate_with_its_store() -> None:
-    explorer = explorer_of(story())
+async def test_the_dropdown_lists_every_aggregate_with_its_store() -> None:
+    explorer = await explorer_of(await story())
     assert list(explorer.aggregate.options) == [
         ("POKEMONS · pikachu", PIKACHU),
         ("POKEMONS · charmander", CHARMANDER),
@@ -189,8 +192,8 @@ def test_the_dropdown_lists_every_aggregate_with_its_store() -> None:
     ]
 
 
-def test_an_empty_snapshot_says_so_and_disables_the_controls() -> None:
-    explorer = explorer_of(in_memory_pokedex())
+async def test_an_empty_snapshot_says_so_and_disables_the_controls() -> None:
+    explorer = await explorer_of(in_memory_pokedex())
     assert explorer.selected is None and "No aggregate" in explorer.title.value
     assert explorer.aggregate.disabled and explorer.version.disabled
     assert explorer.previous.disabled and explorer.next.disabled
@@ -198,8 +201,8 @@ def test_an_empty_snapshot_says_so_and_disables_the_controls() -> None:
     assert explorer.version.value == 0
 
 
-def test_it_displays_as_the_widget_with_a_short_stable_text_form() -> None:
-    explorer = explorer_of(story())
+async def test_it_displays_as_the_widget_with_a_short_stable_text_form() -> None:
+    explorer = await explorer_of(await story())
     bundle = explorer._repr_mimebundle_()
     assert bundle["text/plain"] == "EventStoreExplorer(3 aggregates)"
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id

@@ -23,7 +23,9 @@ from castore_edu.testing.faults import (
     SimulatedCrash,
     unwrap_storage,
 )
-from tests.fixtures_pokemon import RecordingChannelAdapter, appeared, caught, leveled_up, pokemons_store, run
+from tests.fixtures_pokemon import RecordingChannelAdapter, appeared, caught, leveled_up, pokemons_store
+
+pytestmark = pytest.mark.anyio
 
 
 def message(version: int) -> NotificationMessage:
@@ -92,85 +94,68 @@ def test_faults_are_not_caught_by_except_exception() -> None:
 # -- channel faults --------------------------------------------------------------------------
 
 
-def test_fail_and_crash_deliver_nothing() -> None:
-    async def main() -> None:
-        inner = RecordingChannelAdapter()
-        faulty = FaultyChannelAdapter(inner, FaultSchedule.scripted({2: Fault.FAIL, 3: Fault.CRASH}))
+async def test_fail_and_crash_deliver_nothing() -> None:
+    inner = RecordingChannelAdapter()
+    faulty = FaultyChannelAdapter(inner, FaultSchedule.scripted({2: Fault.FAIL, 3: Fault.CRASH}))
+    await faulty.publish_message(message(1))
+    with pytest.raises(InjectedFault) as failed:
+        await faulty.publish_message(message(2))
+    assert failed.value.call == 2
+    with pytest.raises(SimulatedCrash):
+        await faulty.publish_message(message(3))
+    assert recorded(inner) == [1]
+    assert faulty.calls == 3 and faulty.deliveries == 1
+    assert [(record.call, record.fault) for record in faulty.faults()] == [
+        (2, Fault.FAIL),
+        (3, Fault.CRASH),
+    ]
+    assert [(record.operation, record.subject) for record in faulty.history] == [
+        ("publish", message(version)) for version in (1, 2, 3)
+    ]
+
+
+async def test_fail_after_and_crash_after_deliver_then_raise() -> None:
+    inner = RecordingChannelAdapter()
+    faulty = FaultyChannelAdapter(inner, FaultSchedule.scripted({1: Fault.FAIL_AFTER, 2: Fault.CRASH_AFTER}))
+    with pytest.raises(InjectedFault):
         await faulty.publish_message(message(1))
-        with pytest.raises(InjectedFault) as failed:
-            await faulty.publish_message(message(2))
-        assert failed.value.call == 2
-        with pytest.raises(SimulatedCrash):
-            await faulty.publish_message(message(3))
-        assert recorded(inner) == [1]
-        assert faulty.calls == 3 and faulty.deliveries == 1
-        assert [(record.call, record.fault) for record in faulty.faults()] == [
-            (2, Fault.FAIL),
-            (3, Fault.CRASH),
-        ]
-        assert [(record.operation, record.subject) for record in faulty.history] == [
-            ("publish", message(version)) for version in (1, 2, 3)
-        ]
-
-    run(main())
+    with pytest.raises(SimulatedCrash):
+        await faulty.publish_message(message(2))
+    assert recorded(inner) == [1, 2]
 
 
-def test_fail_after_and_crash_after_deliver_then_raise() -> None:
-    async def main() -> None:
-        inner = RecordingChannelAdapter()
-        faulty = FaultyChannelAdapter(
-            inner, FaultSchedule.scripted({1: Fault.FAIL_AFTER, 2: Fault.CRASH_AFTER})
-        )
-        with pytest.raises(InjectedFault):
-            await faulty.publish_message(message(1))
-        with pytest.raises(SimulatedCrash):
-            await faulty.publish_message(message(2))
-        assert recorded(inner) == [1, 2]
-
-    run(main())
-
-
-def test_duplicate_delivers_twice_and_reorder_swaps_with_the_next_message() -> None:
-    async def main() -> None:
-        inner = RecordingChannelAdapter()
-        faulty = FaultyChannelAdapter(
-            inner, FaultSchedule.scripted({1: Fault.DUPLICATE, 2: Fault.REORDER, 4: Fault.REORDER})
-        )
-        for version in (1, 2, 3):
-            await faulty.publish_message(message(version))
-        assert recorded(inner) == [1, 1, 3, 2]
-        await faulty.publish_message(message(1), replay=True)
-        assert recorded(inner) == [1, 1, 3, 2] and len(faulty.held) == 1
-        await faulty.release_held()
-        assert inner.published[-1] == (message(1), True)  # the replay flag travels with it
-        assert faulty.deliveries == 5
-
-    run(main())
+async def test_duplicate_delivers_twice_and_reorder_swaps_with_the_next_message() -> None:
+    inner = RecordingChannelAdapter()
+    faulty = FaultyChannelAdapter(
+        inner, FaultSchedule.scripted({1: Fault.DUPLICATE, 2: Fault.REORDER, 4: Fault.REORDER})
+    )
+    for version in (1, 2, 3):
+        await faulty.publish_message(message(version))
+    assert recorded(inner) == [1, 1, 3, 2]
+    await faulty.publish_message(message(1), replay=True)
+    assert recorded(inner) == [1, 1, 3, 2] and len(faulty.held) == 1
+    await faulty.release_held()
+    assert inner.published[-1] == (message(1), True)  # the replay flag travels with it
+    assert faulty.deliveries == 5
 
 
-def test_publish_messages_makes_one_call_per_message() -> None:
-    async def main() -> None:
-        inner = RecordingChannelAdapter()
-        faulty = FaultyChannelAdapter(inner, FaultSchedule.on_calls(2))
-        with pytest.raises(InjectedFault):
-            await faulty.publish_messages([message(1), message(2), message(3)])
-        assert recorded(inner) == [1] and faulty.calls == 2
-
-    run(main())
+async def test_publish_messages_makes_one_call_per_message() -> None:
+    inner = RecordingChannelAdapter()
+    faulty = FaultyChannelAdapter(inner, FaultSchedule.on_calls(2))
+    with pytest.raises(InjectedFault):
+        await faulty.publish_messages([message(1), message(2), message(3)])
+    assert recorded(inner) == [1] and faulty.calls == 2
 
 
-def test_latency_goes_through_the_injected_sleep() -> None:
+async def test_latency_goes_through_the_injected_sleep() -> None:
     slept: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    async def main() -> None:
-        faulty = FaultyChannelAdapter(RecordingChannelAdapter(), latency_ms=250, sleep=fake_sleep)
-        await faulty.publish_message(message(1))
-        await faulty.publish_message(message(2))
-
-    run(main())
+    faulty = FaultyChannelAdapter(RecordingChannelAdapter(), latency_ms=250, sleep=fake_sleep)
+    await faulty.publish_message(message(1))
+    await faulty.publish_message(message(2))
     assert slept == [0.25, 0.25]
     with pytest.raises(ValueError):
         FaultyChannelAdapter(RecordingChannelAdapter(), latency_ms=-1)
@@ -186,100 +171,85 @@ def test_wrap_puts_the_faulty_adapter_on_the_channel_and_forwards_the_rest() -> 
     assert faulty.published is inner.published  # attributes of the inner adapter
 
 
-def test_publish_fails_after_the_push_and_the_naive_retry_hits_event_already_exists() -> None:
+async def test_publish_fails_after_the_push_and_the_naive_retry_hits_event_already_exists() -> None:
     """The dual write: the event is stored, the caller sees an error, the message is lost."""
 
-    async def main() -> None:
-        store = pokemons_store()
-        bus = NotificationMessageBus(message_bus_id="bus", source_event_stores=[store])
-        inner = bus.message_channel_adapter = RecordingChannelAdapter()
-        FaultyChannelAdapter.wrap(bus, FaultSchedule.on_calls(1))
-        connected = ConnectedEventStore(store, bus)
-        with pytest.raises(InjectedFault):
-            await connected.push_event(appeared)
-        assert await store.get_events("pikachuId") == [appeared]
-        with pytest.raises(EventAlreadyExistsError):
-            await connected.push_event(appeared)
-        assert inner.published == []
-
-    run(main())
+    store = pokemons_store()
+    bus = NotificationMessageBus(message_bus_id="bus", source_event_stores=[store])
+    inner = bus.message_channel_adapter = RecordingChannelAdapter()
+    FaultyChannelAdapter.wrap(bus, FaultSchedule.on_calls(1))
+    connected = ConnectedEventStore(store, bus)
+    with pytest.raises(InjectedFault):
+        await connected.push_event(appeared)
+    assert await store.get_events("pikachuId") == [appeared]
+    with pytest.raises(EventAlreadyExistsError):
+        await connected.push_event(appeared)
+    assert inner.published == []
 
 
 # -- storage faults --------------------------------------------------------------------------
 
 
-def test_storage_faults_before_and_after_the_write() -> None:
-    async def main() -> None:
-        inner = InMemoryEventStorageAdapter()
-        schedule = FaultSchedule.scripted(
-            {1: Fault.FAIL, 2: Fault.FAIL_AFTER, 3: Fault.CRASH_AFTER, 4: Fault.CRASH}
-        )
-        store = pokemons_store()
-        store.event_storage_adapter = FaultyStorageAdapter(inner, schedule)
-        with pytest.raises(InjectedFault):
-            await store.push_event(appeared)
-        assert inner.last_position() == 0
-        with pytest.raises(InjectedFault):  # stored, but the caller cannot tell
-            await store.push_event(appeared)
-        assert inner.last_position() == 1
-        with pytest.raises(SimulatedCrash):
-            await store.push_event(caught)
-        assert inner.last_position() == 2
-        with pytest.raises(SimulatedCrash):
-            await store.push_event(leveled_up)
-        assert [entry.event for entry in store.event_storage_adapter.read_log()] == [appeared, caught]
+async def test_storage_faults_before_and_after_the_write() -> None:
+    inner = InMemoryEventStorageAdapter()
+    schedule = FaultSchedule.scripted(
+        {1: Fault.FAIL, 2: Fault.FAIL_AFTER, 3: Fault.CRASH_AFTER, 4: Fault.CRASH}
+    )
+    store = pokemons_store()
+    store.event_storage_adapter = FaultyStorageAdapter(inner, schedule)
+    with pytest.raises(InjectedFault):
+        await store.push_event(appeared)
+    assert inner.last_position() == 0
+    with pytest.raises(InjectedFault):  # stored, but the caller cannot tell
+        await store.push_event(appeared)
+    assert inner.last_position() == 1
+    with pytest.raises(SimulatedCrash):
+        await store.push_event(caught)
+    assert inner.last_position() == 2
+    with pytest.raises(SimulatedCrash):
         await store.push_event(leveled_up)
-        assert (await store.get_aggregate("pikachuId")).aggregate.version == 3
+    assert [entry.event for entry in store.event_storage_adapter.read_log()] == [appeared, caught]
+    await store.push_event(leveled_up)
+    assert (await store.get_aggregate("pikachuId")).aggregate.version == 3
 
-    run(main())
+
+async def test_storage_rejects_channel_only_faults() -> None:
+    adapter = FaultyStorageAdapter(
+        InMemoryEventStorageAdapter(), FaultSchedule.on_calls(1, fault=Fault.DUPLICATE)
+    )
+    with pytest.raises(ValueError, match="not a storage fault"):
+        await adapter.push_event(appeared, event_store_id="POKEMONS")
+    assert adapter.inner.last_position() == 0
 
 
-def test_storage_rejects_channel_only_faults() -> None:
-    async def main() -> None:
-        adapter = FaultyStorageAdapter(
-            InMemoryEventStorageAdapter(), FaultSchedule.on_calls(1, fault=Fault.DUPLICATE)
+async def test_read_faults_strike_reads_and_leave_writes_alone() -> None:
+    inner = InMemoryEventStorageAdapter([appeared])
+    adapter = FaultyStorageAdapter(inner, reads=FaultSchedule.scripted({1: Fault.FAIL, 2: Fault.CRASH}))
+    store = pokemons_store()
+    store.event_storage_adapter = adapter
+    with pytest.raises(InjectedFault):
+        await store.get_aggregate("pikachuId")
+    with pytest.raises(SimulatedCrash):
+        await store.list_aggregate_ids()
+    assert (await store.get_aggregate("pikachuId")).aggregate.version == 1
+    assert adapter.read_calls == 3 and adapter.calls == 0
+
+
+async def test_event_groups_go_through_the_wrapper_to_the_real_adapters(tmp_path) -> None:
+    with SQLiteEventStorageAdapter(tmp_path / "events.sqlite") as sqlite:
+        faulty = FaultyStorageAdapter(sqlite, FaultSchedule.scripted({2: Fault.FAIL_AFTER}))
+        assert unwrap_storage(FaultyStorageAdapter(faulty)) is sqlite
+        pokemons = pokemons_store()
+        pokemons.event_storage_adapter = faulty
+        trainers = EventStore(
+            event_store_id="TRAINERS",
+            event_types=[],
+            reducer=lambda a, e: e.version,
+            event_storage_adapter=sqlite,
         )
-        with pytest.raises(ValueError, match="not a storage fault"):
-            await adapter.push_event(appeared, event_store_id="POKEMONS")
-        assert adapter.inner.last_position() == 0
-
-    run(main())
-
-
-def test_read_faults_strike_reads_and_leave_writes_alone() -> None:
-    async def main() -> None:
-        inner = InMemoryEventStorageAdapter([appeared])
-        adapter = FaultyStorageAdapter(inner, reads=FaultSchedule.scripted({1: Fault.FAIL, 2: Fault.CRASH}))
-        store = pokemons_store()
-        store.event_storage_adapter = adapter
+        started = EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED")
+        await EventStore.push_event_group(pokemons.group_event(appeared), trainers.group_event(started))
+        assert sqlite.last_position() == 2
         with pytest.raises(InjectedFault):
-            await store.get_aggregate("pikachuId")
-        with pytest.raises(SimulatedCrash):
-            await store.list_aggregate_ids()
-        assert (await store.get_aggregate("pikachuId")).aggregate.version == 1
-        assert adapter.read_calls == 3 and adapter.calls == 0
-
-    run(main())
-
-
-def test_event_groups_go_through_the_wrapper_to_the_real_adapters(tmp_path) -> None:
-    async def main() -> None:
-        with SQLiteEventStorageAdapter(tmp_path / "events.sqlite") as sqlite:
-            faulty = FaultyStorageAdapter(sqlite, FaultSchedule.scripted({2: Fault.FAIL_AFTER}))
-            assert unwrap_storage(FaultyStorageAdapter(faulty)) is sqlite
-            pokemons = pokemons_store()
-            pokemons.event_storage_adapter = faulty
-            trainers = EventStore(
-                event_store_id="TRAINERS",
-                event_types=[],
-                reducer=lambda a, e: e.version,
-                event_storage_adapter=sqlite,
-            )
-            started = EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED")
-            await EventStore.push_event_group(pokemons.group_event(appeared), trainers.group_event(started))
-            assert sqlite.last_position() == 2
-            with pytest.raises(InjectedFault):
-                await EventStore.push_event_group(pokemons.group_event(caught))
-            assert sqlite.last_position() == 3 and faulty.calls == 2
-
-    run(main())
+            await EventStore.push_event_group(pokemons.group_event(caught))
+        assert sqlite.last_position() == 3 and faulty.calls == 2

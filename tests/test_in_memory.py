@@ -8,7 +8,9 @@ import pytest
 
 from castore_edu import EventAlreadyExistsError, EventStore, InMemoryEventStorageAdapter
 from castore_edu.core.clock import Clock, utc_now
-from castore_edu.testing.storage_contract import YEARS, StorageAdapterContract, event, run, store
+from castore_edu.testing.storage_contract import YEARS, StorageAdapterContract, event, store
+
+pytestmark = pytest.mark.anyio
 
 
 class TestInMemoryAdapter(StorageAdapterContract):
@@ -33,10 +35,10 @@ class TestInMemoryAdapter(StorageAdapterContract):
         ]
 
 
-def test_initial_events_are_stored_in_order() -> None:
+async def test_initial_events_are_stored_in_order() -> None:
     e1, e2 = event(version=1, timestamp=YEARS[0]), event(version=2, timestamp=YEARS[1])
     adapter = InMemoryEventStorageAdapter([e1, e2], event_store_id="POKEMONS")
-    assert run(adapter.get_events("pikachu")) == [e1, e2]
+    assert await adapter.get_events("pikachu") == [e1, e2]
     assert [(entry.position, entry.event_store_id) for entry in adapter.read_log()] == [
         (1, "POKEMONS"),
         (2, "POKEMONS"),
@@ -48,21 +50,21 @@ def test_duplicate_initial_events_are_refused() -> None:
         InMemoryEventStorageAdapter([event(), event()])
 
 
-def test_one_adapter_ignores_the_event_store_id() -> None:
+async def test_one_adapter_ignores_the_event_store_id() -> None:
     """Like Castore's: two stores sharing one in-memory adapter share their aggregates."""
     adapter = InMemoryEventStorageAdapter()
-    run(adapter.push_event(event(), event_store_id="POKEMONS"))
+    await adapter.push_event(event(), event_store_id="POKEMONS")
     with pytest.raises(EventAlreadyExistsError):
-        run(adapter.push_event(event(), event_store_id="TRAINERS"))
+        await adapter.push_event(event(), event_store_id="TRAINERS")
 
 
-def test_subclasses_may_join_a_group() -> None:
+async def test_subclasses_may_join_a_group() -> None:
     class Custom(InMemoryEventStorageAdapter):
         pass
 
     pokemons, trainers = store("POKEMONS", InMemoryEventStorageAdapter()), store("TRAINERS", Custom())
-    run(EventStore.push_event_group(pokemons.group_event(event("a")), trainers.group_event(event("b"))))
-    assert len(run(trainers.get_events("b"))) == 1
+    await EventStore.push_event_group(pokemons.group_event(event("a")), trainers.group_event(event("b")))
+    assert len(await trainers.get_events("b")) == 1
 
 
 class FailingWrites(InMemoryEventStorageAdapter):
@@ -80,34 +82,30 @@ class FailingWrites(InMemoryEventStorageAdapter):
         return super()._write(event_store_id, stamped, force)
 
 
-def test_a_write_failing_mid_group_rolls_back_every_adapter() -> None:
+async def test_a_write_failing_mid_group_rolls_back_every_adapter() -> None:
     a, b = InMemoryEventStorageAdapter(), FailingWrites("agg2")
     pokemons, trainers = store("POKEMONS", a), store("TRAINERS", b)
     with pytest.raises(OSError, match="disk on fire"):
-        run(
-            EventStore.push_event_group(
-                pokemons.group_event(event("agg1")), trainers.group_event(event("agg2"))
-            )
+        await EventStore.push_event_group(
+            pokemons.group_event(event("agg1")), trainers.group_event(event("agg2"))
         )
     assert b.writes == 1
-    assert run(a.get_events("agg1")) == [] and run(b.get_events("agg2")) == []
+    assert await a.get_events("agg1") == [] and await b.get_events("agg2") == []
     # no empty aggregate is left behind to break later listings (Castore leaves one)
-    assert run(a.list_aggregate_ids()).aggregate_ids == []
+    assert (await a.list_aggregate_ids()).aggregate_ids == []
     assert a.read_log() == []
 
 
-def test_a_failed_group_restores_a_forced_overwrite() -> None:
+async def test_a_failed_group_restores_a_forced_overwrite() -> None:
     adapter = FailingWrites("boom")
     pokemons = store("POKEMONS", adapter)
     original = event("pikachu", timestamp=YEARS[0], payload={"level": 1})
-    run(pokemons.push_event(original))
+    await pokemons.push_event(original)
     with pytest.raises(OSError):
-        run(
-            EventStore.push_event_group(
-                pokemons.group_event(event("pikachu", type="REWRITTEN")),
-                pokemons.group_event(event("boom")),
-                force=True,
-            )
+        await EventStore.push_event_group(
+            pokemons.group_event(event("pikachu", type="REWRITTEN")),
+            pokemons.group_event(event("boom")),
+            force=True,
         )
-    assert run(pokemons.get_events("pikachu")) == [original]
+    assert await pokemons.get_events("pikachu") == [original]
     assert [entry.event for entry in adapter.read_log()] == [original]

@@ -1,4 +1,4 @@
-"""InMemoryMessageBusAdapter (castore-behaviour §6.1, §10 items 54-69, API.md §8 deviations)."""
+"""InMemoryMessageBusAdapter: Castore's in-memory bus behaviour, and our deviations (docs/api.md §8)."""
 
 from __future__ import annotations
 
@@ -23,40 +23,41 @@ from tests.fixtures_pokemon import (
     pikachu_appeared,
     publish_all,
     ratios,
-    run,
 )
+
+pytestmark = pytest.mark.anyio
 
 game_started_message = NotificationMessage(
     "TRAINERS", EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED", timestamp="2020")
 )
 
 
-# -- filters and fan-out (items 54-62) ----------------------------------------------------------
+# -- filters and fan-out ------------------------------------------------------------------------
 
 
-def test_publishing_without_handlers_does_nothing() -> None:
-    publish_all(InMemoryMessageBusAdapter(), appeared_message)
+async def test_publishing_without_handlers_does_nothing() -> None:
+    await publish_all(InMemoryMessageBusAdapter(), appeared_message)
 
 
-def test_store_and_type_pattern_selects_that_event_type() -> None:
+async def test_store_and_type_pattern_selects_that_event_type() -> None:
     adapter, h1 = InMemoryMessageBusAdapter(), Recorder()
     adapter.on({"event_store_id": "POKEMONS", "event_type": "APPEARED"}, h1)
-    publish_all(adapter, appeared_message, caught_message)
+    await publish_all(adapter, appeared_message, caught_message)
     assert h1.deliveries == [(appeared_message, DEFAULT_CONTEXT)]
 
 
-def test_a_handler_with_several_patterns_runs_once_per_message() -> None:
+async def test_a_handler_with_several_patterns_runs_once_per_message() -> None:
     adapter, h1 = InMemoryMessageBusAdapter(), Recorder()
     adapter.on({"event_store_id": "POKEMONS", "event_type": "APPEARED"}, h1)
     adapter.on({"event_store_id": "POKEMONS", "event_type": "CAUGHT_BY_TRAINER"}, h1)
-    publish_all(adapter, caught_message)
+    await publish_all(adapter, caught_message)
     assert h1.messages == [caught_message]
     adapter.on({"event_store_id": "POKEMONS"}, h1)
-    publish_all(adapter, appeared_message)  # matches two of its patterns
+    await publish_all(adapter, appeared_message)  # matches two of its patterns
     assert h1.messages == [caught_message, appeared_message]
 
 
-def test_bound_methods_are_the_same_handler() -> None:
+async def test_bound_methods_are_the_same_handler() -> None:
     class Projection:
         def __init__(self) -> None:
             self.seen: list[object] = []
@@ -67,71 +68,68 @@ def test_bound_methods_are_the_same_handler() -> None:
     projection, adapter = Projection(), InMemoryMessageBusAdapter()
     adapter.on({"event_type": "APPEARED"}, projection.handle)
     adapter.on({"event_store_id": "POKEMONS"}, projection.handle)  # a new bound-method object, equal
-    publish_all(adapter, appeared_message)
+    await publish_all(adapter, appeared_message)
     assert projection.seen == [appeared_message]
 
 
-def test_replayed_messages_reach_only_handlers_that_ask_for_them() -> None:
+async def test_replayed_messages_reach_only_handlers_that_ask_for_them() -> None:
     adapter, live_only, h1, h2 = InMemoryMessageBusAdapter(), Recorder(), Recorder(), Recorder()
     adapter.on({"event_store_id": "POKEMONS"}, live_only)
     adapter.on({"event_store_id": "POKEMONS", "on_replay": True}, h1)
     adapter.on({"event_store_id": "POKEMONS", "event_type": "CAUGHT_BY_TRAINER", "on_replay": True}, h2)
-    publish_all(adapter, caught_message, replay=True)
+    await publish_all(adapter, caught_message, replay=True)
     replay_context = TaskContext(attempt=1, retry_attempts_left=2, replay=True)
     assert live_only.calls == []
     assert h1.deliveries == [(caught_message, replay_context)]
     assert h2.deliveries == [(caught_message, replay_context)]
-    publish_all(adapter, caught_message)  # on_replay=True also receives real-time messages
+    await publish_all(adapter, caught_message)  # on_replay=True also receives real-time messages
     assert [c.context.replay for c in h1.calls] == [True, False]
     assert [c.context.replay for c in live_only.calls] == [False]
 
 
-def test_empty_pattern_matches_every_real_time_message() -> None:
+async def test_empty_pattern_matches_every_real_time_message() -> None:
     adapter, h1, h2 = InMemoryMessageBusAdapter(), Recorder(), Recorder()
     adapter.on({"event_store_id": "POKEMONS", "event_type": "APPEARED"}, h1)
     adapter.on({}, h2)
-    publish_all(adapter, appeared_message, game_started_message)
+    await publish_all(adapter, appeared_message, game_started_message)
     assert h1.deliveries == [(appeared_message, DEFAULT_CONTEXT)]
     assert h2.messages == [appeared_message, game_started_message]
 
 
-def test_handler_for_other_patterns_is_not_called() -> None:
+async def test_handler_for_other_patterns_is_not_called() -> None:
     adapter, h3 = InMemoryMessageBusAdapter(), Recorder()
     adapter.on({"event_store_id": "POKEMONS", "event_type": "CAUGHT_BY_TRAINER"}, h3)
     adapter.on({"event_store_id": "BATTLES"}, h3)
-    publish_all(adapter, appeared_message)
+    await publish_all(adapter, appeared_message)
     assert h3.calls == []
 
 
-def test_publish_messages_publishes_each_message() -> None:
+async def test_publish_messages_publishes_each_message() -> None:
     adapter, h1, h2 = InMemoryMessageBusAdapter(), Recorder(), Recorder()
     adapter.on({"event_type": "APPEARED"}, h1)
     adapter.on({"event_type": "CAUGHT_BY_TRAINER"}, h2)
 
-    async def body() -> None:
-        await adapter.publish_messages([appeared_message] * 3)
-        await adapter.wait_idle()
-
-    run(body())
+    await adapter.publish_messages([appeared_message] * 3)
+    await adapter.wait_idle()
     assert h1.messages == [appeared_message] * 3
     assert h2.calls == []
 
 
-def test_event_type_alone_matches_that_type_in_any_store() -> None:
+async def test_event_type_alone_matches_that_type_in_any_store() -> None:
     # Deviation: Castore's bus matches everything when event_type comes without event_store_id.
     adapter, handler = InMemoryMessageBusAdapter(), Recorder()
     adapter.on({"event_type": "APPEARED"}, handler)
     trainers_appeared = NotificationMessage("TRAINERS", pikachu_appeared)
-    publish_all(adapter, appeared_message, caught_message, trainers_appeared)
+    await publish_all(adapter, appeared_message, caught_message, trainers_appeared)
     assert handler.messages == [appeared_message, trainers_appeared]
 
 
-def test_aggregate_exists_messages_never_match_an_event_type() -> None:
+async def test_aggregate_exists_messages_never_match_an_event_type() -> None:
     adapter, by_type, by_store = InMemoryMessageBusAdapter(), Recorder(), Recorder()
     adapter.on({"event_store_id": "POKEMONS", "event_type": "APPEARED"}, by_type)
     adapter.on({"event_store_id": "POKEMONS"}, by_store)
     exists = AggregateExistsMessage("POKEMONS", "pikachu1", "2022")
-    publish_all(adapter, exists)
+    await publish_all(adapter, exists)
     assert by_type.calls == []
     assert by_store.messages == [exists]
 
@@ -139,25 +137,22 @@ def test_aggregate_exists_messages_never_match_an_event_type() -> None:
 # -- fire and forget --------------------------------------------------------------------------
 
 
-def test_every_matching_handler_has_started_when_publish_returns() -> None:
+async def test_every_matching_handler_has_started_when_publish_returns() -> None:
     adapter, first, second = InMemoryMessageBusAdapter(), Recorder(), Recorder()
     adapter.on({}, first)
     adapter.on({}, second)
 
-    async def body() -> tuple[tuple[int, int], tuple[int, int]]:
-        first.gate = second.gate = asyncio.Event()  # the handlers block until we open it
-        await adapter.publish_message(appeared_message)
-        started = (len(first.calls), len(second.calls))
-        finished = (len(first.finished), len(second.finished))
-        first.gate.set()
-        await adapter.wait_idle()
-        return started, finished
-
-    assert run(body()) == ((1, 1), (0, 0))
+    first.gate = second.gate = asyncio.Event()  # the handlers block until we open it
+    await adapter.publish_message(appeared_message)
+    started = (len(first.calls), len(second.calls))
+    finished = (len(first.finished), len(second.finished))
+    first.gate.set()
+    await adapter.wait_idle()
+    assert started, finished == ((1, 1), (0, 0))
     assert first.finished == second.finished == [appeared_message]
 
 
-def test_attach_to_makes_the_adapter_the_bus_adapter() -> None:
+async def test_attach_to_makes_the_adapter_the_bus_adapter() -> None:
     pokemons, trainers = blueprint_stores()
     bus = NotificationMessageBus(message_bus_id="b", source_event_stores=[pokemons, trainers])
     adapter = InMemoryMessageBusAdapter.attach_to(bus, retry_attempts=1)
@@ -166,11 +161,8 @@ def test_attach_to_makes_the_adapter_the_bus_adapter() -> None:
     handler = Recorder()
     adapter.on({}, handler)
 
-    async def body() -> None:
-        await bus.publish_message(appeared_message)
-        await adapter.wait_idle()
-
-    run(body())
+    await bus.publish_message(appeared_message)
+    await adapter.wait_idle()
     assert handler.deliveries == [
         (appeared_message, TaskContext(attempt=1, retry_attempts_left=1, replay=False))
     ]
@@ -179,21 +171,21 @@ def test_attach_to_makes_the_adapter_the_bus_adapter() -> None:
 def test_an_adapter_made_outside_a_loop_works_in_several_loops() -> None:
     adapter, handler = InMemoryMessageBusAdapter(retry_delay_ms=1), Recorder(failures=1)
     adapter.on({}, handler)
-    publish_all(adapter, appeared_message)
-    publish_all(adapter, caught_message)
+    asyncio.run(publish_all(adapter, appeared_message))
+    asyncio.run(publish_all(adapter, caught_message))
     assert handler.finished == [appeared_message, caught_message]
     assert [c.context.attempt for c in handler.calls] == [1, 2, 1]
 
 
-# -- retries and dead letters (items 64-66) ---------------------------------------------------
+# -- retries and dead letters -----------------------------------------------------------------
 
 
-def test_only_the_failing_handler_is_retried_with_growing_delays() -> None:
+async def test_only_the_failing_handler_is_retried_with_growing_delays() -> None:
     adapter = InMemoryMessageBusAdapter(retry_attempts=3, retry_delay_ms=40, retry_backoff_rate=1.5)
     failing, steady = Recorder(failures=3), Recorder()
     adapter.on({}, failing)
     adapter.on({}, steady)
-    publish_all(adapter, appeared_message)
+    await publish_all(adapter, appeared_message)
     assert [(c.context.attempt, c.context.retry_attempts_left) for c in failing.calls] == [
         (1, 3),
         (2, 2),
@@ -206,11 +198,11 @@ def test_only_the_failing_handler_is_retried_with_growing_delays() -> None:
     assert adapter.dead_letters == []
 
 
-def test_a_handler_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_handler_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCaptureFixture) -> None:
     adapter, handler = InMemoryMessageBusAdapter(retry_delay_ms=2), Recorder(failures=-1)
     adapter.on({}, handler)
     with caplog.at_level(logging.ERROR, logger="castore_edu"):
-        publish_all(adapter, appeared_message)  # returns: wait_idle does not hang on a lost cause
+        await publish_all(adapter, appeared_message)  # returns: wait_idle does not hang on a lost cause
     assert [(c.context.attempt, c.context.retry_attempts_left) for c in handler.calls] == [
         (1, 2),
         (2, 1),
@@ -224,33 +216,33 @@ def test_a_handler_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCap
     assert record.exc_info is not None and record.exc_info[1] is dead_letter.error
 
 
-def test_zero_retry_attempts_means_one_delivery() -> None:
+async def test_zero_retry_attempts_means_one_delivery() -> None:
     adapter, handler = InMemoryMessageBusAdapter(retry_attempts=0), Recorder(failures=-1)
     adapter.on({}, handler)
-    publish_all(adapter, appeared_message)
+    await publish_all(adapter, appeared_message)
     assert handler.contexts == [TaskContext(attempt=1, retry_attempts_left=0, replay=False)]
     assert adapter.dead_letters[0].attempts == 1
 
 
-def test_a_retried_replay_stays_a_replay() -> None:
+async def test_a_retried_replay_stays_a_replay() -> None:
     # Deviation: Castore's bus retries a replayed message as a real-time one.
     adapter, handler = InMemoryMessageBusAdapter(retry_delay_ms=1), Recorder(failures=1)
     adapter.on({"on_replay": True}, handler)
-    publish_all(adapter, caught_message, replay=True)
+    await publish_all(adapter, caught_message, replay=True)
     assert handler.contexts == [
         TaskContext(attempt=1, retry_attempts_left=2, replay=True),
         TaskContext(attempt=2, retry_attempts_left=1, replay=True),
     ]
 
 
-def test_publisher_never_sees_handler_errors() -> None:
+async def test_publisher_never_sees_handler_errors() -> None:
     adapter = InMemoryMessageBusAdapter(retry_attempts=0)
     adapter.on({}, Recorder(failures=-1))
-    publish_all(adapter, appeared_message)  # no exception
+    await publish_all(adapter, appeared_message)  # no exception
     assert len(adapter.dead_letters) == 1
 
 
-# -- settings and bad input (item 69) ----------------------------------------------------------
+# -- settings and bad input --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -310,7 +302,7 @@ def test_handlers_must_be_async() -> None:
 # -- eager start ------------------------------------------------------------------------------
 
 
-def test_a_handler_that_waits_is_finished_by_a_task_that_forwards_results_errors_and_cancellation() -> None:
+def test_a_waiting_handler_finishes_in_a_task_that_forwards_results_errors_and_cancellation() -> None:
     adapter, log = InMemoryMessageBusAdapter(), []
 
     async def handler(message: object, context: TaskContext) -> None:
@@ -336,12 +328,12 @@ def test_a_handler_that_waits_is_finished_by_a_task_that_forwards_results_errors
                 break
             await asyncio.sleep(0.001)
 
-    run(body())  # asyncio.run cancels what is left when it ends
+    asyncio.run(body())  # asyncio.run cancels what is left when it ends
     assert log == ["a result", "an error", "cancelled"]
     assert adapter.dead_letters == []
 
 
-def test_the_first_step_of_a_handler_cannot_change_the_publisher_context() -> None:
+async def test_the_first_step_of_a_handler_cannot_change_the_publisher_context() -> None:
     variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable", default="publisher")
     seen: list[str] = []
 
@@ -353,11 +345,8 @@ def test_the_first_step_of_a_handler_cannot_change_the_publisher_context() -> No
     adapter = InMemoryMessageBusAdapter()
     adapter.on({}, handler)
 
-    async def body() -> str:
-        await adapter.publish_message(appeared_message)
-        value = variable.get()
-        await adapter.wait_idle()
-        return value
-
-    assert run(body()) == "publisher"
+    await adapter.publish_message(appeared_message)
+    value = variable.get()
+    await adapter.wait_idle()
+    assert value == "publisher"
     assert seen == ["handler"]

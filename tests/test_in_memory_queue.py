@@ -1,4 +1,4 @@
-"""InMemoryMessageQueueAdapter (castore-behaviour §6.2, §10 items 70-80, API.md §8 deviations)."""
+"""InMemoryMessageQueueAdapter: Castore's in-memory queue behaviour, and our deviations (docs/api.md §8)."""
 
 from __future__ import annotations
 
@@ -20,73 +20,65 @@ from tests.fixtures_pokemon import (
     caught_message,
     publish_all,
     ratios,
-    run,
 )
+
+pytestmark = pytest.mark.anyio
 
 REPLAY_CONTEXT = TaskContext(attempt=1, retry_attempts_left=2, replay=True)
 
 
-def test_worker_is_called_before_publish_returns() -> None:
+async def test_worker_is_called_before_publish_returns() -> None:
     adapter, w1 = InMemoryMessageQueueAdapter(), Recorder()
     adapter.worker = w1
 
-    async def body() -> int:
-        await adapter.publish_message(appeared_message)
-        called = len(w1.calls)
-        await adapter.wait_idle()
-        return called
-
-    assert run(body()) == 1
+    await adapter.publish_message(appeared_message)
+    called = len(w1.calls)
+    await adapter.wait_idle()
+    assert called == 1
     assert w1.deliveries == [(appeared_message, DEFAULT_CONTEXT)]
-    publish_all(adapter, appeared_message, replay=True)
+    await publish_all(adapter, appeared_message, replay=True)
     assert w1.deliveries[-1] == (appeared_message, REPLAY_CONTEXT)
 
 
-def test_publishing_does_not_wait_for_the_worker() -> None:
+async def test_publishing_does_not_wait_for_the_worker() -> None:
     adapter, worker = InMemoryMessageQueueAdapter(), Recorder()
     adapter.worker = worker
 
-    async def body() -> tuple[int, int]:
-        worker.gate = asyncio.Event()
-        await adapter.publish_message(appeared_message)
-        seen = (len(worker.calls), len(worker.finished))
-        worker.gate.set()
-        await adapter.wait_idle()
-        return seen
-
-    assert run(body()) == (1, 0)
+    worker.gate = asyncio.Event()
+    await adapter.publish_message(appeared_message)
+    seen = (len(worker.calls), len(worker.finished))
+    worker.gate.set()
+    await adapter.wait_idle()
+    assert seen == (1, 0)
     assert worker.finished == [appeared_message]
 
 
-def test_a_new_worker_receives_the_next_messages() -> None:
+async def test_a_new_worker_receives_the_next_messages() -> None:
     adapter, w1, w2 = InMemoryMessageQueueAdapter(), Recorder(), Recorder()
     adapter.worker = w1
-    publish_all(adapter, appeared_message)
+    await publish_all(adapter, appeared_message)
     adapter.worker = w2
     assert adapter.worker is w2
-    publish_all(adapter, caught_message)
+    await publish_all(adapter, caught_message)
     assert w1.messages == [appeared_message]
     assert w2.deliveries == [(caught_message, DEFAULT_CONTEXT)]
 
 
-def test_queue_channel_publishes_through_its_adapter() -> None:
+async def test_queue_channel_publishes_through_its_adapter() -> None:
     pokemons, trainers = blueprint_stores()
     queue = NotificationMessageQueue(message_queue_id="q", source_event_stores=[pokemons, trainers])
     worker = Recorder()
     adapter = InMemoryMessageQueueAdapter(worker=worker)
     queue.message_channel_adapter = adapter
 
-    async def body() -> None:
-        await queue.publish_message(appeared_message)
-        await queue.publish_messages([appeared_message] * 3)
-        await queue.publish_messages([caught_message], replay=True)
-        await adapter.wait_idle()
-
-    run(body())
+    await queue.publish_message(appeared_message)
+    await queue.publish_messages([appeared_message] * 3)
+    await queue.publish_messages([caught_message], replay=True)
+    await adapter.wait_idle()
     assert worker.deliveries == [(appeared_message, DEFAULT_CONTEXT)] * 4 + [(caught_message, REPLAY_CONTEXT)]
 
 
-def test_attach_to_attaches_the_last_adapter() -> None:
+async def test_attach_to_attaches_the_last_adapter() -> None:
     pokemons, _ = blueprint_stores()
     queue = NotificationMessageQueue(message_queue_id="q", source_event_stores=[pokemons])
     first = InMemoryMessageQueueAdapter.attach_to(queue)
@@ -95,15 +87,12 @@ def test_attach_to_attaches_the_last_adapter() -> None:
     worker = Recorder()
     second.worker = worker
 
-    async def body() -> None:
-        await queue.publish_message(appeared_message)
-        await second.wait_idle()
-
-    run(body())
+    await queue.publish_message(appeared_message)
+    await second.wait_idle()
     assert worker.deliveries == [(appeared_message, DEFAULT_CONTEXT)]
 
 
-def test_messages_are_processed_one_at_a_time_in_order() -> None:
+async def test_messages_are_processed_one_at_a_time_in_order() -> None:
     log: list[str] = []
 
     async def slow_worker(message: NotificationMessage, context: TaskContext) -> None:
@@ -118,50 +107,46 @@ def test_messages_are_processed_one_at_a_time_in_order() -> None:
         )
         for version in (1, 2, 3)
     ]
-    publish_all(adapter, *messages)
+    await publish_all(adapter, *messages)
     assert log == ["start 1", "end 1", "start 2", "end 2", "start 3", "end 3"]
 
 
 # -- deviation: the queue keeps messages until a worker is set -----------------------------------
 
 
-def test_messages_wait_for_a_worker() -> None:
+async def test_messages_wait_for_a_worker() -> None:
     # Deviation: Castore's in-memory queue drops messages published while it has no worker.
     adapter = InMemoryMessageQueueAdapter()
-    publish_all(adapter, appeared_message, caught_message)  # wait_idle returns: parked messages do not count
+    await publish_all(
+        adapter, appeared_message, caught_message
+    )  # wait_idle returns: parked messages do not count
     worker = Recorder()
 
-    async def body() -> None:
-        adapter.worker = worker
-        await adapter.wait_idle()
-
-    run(body())
+    adapter.worker = worker
+    await adapter.wait_idle()
     assert worker.messages == [appeared_message, caught_message]
 
 
 def test_a_worker_set_outside_any_loop_gets_the_parked_messages_at_the_next_wait_idle() -> None:
     adapter, worker = InMemoryMessageQueueAdapter(), Recorder()
-    publish_all(adapter, appeared_message)
+    asyncio.run(publish_all(adapter, appeared_message))
     adapter.worker = worker  # no running loop here
     assert worker.calls == []
-    run(adapter.wait_idle())
+    asyncio.run(adapter.wait_idle())
     assert worker.messages == [appeared_message]
 
 
-def test_another_worker_takes_over_queued_messages_and_retries() -> None:
+async def test_another_worker_takes_over_queued_messages_and_retries() -> None:
     # Deviation: Castore leaves queued messages and retries with the old worker.
     adapter = InMemoryMessageQueueAdapter(retry_delay_ms=5)
     old, new = Recorder(failures=1), Recorder()
 
-    async def body() -> None:
-        old.gate = asyncio.Event()
-        adapter.worker = old
-        await adapter.publish_messages([appeared_message, caught_message])  # old is busy with the first
-        adapter.worker = new
-        old.gate.set()  # the first message fails with the old worker...
-        await adapter.wait_idle()
-
-    run(body())
+    old.gate = asyncio.Event()
+    adapter.worker = old
+    await adapter.publish_messages([appeared_message, caught_message])  # old is busy with the first
+    adapter.worker = new
+    old.gate.set()  # the first message fails with the old worker...
+    await adapter.wait_idle()
     assert old.messages == [appeared_message]
     # ...and its retry goes to the new worker, after the message that was queued.
     assert new.deliveries == [
@@ -178,27 +163,27 @@ def test_a_message_interrupted_by_the_end_of_the_loop_is_delivered_again() -> No
         adapter.worker = worker
         await adapter.publish_message(appeared_message)
 
-    run(interrupted())
+    asyncio.run(interrupted())
     worker.gate = None
-    run(adapter.wait_idle())
+    asyncio.run(adapter.wait_idle())
     assert worker.messages == [appeared_message, appeared_message]  # at least once
     assert worker.finished == [appeared_message]
 
 
-# -- retries and dead letters (items 78, 80) ---------------------------------------------------
+# -- retries and dead letters ------------------------------------------------------------------
 
 
-def test_failed_messages_are_retried_with_growing_delays() -> None:
+async def test_failed_messages_are_retried_with_growing_delays() -> None:
     worker = Recorder(failures=3)
     adapter = InMemoryMessageQueueAdapter(
         worker=worker, retry_attempts=3, retry_delay_ms=40, retry_backoff_rate=1.5
     )
-    publish_all(adapter, appeared_message)
+    await publish_all(adapter, appeared_message)
     assert [c.context.attempt for c in worker.calls] == [1, 2, 3, 4]
     assert ratios(worker.gaps()) == [1, pytest.approx(1.5, rel=0.25), pytest.approx(2.25, rel=0.25)]
 
 
-def test_a_retry_goes_to_the_back_of_the_queue_and_stays_a_replay() -> None:
+async def test_a_retry_goes_to_the_back_of_the_queue_and_stays_a_replay() -> None:
     seen: list[tuple[int, TaskContext]] = []
 
     async def worker(message: NotificationMessage, context: TaskContext) -> None:
@@ -208,15 +193,15 @@ def test_a_retry_goes_to_the_back_of_the_queue_and_stays_a_replay() -> None:
             raise RuntimeError("first try fails")
 
     adapter = InMemoryMessageQueueAdapter(worker=worker, retry_delay_ms=0)
-    publish_all(adapter, appeared_message, caught_message, replay=True)
+    await publish_all(adapter, appeared_message, caught_message, replay=True)
     assert seen == [(1, REPLAY_CONTEXT), (2, REPLAY_CONTEXT), (1, TaskContext(2, 1, True))]
 
 
-def test_a_worker_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_worker_that_always_fails_ends_as_a_dead_letter(caplog: pytest.LogCaptureFixture) -> None:
     worker = Recorder(failures=-1)
     adapter = InMemoryMessageQueueAdapter(worker=worker, retry_delay_ms=2)
     with caplog.at_level(logging.ERROR, logger="castore_edu"):
-        publish_all(adapter, appeared_message, caught_message)
+        await publish_all(adapter, appeared_message, caught_message)
     assert [c.context.retry_attempts_left for c in worker.calls if c.message == appeared_message] == [2, 1, 0]
     assert [(d.message, d.attempts, d.handler) for d in adapter.dead_letters] == [
         (appeared_message, 3, worker),

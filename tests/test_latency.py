@@ -17,7 +17,9 @@ from castore_edu import (
 )
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
-from castore_edu.testing.storage_contract import StorageAdapterContract, event, run, store
+from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
+
+pytestmark = pytest.mark.anyio
 
 
 class TestThroughTheWrapperInMemory(StorageAdapterContract):
@@ -68,86 +70,75 @@ def counting(inner: Any = None, latency_ms: float = 0) -> SimulatedLatencyAdapte
     )
 
 
-def test_reads_count_calls_and_the_events_they_return() -> None:
+async def test_reads_count_calls_and_the_events_they_return() -> None:
     adapter = counting()
     pokemons = store("POKEMONS", adapter)
 
-    async def scenario() -> None:
-        for version in (1, 2, 3):
-            await pokemons.push_event(event(version=version))
-        await pokemons.get_events("pikachu")
-        await pokemons.get_aggregate("pikachu", max_version=2)
-        await pokemons.get_events("nobody")
-        await pokemons.list_aggregate_ids()
-
-    run(scenario())
+    for version in (1, 2, 3):
+        await pokemons.push_event(event(version=version))
+    await pokemons.get_events("pikachu")
+    await pokemons.get_aggregate("pikachu", max_version=2)
+    await pokemons.get_events("nobody")
+    await pokemons.list_aggregate_ids()
     assert adapter.counts == CallCounts(reads=3, events_read=5, writes=3, events_written=3, listings=1)
 
 
-def test_a_refused_write_is_a_round_trip_that_writes_nothing() -> None:
+async def test_a_refused_write_is_a_round_trip_that_writes_nothing() -> None:
     adapter = counting()
     pokemons = store("POKEMONS", adapter)
-    run(pokemons.push_event(event()))
+    await pokemons.push_event(event())
     with pytest.raises(EventAlreadyExistsError):
-        run(pokemons.push_event(event()))
+        await pokemons.push_event(event())
     assert adapter.counts == CallCounts(writes=2, events_written=1)
 
 
-def test_reset_counts_returns_what_was_counted_and_starts_again() -> None:
+async def test_reset_counts_returns_what_was_counted_and_starts_again() -> None:
     adapter = counting()
-    run(adapter.push_event(event(), event_store_id="S"))
+    await adapter.push_event(event(), event_store_id="S")
     assert adapter.reset_counts() == CallCounts(writes=1, events_written=1)
     assert adapter.counts == CallCounts()
 
 
-def test_a_group_is_one_round_trip_counted_on_the_adapter_that_runs_it() -> None:
+async def test_a_group_is_one_round_trip_counted_on_the_adapter_that_runs_it() -> None:
     head, other = counting(), counting()
     pokemons, trainers = store("POKEMONS", head), store("TRAINERS", other)
-    run(
-        EventStore.push_event_group(
-            pokemons.group_event(event("pikachu")),
-            trainers.group_event(event("ash")),
-            pokemons.group_event(event("mew")),
-        )
+    await EventStore.push_event_group(
+        pokemons.group_event(event("pikachu")),
+        trainers.group_event(event("ash")),
+        pokemons.group_event(event("mew")),
     )
     assert head.counts == CallCounts(writes=1, events_written=3)
     assert other.counts == CallCounts()
-    assert [e.aggregate_id for e in run(trainers.get_events("ash"))] == ["ash"]  # stored in the other adapter
+    assert [e.aggregate_id for e in await trainers.get_events("ash")] == [
+        "ash"
+    ]  # stored in the other adapter
 
 
-def test_a_group_mixing_wrapped_and_bare_adapters_of_the_same_kind_works() -> None:
+async def test_a_group_mixing_wrapped_and_bare_adapters_of_the_same_kind_works() -> None:
     wrapped, bare = counting(), InMemoryEventStorageAdapter()
     pokemons, trainers = store("POKEMONS", wrapped), store("TRAINERS", bare)
-    run(
-        EventStore.push_event_group(
-            pokemons.group_event(event("pikachu")), trainers.group_event(event("ash"))
-        )
+    await EventStore.push_event_group(
+        pokemons.group_event(event("pikachu")), trainers.group_event(event("ash"))
     )
-    assert len(run(trainers.get_events("ash"))) == 1
+    assert len(await trainers.get_events("ash")) == 1
 
 
-def test_every_call_waits_the_latency() -> None:
+async def test_every_call_waits_the_latency() -> None:
     adapter = counting(latency_ms=20)
 
-    async def timed() -> float:
-        started = time.perf_counter()
-        await adapter.push_event(event(), event_store_id="S")
-        await adapter.get_events("pikachu", event_store_id="S")
-        return time.perf_counter() - started
-
-    assert run(timed()) >= 0.039  # two calls, 20 ms each (asyncio.sleep never returns early)
+    started = time.perf_counter()
+    await adapter.push_event(event(), event_store_id="S")
+    await adapter.get_events("pikachu", event_store_id="S")
+    assert (time.perf_counter() - started) >= 0.039
 
 
-def test_waiting_does_not_block_other_tasks() -> None:
+async def test_waiting_does_not_block_other_tasks() -> None:
     """Like a driver waiting on a socket: ten concurrent reads take about one latency, not ten."""
     adapter = counting(latency_ms=50)
 
-    async def timed() -> float:
-        started = time.perf_counter()
-        await asyncio.gather(*(adapter.get_events("pikachu", event_store_id="S") for _ in range(10)))
-        return time.perf_counter() - started
-
-    elapsed = run(timed())
+    started = time.perf_counter()
+    await asyncio.gather(*(adapter.get_events("pikachu", event_store_id="S") for _ in range(10)))
+    elapsed = time.perf_counter() - started
     assert 0.049 <= elapsed < 0.25  # one latency (50 ms), with generous room for a slow machine
     assert adapter.counts.reads == 10
 
@@ -157,9 +148,9 @@ def test_a_negative_latency_is_refused() -> None:
         counting(latency_ms=-1)
 
 
-def test_the_ordered_log_is_passed_through_without_counting() -> None:
+async def test_the_ordered_log_is_passed_through_without_counting() -> None:
     adapter = counting(InMemoryEventStorageAdapter(clock=stepping_clock()))
-    run(adapter.push_event(event(), event_store_id="S"))
+    await adapter.push_event(event(), event_store_id="S")
     adapter.reset_counts()
     assert adapter.last_position() == 1 and [entry.position for entry in adapter.read_log()] == [1]
     assert adapter.counts == CallCounts()

@@ -1,4 +1,4 @@
-"""Messages and their guards (castore-behaviour §4, §10 item 53)."""
+"""Messages and their guards, as Castore's behave (docs/api.md §6)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ from castore_edu.course.pokedex import (
     trainer_created,
     trainer_reducer,
 )
-from castore_edu.testing.storage_contract import run
+
+pytestmark = pytest.mark.anyio
 
 APPEARED = pokemon_appeared("pikachu", name="Pikachu", level=5)
 CAUGHT = pokemon_caught("pikachu", version=2, trainer_id="ash")
@@ -133,41 +134,41 @@ def test_level_ups_grow_a_history() -> None:
 # -- stores -----------------------------------------------------------------------------------------
 
 
-def test_in_memory_pokedex_one_adapter_per_store_one_clock_for_both() -> None:
+async def test_in_memory_pokedex_one_adapter_per_store_one_clock_for_both() -> None:
     pokedex = in_memory_pokedex()
     assert (pokedex.pokemons.event_store_id, pokedex.trainers.event_store_id) == (POKEMONS, TRAINERS)
     assert isinstance(pokedex.pokemons.event_storage_adapter, InMemoryEventStorageAdapter)
     assert pokedex.pokemons.event_storage_adapter is not pokedex.trainers.event_storage_adapter
 
-    async def scenario() -> list[str | None]:
-        first = await pokedex.pokemons.push_event(APPEARED)
-        second = await pokedex.trainers.push_event(trainer_created("pikachu", name="same id, other store"))
-        return [first.event.timestamp, second.event.timestamp]
-
-    assert run(scenario()) == ["2024-01-01T00:00:00.000Z", "2024-01-01T00:00:01.000Z"]
+    first = await pokedex.pokemons.push_event(APPEARED)
+    second = await pokedex.trainers.push_event(trainer_created("pikachu", name="same id, other store"))
+    assert [first.event.timestamp, second.event.timestamp] == [
+        "2024-01-01T00:00:00.000Z",
+        "2024-01-01T00:00:01.000Z",
+    ]
     pokedex.close()  # nothing to release, and no error
 
 
-def test_sqlite_pokedex_shares_one_database_and_closes_it(tmp_path: Path) -> None:
+async def test_sqlite_pokedex_shares_one_database_and_closes_it(tmp_path: Path) -> None:
     with sqlite_pokedex(tmp_path / "pokedex.sqlite3") as pokedex:
         adapter = pokedex.pokemons.event_storage_adapter
         assert (
             isinstance(adapter, SQLiteEventStorageAdapter)
             and adapter is pokedex.trainers.event_storage_adapter
         )
-        run(tell_the_story(pokedex))
+        await tell_the_story(pokedex)
     with pytest.raises(Exception, match="closed"):
         adapter.connection.execute("SELECT 1")
 
 
-def test_sqlite_data_survive_a_reopen(tmp_path: Path) -> None:
+async def test_sqlite_data_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "pokedex.sqlite3"
     with sqlite_pokedex(path) as pokedex:
-        run(tell_the_story(pokedex))
+        await tell_the_story(pokedex)
     with sqlite_pokedex(path) as reopened:
-        assert run(reopened.pokemons.get_aggregate("pikachu")).aggregate.level == 7
+        assert (await reopened.pokemons.get_aggregate("pikachu")).aggregate.level == 7
         with pytest.raises(EventAlreadyExistsError):
-            run(reopened.pokemons.push_event(APPEARED))
+            await reopened.pokemons.push_event(APPEARED)
 
 
 async def every_event(pokedex) -> dict[tuple[str, str], list[EventDetail]]:
@@ -178,18 +179,20 @@ async def every_event(pokedex) -> dict[tuple[str, str], list[EventDetail]]:
     }
 
 
-def test_the_story_ends_as_its_docstring_says_on_both_adapters() -> None:
+async def test_the_story_ends_as_its_docstring_says_on_both_adapters() -> None:
     in_memory, on_sqlite = in_memory_pokedex(), sqlite_pokedex()
     for pokedex in (in_memory, on_sqlite):
-        run(tell_the_story(pokedex))
-        pikachu = run(pokedex.pokemons.get_aggregate("pikachu")).aggregate
+        await tell_the_story(pokedex)
+        pikachu = (await pokedex.pokemons.get_aggregate("pikachu")).aggregate
         assert pikachu == Pokemon("pikachu", 4, "Pikachu", 7, "caught", "ash")
-        assert run(pokedex.pokemons.get_aggregate("charmander")).aggregate.version == 1
-        assert run(pokedex.trainers.get_aggregate("ash")).aggregate == Trainer("ash", 2, "Ash", ("pikachu",))
+        assert (await pokedex.pokemons.get_aggregate("charmander")).aggregate.version == 1
+        assert (await pokedex.trainers.get_aggregate("ash")).aggregate == Trainer(
+            "ash", 2, "Ash", ("pikachu",)
+        )
     # Same clock, same story: the same events, timestamps included.
-    assert run(every_event(in_memory)) == run(every_event(on_sqlite))
-    caught = run(in_memory.pokemons.get_events("pikachu", min_version=2, max_version=2))[0]
-    recorded = run(in_memory.trainers.get_events("ash", min_version=2))[0]
+    assert await every_event(in_memory) == await every_event(on_sqlite)
+    caught = (await in_memory.pokemons.get_events("pikachu", min_version=2, max_version=2))[0]
+    recorded = (await in_memory.trainers.get_events("ash", min_version=2))[0]
     assert caught.timestamp == recorded.timestamp  # pushed as one group
     on_sqlite.close()
 
@@ -224,20 +227,18 @@ def test_check_prev_aggregate_says_what_it_expected_and_what_it_got() -> None:
         check_prev_aggregate(None, LEVELED_UP)
 
 
-def test_a_checked_push_refuses_a_stale_aggregate_and_stores_nothing() -> None:
+async def test_a_checked_push_refuses_a_stale_aggregate_and_stores_nothing() -> None:
     pokedex = in_memory_pokedex()
-    run(tell_the_story(pokedex))
+    await tell_the_story(pokedex)
     store = pokedex.pokemons
-    stale = run(store.get_aggregate("pikachu", max_version=3)).aggregate
+    stale = (await store.get_aggregate("pikachu", max_version=3)).aggregate
     with pytest.raises(StalePrevAggregateError):
-        run(
-            push_with_checked_prev_aggregate(
-                store, pokemon_leveled_up("pikachu", version=5), prev_aggregate=stale
-            )
+        await push_with_checked_prev_aggregate(
+            store, pokemon_leveled_up("pikachu", version=5), prev_aggregate=stale
         )
-    assert run(store.get_aggregate("pikachu")).aggregate.version == 4
+    assert (await store.get_aggregate("pikachu")).aggregate.version == 4
 
-    fresh = run(store.get_aggregate("pikachu")).aggregate
+    fresh = (await store.get_aggregate("pikachu")).aggregate
     event = pokemon_leveled_up("pikachu", version=5)
-    result = run(push_with_checked_prev_aggregate(store, event, prev_aggregate=fresh))
-    assert result.next_aggregate == run(store.get_aggregate("pikachu")).aggregate
+    result = await push_with_checked_prev_aggregate(store, event, prev_aggregate=fresh)
+    assert result.next_aggregate == (await store.get_aggregate("pikachu")).aggregate

@@ -37,7 +37,9 @@ from castore_edu.testing.faults import (
     InjectedFault,
     SimulatedCrash,
 )
-from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer, run
+from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer
+
+pytestmark = pytest.mark.anyio
 
 
 def life(aggregate_id: str, versions: int) -> list[EventDetail]:
@@ -86,136 +88,108 @@ async def faulty_setup(
 # -- step by step ----------------------------------------------------------------------------
 
 
-def test_step_publishes_a_batch_in_log_order_and_moves_the_checkpoint() -> None:
-    async def main() -> None:
-        store = store_on(InMemoryEventStorageAdapter())
-        events = interleaved()
-        await push_all(store, events)
-        bus, published = recording_bus(store)
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=5)
-        assert (relay.position, relay.lag()) == (0, 12)
-        assert await relay.step() == 5
-        assert (relay.position, relay.lag()) == (5, 7)
-        assert await relay.catch_up() == 7
-        assert await relay.step() == 0
-        stored = [entry.event for entry in store.event_storage_adapter.read_log()]
-        assert [(e.aggregate_id, e.version) for e in stored] == [(e.aggregate_id, e.version) for e in events]
-        assert [message for message, _ in published.published] == [
-            NotificationMessage("POKEMONS", e) for e in stored
-        ]
-        assert all(replay is False for _, replay in published.published)
-        assert relay.published == 12
-
-    run(main())
+async def test_step_publishes_a_batch_in_log_order_and_moves_the_checkpoint() -> None:
+    store = store_on(InMemoryEventStorageAdapter())
+    events = interleaved()
+    await push_all(store, events)
+    bus, published = recording_bus(store)
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=5)
+    assert (relay.position, relay.lag()) == (0, 12)
+    assert await relay.step() == 5
+    assert (relay.position, relay.lag()) == (5, 7)
+    assert await relay.catch_up() == 7
+    assert await relay.step() == 0
+    stored = [entry.event for entry in store.event_storage_adapter.read_log()]
+    assert [(e.aggregate_id, e.version) for e in stored] == [(e.aggregate_id, e.version) for e in events]
+    assert [message for message, _ in published.published] == [
+        NotificationMessage("POKEMONS", e) for e in stored
+    ]
+    assert all(replay is False for _, replay in published.published)
+    assert relay.published == 12
 
 
-def test_state_carrying_messages_carry_the_aggregate_at_their_version() -> None:
-    async def main() -> None:
-        store = store_on(InMemoryEventStorageAdapter(), SpyEventStore)
-        events = interleaved(aggregates=2, versions=3)
-        await push_all(store, events)
-        bus, published = recording_bus(store, StateCarryingMessageBus)
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
+async def test_state_carrying_messages_carry_the_aggregate_at_their_version() -> None:
+    store = store_on(InMemoryEventStorageAdapter(), SpyEventStore)
+    events = interleaved(aggregates=2, versions=3)
+    await push_all(store, events)
+    bus, published = recording_bus(store, StateCarryingMessageBus)
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
+    await relay.step()
+    for message, _replay in published.published:
+        assert isinstance(message, StateCarryingMessage)
+        expected = await store.get_aggregate(message.event.aggregate_id, max_version=message.event.version)
+        assert message.aggregate == expected.aggregate
+    # Folded along the log: no read of the store was needed (the checks above made 6).
+    assert len(store.aggregate_reads) == 6
+
+
+async def test_a_new_state_carrying_relay_reads_each_aggregate_once_then_folds() -> None:
+    store = store_on(InMemoryEventStorageAdapter(), SpyEventStore)
+    await push_all(store, life("pikachu", 5))
+    bus, published = recording_bus(store, StateCarryingMessageBus)
+    checkpoints = InMemoryCheckpointStore()
+    await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints, batch_size=2).step()
+    restarted = Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints)
+    await restarted.step()
+    assert store.aggregate_reads == [("pikachu", 3)]
+    assert [message.aggregate.level for message, _ in published.published] == [5, 6, 7, 8, 9]
+
+
+async def test_a_failed_publish_keeps_the_checkpoint_before_it_and_is_retried() -> None:
+    events = interleaved()
+    store, bus, published = await faulty_setup(events, FaultSchedule.on_calls(3, 4))
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=10)
+    with pytest.raises(InjectedFault):
         await relay.step()
-        for message, _replay in published.published:
-            assert isinstance(message, StateCarryingMessage)
-            expected = await store.get_aggregate(
-                message.event.aggregate_id, max_version=message.event.version
-            )
-            assert message.aggregate == expected.aggregate
-        # Folded along the log: no read of the store was needed (the checks above made 6).
-        assert len(store.aggregate_reads) == 6
-
-    run(main())
+    assert relay.position == 2 and relay.failures == 1
+    with pytest.raises(InjectedFault):
+        await relay.step()
+    assert relay.position == 2
+    assert await relay.step() == 10
+    await relay.catch_up()
+    assert keys(published) == [(e.aggregate_id, e.version) for e in events]
+    assert isinstance(relay.last_error, InjectedFault)
 
 
-def test_a_new_state_carrying_relay_reads_each_aggregate_once_then_folds() -> None:
-    async def main() -> None:
-        store = store_on(InMemoryEventStorageAdapter(), SpyEventStore)
-        await push_all(store, life("pikachu", 5))
-        bus, published = recording_bus(store, StateCarryingMessageBus)
-        checkpoints = InMemoryCheckpointStore()
-        await Relay(
-            store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints, batch_size=2
-        ).step()
-        restarted = Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints)
-        await restarted.step()
-        assert store.aggregate_reads == [("pikachu", 3)]
-        assert [message.aggregate.level for message, _ in published.published] == [5, 6, 7, 8, 9]
-
-    run(main())
+async def test_a_lost_acknowledgement_is_published_again() -> None:
+    store, bus, published = await faulty_setup(
+        life("pikachu", 3), FaultSchedule.on_calls(2, fault=Fault.FAIL_AFTER)
+    )
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
+    await relay.catch_up()
+    assert keys(published) == [("pikachu", 1), ("pikachu", 2), ("pikachu", 2), ("pikachu", 3)]
 
 
-def test_a_failed_publish_keeps_the_checkpoint_before_it_and_is_retried() -> None:
-    async def main() -> None:
-        events = interleaved()
-        store, bus, published = await faulty_setup(events, FaultSchedule.on_calls(3, 4))
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=10)
-        with pytest.raises(InjectedFault):
-            await relay.step()
-        assert relay.position == 2 and relay.failures == 1
-        with pytest.raises(InjectedFault):
-            await relay.step()
-        assert relay.position == 2
-        assert await relay.step() == 10
-        await relay.catch_up()
-        assert keys(published) == [(e.aggregate_id, e.version) for e in events]
-        assert isinstance(relay.last_error, InjectedFault)
-
-    run(main())
+async def test_catch_up_gives_up_after_max_failures_in_a_row() -> None:
+    store, bus, _ = await faulty_setup(life("pikachu", 2), FaultSchedule.seeded(0, fail=1.0))
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
+    with pytest.raises(InjectedFault):
+        await relay.catch_up(max_failures=3)
+    assert relay.failures == 4 and relay.position == 0
 
 
-def test_a_lost_acknowledgement_is_published_again() -> None:
-    async def main() -> None:
-        store, bus, published = await faulty_setup(
-            life("pikachu", 3), FaultSchedule.on_calls(2, fault=Fault.FAIL_AFTER)
-        )
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
-        await relay.catch_up()
-        assert keys(published) == [("pikachu", 1), ("pikachu", 2), ("pikachu", 2), ("pikachu", 3)]
-
-    run(main())
-
-
-def test_catch_up_gives_up_after_max_failures_in_a_row() -> None:
-    async def main() -> None:
-        store, bus, _ = await faulty_setup(life("pikachu", 2), FaultSchedule.seeded(0, fail=1.0))
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
-        with pytest.raises(InjectedFault):
-            await relay.catch_up(max_failures=3)
-        assert relay.failures == 4 and relay.position == 0
-
-    run(main())
+async def test_a_crash_saves_nothing_and_the_next_relay_repeats_the_batch() -> None:
+    store, bus, published = await faulty_setup(
+        life("pikachu", 4), FaultSchedule.on_calls(3, fault=Fault.CRASH)
+    )
+    checkpoints = InMemoryCheckpointStore()
+    with pytest.raises(SimulatedCrash):
+        await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).step()
+    assert checkpoints.load("relay") == 0
+    await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).catch_up()
+    assert [version for _, version in keys(published)] == [1, 2, 1, 2, 3, 4]
 
 
-def test_a_crash_saves_nothing_and_the_next_relay_repeats_the_batch() -> None:
-    async def main() -> None:
-        store, bus, published = await faulty_setup(
-            life("pikachu", 4), FaultSchedule.on_calls(3, fault=Fault.CRASH)
-        )
-        checkpoints = InMemoryCheckpointStore()
-        with pytest.raises(SimulatedCrash):
-            await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).step()
-        assert checkpoints.load("relay") == 0
-        await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).catch_up()
-        assert [version for _, version in keys(published)] == [1, 2, 1, 2, 3, 4]
-
-    run(main())
-
-
-def test_events_of_stores_without_a_route_are_passed_over() -> None:
-    async def main() -> None:
-        with SQLiteEventStorageAdapter() as adapter:
-            pokemons, trainers = store_on(adapter), store_on(adapter, event_store_id="TRAINERS")
-            await pokemons.push_event(life("pikachu", 1)[0])
-            await trainers.push_event(pokemon_appeared("ash", name="Ash", level=1))
-            await pokemons.push_event(life("pikachu", 2)[1])
-            bus, published = recording_bus(pokemons)
-            relay = Relay(adapter, {"POKEMONS": bus})
-            assert await relay.step() == 3
-            assert relay.position == 3 and keys(published) == [("pikachu", 1), ("pikachu", 2)]
-
-    run(main())
+async def test_events_of_stores_without_a_route_are_passed_over() -> None:
+    with SQLiteEventStorageAdapter() as adapter:
+        pokemons, trainers = store_on(adapter), store_on(adapter, event_store_id="TRAINERS")
+        await pokemons.push_event(life("pikachu", 1)[0])
+        await trainers.push_event(pokemon_appeared("ash", name="Ash", level=1))
+        await pokemons.push_event(life("pikachu", 2)[1])
+        bus, published = recording_bus(pokemons)
+        relay = Relay(adapter, {"POKEMONS": bus})
+        assert await relay.step() == 3
+        assert relay.position == 3 and keys(published) == [("pikachu", 1), ("pikachu", 2)]
 
 
 def test_routes_are_checked_when_the_relay_is_built() -> None:
@@ -239,19 +213,9 @@ def test_routes_are_checked_when_the_relay_is_built() -> None:
 # -- checkpoints -----------------------------------------------------------------------------
 
 
-def test_sqlite_checkpoints_live_in_the_events_database_and_survive_a_restart(tmp_path: Path) -> None:
+async def test_sqlite_checkpoints_live_in_the_events_database_and_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite"
     events = interleaved()
-
-    async def first_process() -> None:
-        with SQLiteEventStorageAdapter(path) as adapter:
-            store = store_on(adapter)
-            await push_all(store, events)
-            bus, published = recording_bus(store)
-            relay = Relay(adapter, {"POKEMONS": bus}, name="news", batch_size=5)
-            assert isinstance(relay.checkpoints, SQLiteCheckpointStore)
-            await relay.step()
-            assert keys(published) == [(e.aggregate_id, e.version) for e in events[:5]]
 
     async def second_process() -> list[tuple[str, int]]:
         with SQLiteEventStorageAdapter(path) as adapter:
@@ -263,8 +227,15 @@ def test_sqlite_checkpoints_live_in_the_events_database_and_survive_a_restart(tm
             assert other.position == 0
             return keys(published)
 
-    run(first_process())
-    assert run(second_process()) == [(e.aggregate_id, e.version) for e in events[5:]]
+    with SQLiteEventStorageAdapter(path) as adapter:
+        store = store_on(adapter)
+        await push_all(store, events)
+        bus, published = recording_bus(store)
+        relay = Relay(adapter, {"POKEMONS": bus}, name="news", batch_size=5)
+        assert isinstance(relay.checkpoints, SQLiteCheckpointStore)
+        await relay.step()
+        assert keys(published) == [(e.aggregate_id, e.version) for e in events[:5]]
+    assert await second_process() == [(e.aggregate_id, e.version) for e in events[5:]]
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT relay_name, position FROM relay_checkpoints").fetchall() == [
             ("news", 12)
@@ -315,7 +286,7 @@ def assert_everything_in_order(deliveries: list[tuple[str, int]], events: list[E
             seen.append(version)
 
 
-def test_cancelling_the_relay_task_at_every_step_loses_nothing(tmp_path: Path) -> None:
+async def test_cancelling_the_relay_task_at_every_step_loses_nothing(tmp_path: Path) -> None:
     """Kill the relay after k turns of the event loop, for every k until a run ends by itself;
     a new relay (new connection, same file) then delivers everything, in order per aggregate."""
     events = interleaved(aggregates=3, versions=4)
@@ -342,7 +313,7 @@ def test_cancelling_the_relay_task_at_every_step_loses_nothing(tmp_path: Path) -
     k = 0
     duplicated_runs = 0
     while True:
-        deliveries, finished = run(scenario(k))
+        deliveries, finished = await scenario(k)
         assert_everything_in_order(deliveries, events)
         duplicated_runs += len(deliveries) > len(events)
         if finished:
@@ -352,36 +323,35 @@ def test_cancelling_the_relay_task_at_every_step_loses_nothing(tmp_path: Path) -
     assert duplicated_runs > 0  # some cuts fell between a publish and its checkpoint
 
 
-def test_a_chain_of_relays_each_killed_after_its_first_checkpoint_delivers_everything(tmp_path: Path) -> None:
+async def test_a_chain_of_relays_each_killed_after_its_first_checkpoint_delivers_everything(
+    tmp_path: Path,
+) -> None:
     """Each relay dies right after the first publish that follows its first checkpoint: every
     relay makes progress, and each repeats what the previous one published unsaved."""
     events = interleaved(aggregates=2, versions=5)
 
-    async def main() -> list[tuple[str, int]]:
-        path = tmp_path / "events.sqlite"
+    path = tmp_path / "events.sqlite"
+    with SQLiteEventStorageAdapter(path) as adapter:
+        store = store_on(adapter)
+        await push_all(store, events)
+        consumer = BusRecorder(store, remote=True)
+    for _ in range(10 * len(events)):
         with SQLiteEventStorageAdapter(path) as adapter:
-            store = store_on(adapter)
-            await push_all(store, events)
-            consumer = BusRecorder(store, remote=True)
-        for _ in range(10 * len(events)):
-            with SQLiteEventStorageAdapter(path) as adapter:
-                relay = Relay(adapter, {"POKEMONS": consumer.bus}, batch_size=3, poll_interval=3600)
-                if relay.lag() == 0:
-                    break
-                start = relay.position
-                relay.start()
-                while relay.position == start:
-                    await asyncio.sleep(0)
-                delivered = len(consumer.deliveries)
-                while relay.lag() and len(consumer.deliveries) == delivered:
-                    await asyncio.sleep(0)  # until one more message went out, unsaved
-                await relay.stop()
-        else:
-            raise AssertionError("the relays made no progress")
-        await consumer.adapter.wait_idle()
-        return consumer.deliveries
-
-    deliveries = run(main())
+            relay = Relay(adapter, {"POKEMONS": consumer.bus}, batch_size=3, poll_interval=3600)
+            if relay.lag() == 0:
+                break
+            start = relay.position
+            relay.start()
+            while relay.position == start:
+                await asyncio.sleep(0)
+            delivered = len(consumer.deliveries)
+            while relay.lag() and len(consumer.deliveries) == delivered:
+                await asyncio.sleep(0)  # until one more message went out, unsaved
+            await relay.stop()
+    else:
+        raise AssertionError("the relays made no progress")
+    await consumer.adapter.wait_idle()
+    deliveries = consumer.deliveries
     assert_everything_in_order(deliveries, events)
     assert len(deliveries) > len(events)
 
@@ -389,65 +359,54 @@ def test_a_chain_of_relays_each_killed_after_its_first_checkpoint_delivers_every
 # -- as a task -------------------------------------------------------------------------------
 
 
-def test_the_task_follows_new_events_when_nudged_by_the_store() -> None:
-    async def main() -> None:
-        store = store_on(InMemoryEventStorageAdapter())
-        consumer = BusRecorder(store)
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": consumer.bus}, poll_interval=3600)
-        store.on_event_pushed = relay.on_event_pushed
-        with pytest.raises(RuntimeError, match="not running"):
-            await relay.wait_until_published(1)
+async def test_the_task_follows_new_events_when_nudged_by_the_store() -> None:
+    store = store_on(InMemoryEventStorageAdapter())
+    consumer = BusRecorder(store)
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": consumer.bus}, poll_interval=3600)
+    store.on_event_pushed = relay.on_event_pushed
+    with pytest.raises(RuntimeError, match="not running"):
+        await relay.wait_until_published(1)
+    relay.start()
+    with pytest.raises(RuntimeError, match="already running"):
         relay.start()
-        with pytest.raises(RuntimeError, match="already running"):
-            relay.start()
-        events = interleaved()
-        await push_all(store, events)
-        # Without the nudge the relay would sleep for an hour.
-        await asyncio.wait_for(relay.wait_until_published(), timeout=5)
+    events = interleaved()
+    await push_all(store, events)
+    # Without the nudge the relay would sleep for an hour.
+    await asyncio.wait_for(relay.wait_until_published(), timeout=5)
+    await relay.stop()
+    assert not relay.running
+    await consumer.adapter.wait_idle()
+    assert consumer.deliveries == [(e.aggregate_id, e.version) for e in events]
+    await relay.stop()  # stopping twice is fine
+
+
+async def test_the_task_polls_with_a_short_interval_and_retries_failed_publishes() -> None:
+    store = store_on(InMemoryEventStorageAdapter())
+    consumer = BusRecorder(store)
+    FaultyChannelAdapter.wrap(consumer.bus, FaultSchedule.on_calls(1, 2, 5))
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": consumer.bus}, poll_interval=0.001, retry_delay=0)
+    relay.start()
+    events = interleaved(aggregates=2, versions=3)
+    await push_all(store, events)  # no nudge: the short poll finds them
+    await asyncio.wait_for(relay.wait_until_published(), timeout=5)
+    await relay.stop()
+    await consumer.adapter.wait_idle()
+    assert consumer.deliveries == [(e.aggregate_id, e.version) for e in events]
+    assert relay.failures == 3
+
+
+async def test_a_crashed_relay_task_reports_the_crash_when_stopped() -> None:
+    store = store_on(InMemoryEventStorageAdapter())
+    await push_all(store, life("pikachu", 2))
+    consumer = BusRecorder(store)
+    FaultyChannelAdapter.wrap(consumer.bus, FaultSchedule.on_calls(2, fault=Fault.CRASH))
+    relay = Relay(store.event_storage_adapter, {"POKEMONS": consumer.bus}, batch_size=1)
+    relay.start()
+    with pytest.raises(RuntimeError, match="not running"):
+        await relay.wait_until_published()
+    with pytest.raises(SimulatedCrash):
         await relay.stop()
-        assert not relay.running
-        await consumer.adapter.wait_idle()
-        assert consumer.deliveries == [(e.aggregate_id, e.version) for e in events]
-        await relay.stop()  # stopping twice is fine
-
-    run(main())
-
-
-def test_the_task_polls_with_a_short_interval_and_retries_failed_publishes() -> None:
-    async def main() -> None:
-        store = store_on(InMemoryEventStorageAdapter())
-        consumer = BusRecorder(store)
-        FaultyChannelAdapter.wrap(consumer.bus, FaultSchedule.on_calls(1, 2, 5))
-        relay = Relay(
-            store.event_storage_adapter, {"POKEMONS": consumer.bus}, poll_interval=0.001, retry_delay=0
-        )
-        relay.start()
-        events = interleaved(aggregates=2, versions=3)
-        await push_all(store, events)  # no nudge: the short poll finds them
-        await asyncio.wait_for(relay.wait_until_published(), timeout=5)
-        await relay.stop()
-        await consumer.adapter.wait_idle()
-        assert consumer.deliveries == [(e.aggregate_id, e.version) for e in events]
-        assert relay.failures == 3
-
-    run(main())
-
-
-def test_a_crashed_relay_task_reports_the_crash_when_stopped() -> None:
-    async def main() -> None:
-        store = store_on(InMemoryEventStorageAdapter())
-        await push_all(store, life("pikachu", 2))
-        consumer = BusRecorder(store)
-        FaultyChannelAdapter.wrap(consumer.bus, FaultSchedule.on_calls(2, fault=Fault.CRASH))
-        relay = Relay(store.event_storage_adapter, {"POKEMONS": consumer.bus}, batch_size=1)
-        relay.start()
-        with pytest.raises(RuntimeError, match="not running"):
-            await relay.wait_until_published()
-        with pytest.raises(SimulatedCrash):
-            await relay.stop()
-        assert relay.position == 1
-
-    run(main())
+    assert relay.position == 1
 
 
 def test_a_relay_made_outside_a_loop_runs_in_later_loops() -> None:
@@ -463,15 +422,15 @@ def test_a_relay_made_outside_a_loop_runs_in_later_loops() -> None:
         await relay.stop()
 
     events = life("pikachu", 4)
-    run(session(events[:2]))
-    run(session(events[2:]))
+    asyncio.run(session(events[:2]))
+    asyncio.run(session(events[2:]))
     assert keys(published) == [("pikachu", version) for version in (1, 2, 3, 4)]
 
 
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-def test_the_relay_benchmark_runs_and_reports_every_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_relay_benchmark_runs_and_reports_every_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     """A smoke test on tiny sizes: the figures themselves are for people to read."""
     import benchmarks.relay as bench
 
@@ -484,7 +443,7 @@ def test_the_relay_benchmark_runs_and_reports_every_figure(monkeypatch: pytest.M
     }.items():
         monkeypatch.setattr(bench, name, value)
     lines: list[str] = []
-    figures = run(bench.run_relay_benchmarks(print_fn=lines.append))
+    figures = await bench.run_relay_benchmarks(print_fn=lines.append)
     assert set(figures["relay_throughput"]) == {"batch_size=500", "batch_size=1"}
     assert set(figures["push_throughput"]) == {"on disk", "in memory"}
     assert all(set(rates) == set(bench.PUSH_VARIANTS) for rates in figures["push_throughput"].values())

@@ -11,7 +11,8 @@ pytest.importorskip("matplotlib")
 
 from castore_edu.course.experiment import FaultRates, run_experiment
 from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html
-from tests.fixtures_pokemon import run
+
+pytestmark = pytest.mark.anyio
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -25,70 +26,61 @@ def test_the_sliders_start_from_the_given_settings() -> None:
     assert simulator._repr_mimebundle_()["text/plain"] == "FailureSimulator(pushes=60, seed=3)"
 
 
-def test_a_click_in_a_running_loop_schedules_the_experiment_and_redraws_when_it_ends() -> None:
-    async def main() -> None:
-        simulator = FailureSimulator()
-        simulator.pushes.value = 120
-        simulator.rates["fail"].value = 0.15
-        simulator.rates["duplicate"].value = 0.05
-        simulator.seed.value = 9
-        simulator.run_button.click()
-        assert simulator.status.value == "Running…" and simulator.run_button.disabled
-        assert simulator.result is None  # scheduled, not run yet: the callback returned at once
-        await simulator.finished()
+async def test_a_click_in_a_running_loop_schedules_the_experiment_and_redraws_when_it_ends() -> None:
+    simulator = FailureSimulator()
+    simulator.pushes.value = 120
+    simulator.rates["fail"].value = 0.15
+    simulator.rates["duplicate"].value = 0.05
+    simulator.seed.value = 9
+    simulator.run_button.click()
+    assert simulator.status.value == "Running…" and simulator.run_button.disabled
+    assert simulator.result is None  # scheduled, not run yet: the callback returned at once
+    await simulator.finished()
 
-        expected = await run_experiment(pushes=120, rates=FaultRates(fail=0.15, duplicate=0.05), seed=9)
-        assert simulator.result == expected
-        assert not simulator.run_button.disabled
-        assert bytes(simulator.chart.value).startswith(PNG_SIGNATURE)
-        assert simulator.summary.value == result_html(expected)
-        assert simulator.status.value == (
-            f"120 pushes: the connected store lost {expected.connected.lost_messages} messages, "
-            f"the relay 0 (and delivered {expected.relay.duplicated_messages} duplicates)."
-        )
-        assert expected.connected.lost_messages > 0
+    expected = await run_experiment(pushes=120, rates=FaultRates(fail=0.15, duplicate=0.05), seed=9)
+    assert simulator.result == expected
+    assert not simulator.run_button.disabled
+    assert bytes(simulator.chart.value).startswith(PNG_SIGNATURE)
+    assert simulator.summary.value == result_html(expected)
+    assert simulator.status.value == (
+        f"120 pushes: the connected store lost {expected.connected.lost_messages} messages, "
+        f"the relay 0 (and delivered {expected.relay.duplicated_messages} duplicates)."
+    )
+    assert expected.connected.lost_messages > 0
 
-        first_chart = bytes(simulator.chart.value)
-        simulator.rates["fail"].value = 0.0
-        simulator.run_button.click()
-        await simulator.finished()
-        assert simulator.result.connected.lost_messages == 0
-        assert bytes(simulator.chart.value) != first_chart
-
-    run(main())
+    first_chart = bytes(simulator.chart.value)
+    simulator.rates["fail"].value = 0.0
+    simulator.run_button.click()
+    await simulator.finished()
+    assert simulator.result.connected.lost_messages == 0
+    assert bytes(simulator.chart.value) != first_chart
 
 
-def test_a_second_click_while_running_does_not_start_another_run() -> None:
-    async def main() -> None:
-        calls = []
+async def test_a_second_click_while_running_does_not_start_another_run() -> None:
+    calls = []
 
-        async def slow_runner(**settings: object) -> object:
-            calls.append(settings)
-            await asyncio.sleep(0)
-            return await run_experiment(**settings)  # type: ignore[arg-type]
+    async def slow_runner(**settings: object) -> object:
+        calls.append(settings)
+        await asyncio.sleep(0)
+        return await run_experiment(**settings)  # type: ignore[arg-type]
 
-        simulator = FailureSimulator(pushes=20, runner=slow_runner)
-        simulator.run_button.click()
-        task = simulator.task
-        simulator.run_button.click()
-        assert simulator.status.value == "Still running the previous experiment…"
-        await simulator.finished()
-        assert simulator.task is task and len(calls) == 1
-
-    run(main())
+    simulator = FailureSimulator(pushes=20, runner=slow_runner)
+    simulator.run_button.click()
+    task = simulator.task
+    simulator.run_button.click()
+    assert simulator.status.value == "Still running the previous experiment…"
+    await simulator.finished()
+    assert simulator.task is task and len(calls) == 1
 
 
-def test_a_failing_experiment_shows_the_error_and_re_enables_the_button() -> None:
+async def test_a_failing_experiment_shows_the_error_and_re_enables_the_button() -> None:
     async def failing_runner(**settings: object) -> object:
         raise ValueError("fault rates add up to 1.2")
 
-    async def main() -> FailureSimulator:
-        simulator = FailureSimulator(runner=failing_runner)
-        simulator.run_button.click()
-        await simulator.finished()
-        return simulator
-
-    simulator = run(main())
+    simulator = FailureSimulator(runner=failing_runner)
+    simulator.run_button.click()
+    await simulator.finished()
+    simulator = simulator
     assert simulator.status.value == "The experiment failed: fault rates add up to 1.2"
     assert not simulator.run_button.disabled and simulator.result is None
 
@@ -97,12 +89,12 @@ def test_outside_an_event_loop_a_click_runs_to_completion() -> None:
     simulator = FailureSimulator(pushes=30, rates=FaultRates(lose_ack=0.2), seed=4)
     simulator.run_button.click()
     assert simulator.task is None
-    assert simulator.result == run(run_experiment(pushes=30, rates=FaultRates(lose_ack=0.2), seed=4))
+    assert simulator.result == asyncio.run(run_experiment(pushes=30, rates=FaultRates(lose_ack=0.2), seed=4))
     assert simulator.result.relay.duplicated_messages > 0
 
 
-def test_the_html_table_and_the_chart_render_a_result() -> None:
-    result = run(run_experiment(pushes=20, rates=FaultRates(fail=0.25), seed=1))
+async def test_the_html_table_and_the_chart_render_a_result() -> None:
+    result = await run_experiment(pushes=20, rates=FaultRates(fail=0.25), seed=1)
     table = result_html(result)
     assert table.count("<tr>") == 8
     assert (

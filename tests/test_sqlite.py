@@ -12,7 +12,9 @@ import pytest
 
 from castore_edu import EventAlreadyExistsError, SQLiteEventStorageAdapter
 from castore_edu.core.clock import Clock, utc_now
-from castore_edu.testing.storage_contract import StorageAdapterContract, event, run, store
+from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
+
+pytestmark = pytest.mark.anyio
 
 
 class TestSQLiteAdapter(StorageAdapterContract):
@@ -47,24 +49,24 @@ class TestSQLiteAdapter(StorageAdapterContract):
         ]
 
 
-def test_events_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
+async def test_events_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
     path = tmp_path / "pokedex.sqlite"
     with SQLiteEventStorageAdapter(path) as adapter:
-        pushed = run(store("POKEMONS", adapter).push_event(event(payload={"name": "Pikachu"})))
+        pushed = await store("POKEMONS", adapter).push_event(event(payload={"name": "Pikachu"}))
     with SQLiteEventStorageAdapter(path) as reopened:
-        assert run(store("POKEMONS", reopened).get_events("pikachu")) == [pushed.event]
+        assert await store("POKEMONS", reopened).get_events("pikachu") == [pushed.event]
         assert reopened.last_position() == 1
 
 
-def test_one_file_holds_several_event_stores_apart(tmp_path: Path) -> None:
+async def test_one_file_holds_several_event_stores_apart(tmp_path: Path) -> None:
     with SQLiteEventStorageAdapter(tmp_path / "db.sqlite") as adapter:
         pokemons, trainers = store("POKEMONS", adapter), store("TRAINERS", adapter)
-        run(pokemons.push_event(event("same-id", type="APPEARED")))
-        run(trainers.push_event(event("same-id", type="GAME_STARTED")))  # no conflict: another store
-        assert [e.type for e in run(pokemons.get_events("same-id"))] == ["APPEARED"]
-        assert [e.type for e in run(trainers.get_events("same-id"))] == ["GAME_STARTED"]
+        await pokemons.push_event(event("same-id", type="APPEARED"))
+        await trainers.push_event(event("same-id", type="GAME_STARTED"))  # no conflict: another store
+        assert [e.type for e in await pokemons.get_events("same-id")] == ["APPEARED"]
+        assert [e.type for e in await trainers.get_events("same-id")] == ["GAME_STARTED"]
         with pytest.raises(EventAlreadyExistsError) as caught:
-            run(trainers.push_event(event("same-id")))
+            await trainers.push_event(event("same-id"))
         assert caught.value.event_store_id == "TRAINERS"
 
 
@@ -74,19 +76,19 @@ def test_the_database_uses_write_ahead_logging_and_full_sync(tmp_path: Path) -> 
         assert adapter.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_two_private_memory_databases_cannot_share_a_group() -> None:
+async def test_two_private_memory_databases_cannot_share_a_group() -> None:
     from castore_edu import EventStore
 
     a, b = store("A", SQLiteEventStorageAdapter()), store("B", SQLiteEventStorageAdapter())
     with pytest.raises(ValueError, match="same SQLite database"):
-        run(EventStore.push_event_group(a.group_event(event("x")), b.group_event(event("y"))))
+        await EventStore.push_event_group(a.group_event(event("x")), b.group_event(event("y")))
 
 
-def test_close_releases_the_connection(tmp_path: Path) -> None:
+async def test_close_releases_the_connection(tmp_path: Path) -> None:
     adapter = SQLiteEventStorageAdapter(tmp_path / "db.sqlite")
     adapter.close()
     with pytest.raises(Exception, match="closed"):
-        run(adapter.get_events("a", event_store_id="S"))
+        await adapter.get_events("a", event_store_id="S")
 
 
 WORKER = textwrap.dedent(
@@ -118,7 +120,7 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: Path) -> None:
+async def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: Path) -> None:
     """Optimistic concurrency across OS processes: the unique constraint is the referee."""
     path, per_process = tmp_path / "shared.sqlite", 150
     script = tmp_path / "worker.py"
@@ -137,7 +139,7 @@ def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: Path) -
         _, errors = worker.communicate(timeout=120)
         assert worker.returncode == 0, errors
     with SQLiteEventStorageAdapter(path) as adapter:
-        events = run(adapter.get_events("shared", event_store_id="COUNTERS"))
+        events = await adapter.get_events("shared", event_store_id="COUNTERS")
         assert [e.version for e in events] == list(range(1, 2 * per_process + 1))
         assert sorted(e.payload["by"] for e in events) == ["ash"] * per_process + ["misty"] * per_process
         assert [entry.position for entry in adapter.read_log()] == list(range(1, 2 * per_process + 1))

@@ -1,4 +1,4 @@
-"""mock_event_store and mute_event_store: castore-behaviour §9.2 and §10 items 106-109.
+"""mock_event_store and mute_event_store, as Castore's test tools behave.
 
 Castore runs these on its blueprint fixture; the core Pokémon fixture has the same shape
 (an appeared event, then a caught one), so it is used here.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+import pytest
 
 from castore_edu import (
     AggregateIdEntry,
@@ -30,6 +32,8 @@ from tests.pokemon import (
     pokemons_event_store,
 )
 
+pytestmark = pytest.mark.anyio
+
 CHARIZARD_APPEARED = EventDetail(
     aggregate_id="charizardId",
     version=1,
@@ -39,22 +43,22 @@ CHARIZARD_APPEARED = EventDetail(
 )
 
 
-def events_of(store: EventStore, aggregate_id: str = PIKACHU_ID) -> list[EventDetail]:
-    return asyncio.run(store.get_events(aggregate_id))
+async def events_of(store: EventStore, aggregate_id: str = PIKACHU_ID) -> list[EventDetail]:
+    return await store.get_events(aggregate_id)
 
 
-def listed(store: EventStore) -> AggregateIdsPage:
-    return asyncio.run(store.list_aggregate_ids())
+async def listed(store: EventStore) -> AggregateIdsPage:
+    return await store.list_aggregate_ids()
 
 
-def push(store: EventStore, event: EventDetail) -> PushEventResult:
-    return asyncio.run(store.push_event(event))
+async def push(store: EventStore, event: EventDetail) -> PushEventResult:
+    return await store.push_event(event)
 
 
 ONLY_PIKACHU = AggregateIdsPage([AggregateIdEntry(PIKACHU_ID, PIKACHU_APPEARED.timestamp)])
 
 
-# -- mock_event_store (items 106-108) -------------------------------------------------------
+# -- mock_event_store -----------------------------------------------------------------------
 
 
 def test_mock_is_a_new_store_like_the_original_and_leaves_it_alone() -> None:
@@ -73,91 +77,91 @@ def test_mock_is_a_new_store_like_the_original_and_leaves_it_alone() -> None:
     assert list(mock.initial_events) == [PIKACHU_APPEARED]
 
 
-def test_mock_serves_its_initial_events() -> None:
+async def test_mock_serves_its_initial_events() -> None:
     mock = mock_event_store(pokemons_event_store(), [PIKACHU_APPEARED])
-    assert listed(mock) == ONLY_PIKACHU
-    assert events_of(mock) == [PIKACHU_APPEARED]
-    assert asyncio.run(mock.get_aggregate(PIKACHU_ID)).aggregate == pikachu_after([PIKACHU_APPEARED])
+    assert await listed(mock) == ONLY_PIKACHU
+    assert await events_of(mock) == [PIKACHU_APPEARED]
+    assert (await mock.get_aggregate(PIKACHU_ID)).aggregate == pikachu_after([PIKACHU_APPEARED])
 
 
-def test_mock_without_initial_events_is_empty() -> None:
+async def test_mock_without_initial_events_is_empty() -> None:
     mock = mock_event_store(pokemons_event_store())
-    assert listed(mock) == AggregateIdsPage([])
+    assert await listed(mock) == AggregateIdsPage([])
     assert list(mock.initial_events) == []
 
 
-def test_reset_forgets_what_was_pushed_since() -> None:
+async def test_reset_forgets_what_was_pushed_since() -> None:
     mock = mock_event_store(pokemons_event_store(), [PIKACHU_APPEARED])
-    push(mock, PIKACHU_CAUGHT)
-    push(mock, CHARIZARD_APPEARED)
-    assert events_of(mock) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
+    await push(mock, PIKACHU_CAUGHT)
+    await push(mock, CHARIZARD_APPEARED)
+    assert await events_of(mock) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
 
     mock.reset()
-    assert events_of(mock) == [PIKACHU_APPEARED]
-    assert listed(mock) == ONLY_PIKACHU
+    assert await events_of(mock) == [PIKACHU_APPEARED]
+    assert await listed(mock) == ONLY_PIKACHU
     assert list(mock.initial_events) == [PIKACHU_APPEARED]
 
     # A reset mock is writable again, and resets again to the same start.
-    push(mock, PIKACHU_CAUGHT)
-    push(mock, PIKACHU_LEVELED_UP)
+    await push(mock, PIKACHU_CAUGHT)
+    await push(mock, PIKACHU_LEVELED_UP)
     mock.reset()
-    assert events_of(mock) == [PIKACHU_APPEARED]
+    assert await events_of(mock) == [PIKACHU_APPEARED]
 
 
-def test_mock_does_not_share_storage_with_the_original_or_other_mocks() -> None:
+async def test_mock_does_not_share_storage_with_the_original_or_other_mocks() -> None:
     original = pokemons_event_store(InMemoryEventStorageAdapter([PIKACHU_APPEARED, PIKACHU_CAUGHT]))
     first = mock_event_store(original, [PIKACHU_APPEARED])
     second = mock_event_store(original, [PIKACHU_APPEARED])
-    assert events_of(first) == [PIKACHU_APPEARED]  # not the original's events
+    assert await events_of(first) == [PIKACHU_APPEARED]  # not the original's events
 
-    push(first, PIKACHU_CAUGHT)
-    push(first, PIKACHU_LEVELED_UP)
-    assert events_of(second) == [PIKACHU_APPEARED]
-    assert events_of(original) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
+    await push(first, PIKACHU_CAUGHT)
+    await push(first, PIKACHU_LEVELED_UP)
+    assert await events_of(second) == [PIKACHU_APPEARED]
+    assert await events_of(original) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
 
 
-def test_mock_does_not_copy_on_event_pushed() -> None:
+async def test_mock_does_not_copy_on_event_pushed() -> None:
     recorder = PushRecorder()
     original = pokemons_event_store(on_event_pushed=recorder)
     mock = mock_event_store(original, [PIKACHU_APPEARED])
     assert mock.on_event_pushed is None
-    push(mock, PIKACHU_CAUGHT)
+    await push(mock, PIKACHU_CAUGHT)
     assert recorder.results == []
     assert original.on_event_pushed is recorder
 
 
 def test_a_mock_made_outside_a_loop_works_in_later_loops() -> None:
     mock = mock_event_store(pokemons_event_store(), [PIKACHU_APPEARED])
-    push(mock, PIKACHU_CAUGHT)
+    asyncio.run(push(mock, PIKACHU_CAUGHT))
     mock.reset()
-    push(mock, PIKACHU_CAUGHT)
-    assert events_of(mock) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
+    asyncio.run(push(mock, PIKACHU_CAUGHT))
+    assert asyncio.run(events_of(mock)) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
 
 
-# -- mute_event_store (item 109) ------------------------------------------------------------
+# -- mute_event_store -----------------------------------------------------------------------
 
 
-def test_mute_gives_the_store_fresh_in_memory_storage() -> None:
+async def test_mute_gives_the_store_fresh_in_memory_storage() -> None:
     store = pokemons_event_store()
     assert mute_event_store(store, [PIKACHU_APPEARED]) is None
     assert isinstance(store.event_storage_adapter, InMemoryEventStorageAdapter)
-    assert listed(store) == ONLY_PIKACHU
-    assert events_of(store) == [PIKACHU_APPEARED]
-    push(store, PIKACHU_CAUGHT)
-    assert events_of(store) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
+    assert await listed(store) == ONLY_PIKACHU
+    assert await events_of(store) == [PIKACHU_APPEARED]
+    await push(store, PIKACHU_CAUGHT)
+    assert await events_of(store) == [PIKACHU_APPEARED, PIKACHU_CAUGHT]
 
 
-def test_mute_replaces_existing_storage_and_muting_again_starts_over() -> None:
+async def test_mute_replaces_existing_storage_and_muting_again_starts_over() -> None:
     real = InMemoryEventStorageAdapter([PIKACHU_APPEARED, PIKACHU_CAUGHT, PIKACHU_LEVELED_UP])
     store = pokemons_event_store(real)
     mute_event_store(store)
     assert store.event_storage_adapter is not real
-    assert events_of(store) == []
+    assert await events_of(store) == []
 
-    push(store, PIKACHU_APPEARED)
+    await push(store, PIKACHU_APPEARED)
     mute_event_store(store, [CHARIZARD_APPEARED])
-    assert events_of(store) == []
-    assert events_of(store, "charizardId") == [CHARIZARD_APPEARED]
+    assert await events_of(store) == []
+    assert await events_of(store, "charizardId") == [CHARIZARD_APPEARED]
     # The real storage never saw the muted writes.
     assert [logged.event for logged in real.read_log()] == [
         PIKACHU_APPEARED,
@@ -166,10 +170,10 @@ def test_mute_replaces_existing_storage_and_muting_again_starts_over() -> None:
     ]
 
 
-def test_mute_keeps_the_rest_of_the_store() -> None:
+async def test_mute_keeps_the_rest_of_the_store() -> None:
     recorder = PushRecorder()
     store = pokemons_event_store(on_event_pushed=recorder)
     mute_event_store(store, [PIKACHU_APPEARED])
-    push(store, PIKACHU_CAUGHT)
+    await push(store, PIKACHU_CAUGHT)
     assert store.on_event_pushed is recorder
     assert recorder.versions == [2]

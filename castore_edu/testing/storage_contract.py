@@ -6,9 +6,7 @@ to make an adapter. Whatever one adapter promises, the other must keep.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -23,10 +21,6 @@ from castore_edu.core import (
     stepping_clock,
 )
 from castore_edu.core.clock import Clock, utc_now
-
-
-def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coroutine)
 
 
 def event(aggregate_id: str = "pikachu", version: int = 1, **fields: Any) -> EventDetail:
@@ -63,20 +57,17 @@ class StorageAdapterContract:
 
     # -- reading and ordering --------------------------------------------------------------
 
-    def test_unknown_aggregate_has_no_events(self) -> None:
-        assert run(self.make_adapter().get_events("nobody", event_store_id="S")) == []
+    async def test_unknown_aggregate_has_no_events(self) -> None:
+        assert await self.make_adapter().get_events("nobody", event_store_id="S") == []
 
-    def test_events_come_back_in_version_order_whatever_the_push_order(self) -> None:
+    async def test_events_come_back_in_version_order_whatever_the_push_order(self) -> None:
         adapter = self.make_adapter(stepping_clock())
 
-        async def scenario() -> list[int]:
-            for version in (2, 3, 1):
-                await adapter.push_event(event(version=version), event_store_id="S")
-            return [e.version for e in await adapter.get_events("pikachu", event_store_id="S")]
+        for version in (2, 3, 1):
+            await adapter.push_event(event(version=version), event_store_id="S")
+        assert ([e.version for e in await adapter.get_events("pikachu", event_store_id="S")]) == [1, 2, 3]
 
-        assert run(scenario()) == [1, 2, 3]
-
-    def test_min_max_limit_reverse(self) -> None:
+    async def test_min_max_limit_reverse(self) -> None:
         adapter = self.make_adapter()
         e1 = event(version=1, timestamp=YEARS[0])
         e2 = event(version=2, timestamp=YEARS[1])
@@ -84,29 +75,26 @@ class StorageAdapterContract:
         async def read(**options: Any) -> list[EventDetail]:
             return await adapter.get_events("pikachu", event_store_id="S", **options)
 
-        async def scenario() -> None:
-            await adapter.push_event(e1, event_store_id="S")
-            await adapter.push_event(e2, event_store_id="S")
-            assert await read() == [e1, e2]
-            assert await read(max_version=1) == [e1]
-            assert await read(min_version=2) == [e2]
-            assert await read(limit=1) == [e1]
-            assert await read(reverse=True) == [e2, e1]
-            assert await read(limit=1, reverse=True) == [e2]
-            assert await read(min_version=1, max_version=2, reverse=True, limit=5) == [e2, e1]
-            assert await read(limit=0) == []
-            assert await read(min_version=3) == []
+        await adapter.push_event(e1, event_store_id="S")
+        await adapter.push_event(e2, event_store_id="S")
+        assert await read() == [e1, e2]
+        assert await read(max_version=1) == [e1]
+        assert await read(min_version=2) == [e2]
+        assert await read(limit=1) == [e1]
+        assert await read(reverse=True) == [e2, e1]
+        assert await read(limit=1, reverse=True) == [e2]
+        assert await read(min_version=1, max_version=2, reverse=True, limit=5) == [e2, e1]
+        assert await read(limit=0) == []
+        assert await read(min_version=3) == []
 
-        run(scenario())
-
-    def test_negative_limit_is_refused(self) -> None:
+    async def test_negative_limit_is_refused(self) -> None:
         adapter = self.make_adapter()
         with pytest.raises(ValueError, match="limit must be >= 0"):
-            run(adapter.get_events("pikachu", event_store_id="S", limit=-1))
+            await adapter.get_events("pikachu", event_store_id="S", limit=-1)
         with pytest.raises(ValueError, match="limit must be >= 0"):
-            run(adapter.list_aggregate_ids(event_store_id="S", limit=-1))
+            await adapter.list_aggregate_ids(event_store_id="S", limit=-1)
 
-    def test_payload_and_metadata_round_trip_as_json(self) -> None:
+    async def test_payload_and_metadata_round_trip_as_json(self) -> None:
         adapter = self.make_adapter()
         payload = {
             "name": "Pikachu",
@@ -116,172 +104,163 @@ class StorageAdapterContract:
             "x": None,
         }
         metadata = {"by": "Ash", "score": 1.5}
-        pushed = run(
-            adapter.push_event(
-                event(payload=payload, metadata=metadata, timestamp=YEARS[0]), event_store_id="S"
-            )
+        pushed = await adapter.push_event(
+            event(payload=payload, metadata=metadata, timestamp=YEARS[0]), event_store_id="S"
         )
-        [stored] = run(adapter.get_events("pikachu", event_store_id="S"))
+        [stored] = await adapter.get_events("pikachu", event_store_id="S")
         assert stored == pushed == event(payload=payload, metadata=metadata, timestamp=YEARS[0])
 
-    def test_mutating_a_payload_never_changes_what_is_stored(self) -> None:
+    async def test_mutating_a_payload_never_changes_what_is_stored(self) -> None:
         adapter = self.make_adapter()
         payload = {"moves": ["thunder"]}
-        run(adapter.push_event(event(payload=payload), event_store_id="S"))
+        await adapter.push_event(event(payload=payload), event_store_id="S")
         payload["moves"].append("surf")
-        [first_read] = run(adapter.get_events("pikachu", event_store_id="S"))
+        [first_read] = await adapter.get_events("pikachu", event_store_id="S")
         first_read.payload["moves"].append("fly")
-        [second_read] = run(adapter.get_events("pikachu", event_store_id="S"))
+        [second_read] = await adapter.get_events("pikachu", event_store_id="S")
         assert second_read.payload == {"moves": ["thunder"]}
 
     # -- conflicts and force ---------------------------------------------------------------
 
-    def test_a_taken_version_raises_event_already_exists(self) -> None:
+    async def test_a_taken_version_raises_event_already_exists(self) -> None:
         adapter = self.make_adapter()
-        run(adapter.push_event(event(timestamp=YEARS[0]), event_store_id="eventStoreId"))
+        await adapter.push_event(event(timestamp=YEARS[0]), event_store_id="eventStoreId")
         with pytest.raises(EventAlreadyExistsError) as caught:
-            run(adapter.push_event(event(type="OTHER"), event_store_id="eventStoreId"))
+            await adapter.push_event(event(type="OTHER"), event_store_id="eventStoreId")
         error = caught.value
         assert error.code == "EventAlreadyExistsError"
         assert (error.event_store_id, error.aggregate_id, error.version) == ("eventStoreId", "pikachu", 1)
         assert str(error) == "Event already exists for eventStoreId aggregate pikachu and version 1"
-        [kept] = run(adapter.get_events("pikachu", event_store_id="eventStoreId"))
+        [kept] = await adapter.get_events("pikachu", event_store_id="eventStoreId")
         assert kept.type == "LEVELLED_UP"
         assert adapter.last_position() == 1
 
-    def test_force_overwrites_in_place_and_keeps_the_log_position(self) -> None:
+    async def test_force_overwrites_in_place_and_keeps_the_log_position(self) -> None:
         adapter = self.make_adapter()
 
-        async def scenario() -> None:
-            await adapter.push_event(event(version=1, timestamp=YEARS[0]), event_store_id="S")
-            await adapter.push_event(event(version=2, timestamp=YEARS[1]), event_store_id="S")
-            replacement = event(version=1, type="APPEARED", timestamp=YEARS[2], payload={"fixed": True})
-            assert await adapter.push_event(replacement, event_store_id="S", force=True) == replacement
-            assert await adapter.get_events("pikachu", event_store_id="S") == [
-                replacement,
-                event(version=2, timestamp=YEARS[1]),
-            ]
-            assert [(entry.position, entry.event) for entry in adapter.read_log()] == [
-                (1, replacement),
-                (2, event(version=2, timestamp=YEARS[1])),
-            ]
-
-        run(scenario())
+        await adapter.push_event(event(version=1, timestamp=YEARS[0]), event_store_id="S")
+        await adapter.push_event(event(version=2, timestamp=YEARS[1]), event_store_id="S")
+        replacement = event(version=1, type="APPEARED", timestamp=YEARS[2], payload={"fixed": True})
+        assert await adapter.push_event(replacement, event_store_id="S", force=True) == replacement
+        assert await adapter.get_events("pikachu", event_store_id="S") == [
+            replacement,
+            event(version=2, timestamp=YEARS[1]),
+        ]
+        assert [(entry.position, entry.event) for entry in adapter.read_log()] == [
+            (1, replacement),
+            (2, event(version=2, timestamp=YEARS[1])),
+        ]
 
     # -- stamping --------------------------------------------------------------------------
 
-    def test_the_adapter_stamps_events_with_its_clock(self) -> None:
+    async def test_the_adapter_stamps_events_with_its_clock(self) -> None:
         adapter = self.make_adapter(stepping_clock("2022-01-01T00:00:00.000Z", step_ms=1))
-        first = run(adapter.push_event(event(version=1), event_store_id="S"))
-        second = run(adapter.push_event(event(version=2), event_store_id="S"))
+        first = await adapter.push_event(event(version=1), event_store_id="S")
+        second = await adapter.push_event(event(version=2), event_store_id="S")
         assert (first.timestamp, second.timestamp) == ("2022-01-01T00:00:00.000Z", "2022-01-01T00:00:00.001Z")
-        assert run(adapter.get_events("pikachu", event_store_id="S")) == [first, second]
+        assert await adapter.get_events("pikachu", event_store_id="S") == [first, second]
 
-    def test_a_given_timestamp_is_kept(self) -> None:
+    async def test_a_given_timestamp_is_kept(self) -> None:
         adapter = self.make_adapter(stepping_clock())
-        pushed = run(adapter.push_event(event(timestamp="2020"), event_store_id="S"))
+        pushed = await adapter.push_event(event(timestamp="2020"), event_store_id="S")
         assert pushed.timestamp == "2020"
 
-    def test_the_default_stamp_is_utc_with_milliseconds_and_z(self) -> None:
-        pushed = run(self.make_adapter().push_event(event(), event_store_id="S"))
+    async def test_the_default_stamp_is_utc_with_milliseconds_and_z(self) -> None:
+        pushed = await self.make_adapter().push_event(event(), event_store_id="S")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", pushed.timestamp)
 
     # -- listing aggregates ----------------------------------------------------------------
 
-    def four_aggregates(self) -> Any:
+    async def four_aggregates(self) -> Any:
         adapter = self.make_adapter()
         for index, timestamp in enumerate(YEARS, start=1):
-            run(adapter.push_event(event(f"agg{index}", timestamp=timestamp), event_store_id="S"))
-            run(adapter.push_event(event(f"agg{index}", version=2, timestamp="2030"), event_store_id="S"))
+            await adapter.push_event(event(f"agg{index}", timestamp=timestamp), event_store_id="S")
+            await adapter.push_event(event(f"agg{index}", version=2, timestamp="2030"), event_store_id="S")
         return adapter
 
-    def test_list_aggregate_ids_by_initial_timestamp(self) -> None:
+    async def test_list_aggregate_ids_by_initial_timestamp(self) -> None:
         adapter = self.make_adapter()
-        run(adapter.push_event(event("agg2", timestamp=YEARS[1]), event_store_id="S"))
-        run(adapter.push_event(event("agg1", timestamp=YEARS[0]), event_store_id="S"))
-        page = run(adapter.list_aggregate_ids(event_store_id="S"))
+        await adapter.push_event(event("agg2", timestamp=YEARS[1]), event_store_id="S")
+        await adapter.push_event(event("agg1", timestamp=YEARS[0]), event_store_id="S")
+        page = await adapter.list_aggregate_ids(event_store_id="S")
         assert page.aggregate_ids == [AggregateIdEntry("agg1", YEARS[0]), AggregateIdEntry("agg2", YEARS[1])]
         assert page.next_page_token is None
 
-    def test_pages_follow_the_token_alone(self) -> None:
-        adapter = self.four_aggregates()
-        first = run(adapter.list_aggregate_ids(event_store_id="S", limit=2))
+    async def test_pages_follow_the_token_alone(self) -> None:
+        adapter = await self.four_aggregates()
+        first = await adapter.list_aggregate_ids(event_store_id="S", limit=2)
         assert [entry.aggregate_id for entry in first.aggregate_ids] == ["agg1", "agg2"]
         assert first.next_page_token is not None
-        second = run(adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token))
+        second = await adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token)
         assert [entry.aggregate_id for entry in second.aggregate_ids] == ["agg3", "agg4"]
         assert second.next_page_token is None
 
-    def test_bounds_reverse_and_limit_travel_in_the_token(self) -> None:
-        adapter = self.four_aggregates()
-        first = run(
-            adapter.list_aggregate_ids(
-                event_store_id="S",
-                limit=1,
-                initial_event_after="2021-02-01T00:00:00.000Z",
-                initial_event_before="2023-02-01T00:00:00.000Z",
-                reverse=True,
-            )
+    async def test_bounds_reverse_and_limit_travel_in_the_token(self) -> None:
+        adapter = await self.four_aggregates()
+        first = await adapter.list_aggregate_ids(
+            event_store_id="S",
+            limit=1,
+            initial_event_after="2021-02-01T00:00:00.000Z",
+            initial_event_before="2023-02-01T00:00:00.000Z",
+            reverse=True,
         )
         assert first.aggregate_ids == [AggregateIdEntry("agg3", YEARS[2])]
-        second = run(adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token))
+        second = await adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token)
         assert second.aggregate_ids == [AggregateIdEntry("agg2", YEARS[1])]
         assert second.next_page_token is None
 
-    def test_bounds_are_inclusive(self) -> None:
-        adapter = self.four_aggregates()
-        page = run(
-            adapter.list_aggregate_ids(
-                event_store_id="S", initial_event_after=YEARS[1], initial_event_before=YEARS[2]
-            )
+    async def test_bounds_are_inclusive(self) -> None:
+        adapter = await self.four_aggregates()
+        page = await adapter.list_aggregate_ids(
+            event_store_id="S", initial_event_after=YEARS[1], initial_event_before=YEARS[2]
         )
         assert [entry.aggregate_id for entry in page.aggregate_ids] == ["agg2", "agg3"]
 
-    def test_an_explicit_option_beside_a_token_wins(self) -> None:
-        adapter = self.four_aggregates()
-        first = run(adapter.list_aggregate_ids(event_store_id="S", limit=1))
-        rest = run(adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token, limit=3))
+    async def test_an_explicit_option_beside_a_token_wins(self) -> None:
+        adapter = await self.four_aggregates()
+        first = await adapter.list_aggregate_ids(event_store_id="S", limit=1)
+        rest = await adapter.list_aggregate_ids(event_store_id="S", page_token=first.next_page_token, limit=3)
         assert [entry.aggregate_id for entry in rest.aggregate_ids] == ["agg2", "agg3", "agg4"]
         assert rest.next_page_token is None
 
-    def test_limit_zero_is_an_empty_page_without_token(self) -> None:
-        page = run(self.four_aggregates().list_aggregate_ids(event_store_id="S", limit=0))
+    async def test_limit_zero_is_an_empty_page_without_token(self) -> None:
+        page = await (await self.four_aggregates()).list_aggregate_ids(event_store_id="S", limit=0)
         assert (page.aggregate_ids, page.next_page_token) == ([], None)
 
-    def test_equal_initial_timestamps_keep_creation_order_in_both_directions(self) -> None:
+    async def test_equal_initial_timestamps_keep_creation_order_in_both_directions(self) -> None:
         adapter = self.make_adapter(lambda: "2024-06-01T00:00:00.000Z")
         for name in ("zubat", "abra", "mew"):
-            run(adapter.push_event(event(name), event_store_id="S"))
+            await adapter.push_event(event(name), event_store_id="S")
 
-        def names(**options):
+        async def names(**options):
             return [
                 e.aggregate_id
-                for e in run(adapter.list_aggregate_ids(event_store_id="S", **options)).aggregate_ids
+                for e in (await adapter.list_aggregate_ids(event_store_id="S", **options)).aggregate_ids
             ]
 
-        assert names() == ["zubat", "abra", "mew"]
-        assert names(reverse=True) == ["mew", "abra", "zubat"]
+        assert await names() == ["zubat", "abra", "mew"]
+        assert await names(reverse=True) == ["mew", "abra", "zubat"]
         # paging through ties never skips or repeats an aggregate
         seen, token = [], None
         while True:
-            page = run(adapter.list_aggregate_ids(event_store_id="S", limit=1, page_token=token))
+            page = await adapter.list_aggregate_ids(event_store_id="S", limit=1, page_token=token)
             seen += [e.aggregate_id for e in page.aggregate_ids]
             if (token := page.next_page_token) is None:
                 break
         assert seen == ["zubat", "abra", "mew"]
 
     @pytest.mark.parametrize("token", ["not json", "", "abc.def", "e30=.0000000000000000"])
-    def test_an_unknown_page_token_is_refused(self, token: str) -> None:
+    async def test_an_unknown_page_token_is_refused(self, token: str) -> None:
         with pytest.raises(ValueError, match="Invalid page token"):
-            run(self.four_aggregates().list_aggregate_ids(event_store_id="S", page_token=token))
+            await (await self.four_aggregates()).list_aggregate_ids(event_store_id="S", page_token=token)
 
-    def test_a_tampered_page_token_is_refused(self) -> None:
-        adapter = self.four_aggregates()
-        token = run(adapter.list_aggregate_ids(event_store_id="S", limit=1)).next_page_token
+    async def test_a_tampered_page_token_is_refused(self) -> None:
+        adapter = await self.four_aggregates()
+        token = (await adapter.list_aggregate_ids(event_store_id="S", limit=1)).next_page_token
         body, checksum = token.split(".")
         tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + checksum
         with pytest.raises(ValueError, match="Invalid page token"):
-            run(adapter.list_aggregate_ids(event_store_id="S", page_token=tampered))
+            await adapter.list_aggregate_ids(event_store_id="S", page_token=tampered)
 
     # -- event groups ----------------------------------------------------------------------
 
@@ -289,28 +268,26 @@ class StorageAdapterContract:
         adapter = self.make_adapter(clock)
         return store("POKEMONS", adapter), store("TRAINERS", self.make_sibling(adapter))
 
-    def test_a_group_stores_every_event_with_one_shared_stamp(self) -> None:
+    async def test_a_group_stores_every_event_with_one_shared_stamp(self) -> None:
         pokemons, trainers = self.two_stores(stepping_clock())
-        stored = run(
-            EventStore.push_event_group(
-                pokemons.group_event(event("pikachu")),
-                trainers.group_event(event("ash", type="GAME_STARTED")),
-                pokemons.group_event(event("eevee", timestamp="2020")),
-            )
+        stored = await EventStore.push_event_group(
+            pokemons.group_event(event("pikachu")),
+            trainers.group_event(event("ash", type="GAME_STARTED")),
+            pokemons.group_event(event("eevee", timestamp="2020")),
         )
         assert [(e.aggregate_id, e.timestamp) for e in (r.event for r in stored)] == [
             ("pikachu", "2024-01-01T00:00:00.000Z"),
             ("ash", "2024-01-01T00:00:00.000Z"),
             ("eevee", "2020"),
         ]
-        assert run(pokemons.get_events("pikachu")) == [stored[0].event]
-        assert run(trainers.get_events("ash")) == [stored[1].event]
+        assert await pokemons.get_events("pikachu") == [stored[0].event]
+        assert await trainers.get_events("ash") == [stored[1].event]
 
     @pytest.mark.parametrize("conflict_at", [0, 1, 2])
-    def test_a_conflict_anywhere_in_a_group_stores_nothing(self, conflict_at: int) -> None:
+    async def test_a_conflict_anywhere_in_a_group_stores_nothing(self, conflict_at: int) -> None:
         pokemons, trainers = self.two_stores()
-        run(pokemons.push_event(event("existing")))
-        run(trainers.push_event(event("existing")))
+        await pokemons.push_event(event("existing"))
+        await trainers.push_event(event("existing"))
 
         def positions():
             return (
@@ -323,81 +300,72 @@ class StorageAdapterContract:
         names = ["pikachu", "ash", "eevee"]
         names[conflict_at] = "existing"  # version 1 of "existing" is taken in both stores
         with pytest.raises(EventAlreadyExistsError) as caught:
-            run(
-                EventStore.push_event_group(
-                    *(each.group_event(event(name)) for each, name in zip(stores, names, strict=True))
-                )
+            await EventStore.push_event_group(
+                *(each.group_event(event(name)) for each, name in zip(stores, names, strict=True))
             )
         assert caught.value.aggregate_id == "existing"
         for name in ("pikachu", "ash", "eevee"):
-            assert run(pokemons.get_events(name)) == [] and run(trainers.get_events(name)) == []
-        assert [e.aggregate_id for e in run(pokemons.list_aggregate_ids()).aggregate_ids] == ["existing"]
+            assert await pokemons.get_events(name) == [] and await trainers.get_events(name) == []
+        assert [e.aggregate_id for e in (await pokemons.list_aggregate_ids()).aggregate_ids] == ["existing"]
         assert positions() == before
 
-    def test_a_conflict_inside_the_group_itself_stores_nothing(self) -> None:
+    async def test_a_conflict_inside_the_group_itself_stores_nothing(self) -> None:
         pokemons, _ = self.two_stores()
         with pytest.raises(EventAlreadyExistsError):
-            run(
-                EventStore.push_event_group(
-                    pokemons.group_event(event("mew")), pokemons.group_event(event("mew"))
-                )
+            await EventStore.push_event_group(
+                pokemons.group_event(event("mew")), pokemons.group_event(event("mew"))
             )
-        assert run(pokemons.get_events("mew")) == []
+        assert await pokemons.get_events("mew") == []
 
     @pytest.mark.parametrize("bad_at", [0, 1])
-    def test_an_invalid_event_anywhere_in_a_group_stores_nothing(self, bad_at: int) -> None:
+    async def test_an_invalid_event_anywhere_in_a_group_stores_nothing(self, bad_at: int) -> None:
         pokemons, trainers = self.two_stores()
         grouped = [pokemons.group_event(event("pikachu")), trainers.group_event(event("ash"))]
         adapter = grouped[bad_at].event_storage_adapter
         grouped[bad_at] = adapter.group_event(event("broken", payload={"nan": float("nan")}))
         grouped[bad_at].context = (pokemons if bad_at == 0 else trainers).group_event(event("x")).context
         with pytest.raises(InvalidEventError) as caught:
-            run(EventStore.push_event_group(*grouped))
+            await EventStore.push_event_group(*grouped)
         assert caught.value.field == "payload"
         assert pokemons.event_storage_adapter.last_position() == 0
         assert trainers.event_storage_adapter.last_position() == 0
 
-    def test_a_group_needs_events(self) -> None:
+    async def test_a_group_needs_events(self) -> None:
         adapter = self.make_adapter()
         with pytest.raises(ValueError, match="at least one"):
-            run(adapter.push_event_group([]))
+            await adapter.push_event_group([])
 
-    def test_a_grouped_event_without_context_is_refused(self) -> None:
+    async def test_a_grouped_event_without_context_is_refused(self) -> None:
         pokemons, _ = self.two_stores()
         adapter = pokemons.event_storage_adapter
         with pytest.raises(ValueError, match="#1 misses context"):
-            run(
-                EventStore.push_event_group(pokemons.group_event(event("a")), adapter.group_event(event("b")))
+            await EventStore.push_event_group(
+                pokemons.group_event(event("a")), adapter.group_event(event("b"))
             )
         assert adapter.last_position() == 0
 
-    def test_a_group_mixing_adapters_that_cannot_share_a_transaction_is_refused(self) -> None:
+    async def test_a_group_mixing_adapters_that_cannot_share_a_transaction_is_refused(self) -> None:
         pokemons, _ = self.two_stores()
         stranger = store("TRAINERS", self.make_stranger(pokemons.event_storage_adapter))
         with pytest.raises(ValueError, match="#1"):
-            run(
-                EventStore.push_event_group(
-                    pokemons.group_event(event("a")), stranger.group_event(event("b"))
-                )
+            await EventStore.push_event_group(
+                pokemons.group_event(event("a")), stranger.group_event(event("b"))
             )
         assert pokemons.event_storage_adapter.last_position() == 0
         assert stranger.event_storage_adapter.last_position() == 0
 
     # -- the ordered log -------------------------------------------------------------------
 
-    def test_the_log_numbers_every_event_in_commit_order(self) -> None:
+    async def test_the_log_numbers_every_event_in_commit_order(self) -> None:
         pokemons, trainers = self.two_stores(stepping_clock())
 
-        async def scenario() -> None:
-            await pokemons.push_event(event("pikachu"))
-            await trainers.push_event(event("ash"))
-            with pytest.raises(EventAlreadyExistsError):
-                await pokemons.push_event(event("pikachu"))  # refused: must leave no gap
-            await EventStore.push_event_group(
-                pokemons.group_event(event("pikachu", 2)), pokemons.group_event(event("mew"))
-            )
-
-        run(scenario())
+        await pokemons.push_event(event("pikachu"))
+        await trainers.push_event(event("ash"))
+        with pytest.raises(EventAlreadyExistsError):
+            await pokemons.push_event(event("pikachu"))  # refused: must leave no gap
+        await EventStore.push_event_group(
+            pokemons.group_event(event("pikachu", 2)), pokemons.group_event(event("mew"))
+        )
         # a set: two connections to one SQLite file read the same log
         by_store = sorted(
             {
@@ -411,10 +379,10 @@ class StorageAdapterContract:
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
         raise NotImplementedError
 
-    def test_the_log_reads_after_a_position_with_a_limit(self) -> None:
+    async def test_the_log_reads_after_a_position_with_a_limit(self) -> None:
         adapter = self.make_adapter()
         for version in range(1, 6):
-            run(adapter.push_event(event(version=version), event_store_id="S"))
+            await adapter.push_event(event(version=version), event_store_id="S")
         assert adapter.last_position() == 5
         assert [e.position for e in adapter.read_log(after_position=2)] == [3, 4, 5]
         assert [e.event.version for e in adapter.read_log(after_position=1, limit=2)] == [2, 3]
@@ -444,20 +412,22 @@ class StorageAdapterContract:
             (dict(metadata={1, 2}), "metadata"),
         ],
     )
-    def test_bad_events_are_refused_and_nothing_is_stored(self, bad: dict[str, Any], field: str) -> None:
+    async def test_bad_events_are_refused_and_nothing_is_stored(
+        self, bad: dict[str, Any], field: str
+    ) -> None:
         adapter = self.make_adapter()
         fields = {"aggregate_id": "pikachu", "version": 1, "type": "APPEARED", **bad}
         with pytest.raises(InvalidEventError) as caught:
-            run(adapter.push_event(EventDetail(**fields), event_store_id="S"))
+            await adapter.push_event(EventDetail(**fields), event_store_id="S")
         assert caught.value.field == field
         assert field in str(caught.value)
         assert adapter.last_position() == 0
-        assert run(adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids == []
+        assert (await adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids == []
 
-    def test_something_that_is_not_an_event_is_refused(self) -> None:
+    async def test_something_that_is_not_an_event_is_refused(self) -> None:
         adapter = self.make_adapter()
         with pytest.raises(InvalidEventError, match="EventDetail"):
-            run(adapter.push_event({"aggregate_id": "a", "version": 1, "type": "T"}, event_store_id="S"))
+            await adapter.push_event({"aggregate_id": "a", "version": 1, "type": "T"}, event_store_id="S")
 
     @pytest.mark.parametrize(
         "aggregate_id",
@@ -471,22 +441,22 @@ class StorageAdapterContract:
             "a;b\nc",
         ],
     )
-    def test_awkward_ids_round_trip(self, aggregate_id: str) -> None:
+    async def test_awkward_ids_round_trip(self, aggregate_id: str) -> None:
         adapter = self.make_adapter()
-        pushed = run(
-            adapter.push_event(event(aggregate_id, payload={"name": aggregate_id}), event_store_id="S")
+        pushed = await adapter.push_event(
+            event(aggregate_id, payload={"name": aggregate_id}), event_store_id="S"
         )
-        assert run(adapter.get_events(aggregate_id, event_store_id="S")) == [pushed]
+        assert await adapter.get_events(aggregate_id, event_store_id="S") == [pushed]
         assert [
-            e.aggregate_id for e in run(adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids
+            e.aggregate_id for e in (await adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids
         ] == [aggregate_id]
-        assert run(adapter.get_events("x", event_store_id="S")) == []
+        assert await adapter.get_events("x", event_store_id="S") == []
 
-    def test_bad_reads_are_refused(self) -> None:
+    async def test_bad_reads_are_refused(self) -> None:
         adapter = self.make_adapter()
         with pytest.raises(ValueError, match="aggregate_id"):
-            run(adapter.get_events("", event_store_id="S"))
+            await adapter.get_events("", event_store_id="S")
         with pytest.raises(TypeError, match="min_version"):
-            run(adapter.get_events("a", event_store_id="S", min_version="1"))
+            await adapter.get_events("a", event_store_id="S", min_version="1")
         with pytest.raises(TypeError, match="limit"):
-            run(adapter.get_events("a", event_store_id="S", limit=1.5))
+            await adapter.get_events("a", event_store_id="S", limit=1.5)

@@ -19,7 +19,6 @@ there is nothing to compare with: the module is skipped.
 from __future__ import annotations
 
 import ast
-import asyncio
 import contextlib
 import inspect
 import re
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.anyio
 
 nbformat = pytest.importorskip("nbformat")
 
@@ -275,15 +276,15 @@ async def run_exercise(number: int, target: str = "", wrong: Any = None, *, lear
 
 
 @pytest.mark.parametrize("number", list(CHECKS))
-def test_the_check_passes_on_the_solution(number: int, capsys: pytest.CaptureFixture[str]) -> None:
-    asyncio.run(run_exercise(number))
+async def test_the_check_passes_on_the_solution(number: int, capsys: pytest.CaptureFixture[str]) -> None:
+    await run_exercise(number)
     assert capsys.readouterr().out.startswith(f"✅ Exercise {number} passed: ")
 
 
 @pytest.mark.parametrize("number", list(CHECKS))
-def test_the_check_fails_on_the_stub(number: int) -> None:
+async def test_the_check_fails_on_the_stub(number: int) -> None:
     with pytest.raises(NotYet, match=r"^Not yet: this exercise still raises NotImplementedError — "):
-        asyncio.run(run_exercise(number, learner=True))
+        await run_exercise(number, learner=True)
 
 
 # Exercise 1: trainer_reducer
@@ -629,9 +630,11 @@ def test_every_exercise_has_wrong_answers() -> None:
     WRONG_ANSWERS,
     ids=[f"{n}-{wrong.__name__}" for n, _, wrong, _ in WRONG_ANSWERS],
 )
-def test_the_check_fails_on_a_plausible_wrong_answer(number: int, target: str, wrong: Any, says: str) -> None:
+async def test_the_check_fails_on_a_plausible_wrong_answer(
+    number: int, target: str, wrong: Any, says: str
+) -> None:
     with pytest.raises(NotYet) as raised:
-        asyncio.run(run_exercise(number, target, wrong))
+        await run_exercise(number, target, wrong)
     error = raised.value
     assert error.text.startswith("Not yet: ") and says in error.text, error.text
     assert "NotImplementedError" not in error.text
@@ -641,7 +644,7 @@ def test_the_check_fails_on_a_plausible_wrong_answer(number: int, target: str, w
 # --- how a failure looks -------------------------------------------------------------------
 
 
-def test_a_failure_renders_as_its_message_alone_with_no_chained_exception() -> None:
+async def test_a_failure_renders_as_its_message_alone_with_no_chained_exception() -> None:
     def broken() -> None:
         try:
             raise ExceptionGroup("inner", [KeyError("level")])
@@ -649,7 +652,7 @@ def test_a_failure_renders_as_its_message_alone_with_no_chained_exception() -> N
             raise ValueError("the learner's bug") from None
 
     with pytest.raises(NotYet) as raised:
-        asyncio.run(attempt(EXERCISES[0], "your reducer", broken))
+        await attempt(EXERCISES[0], "your reducer", broken)
     error = raised.value
     # IPython prints an exception's whole chain (and falls back to a full traceback when the
     # chain holds an ExceptionGroup): a NotYet carries none, and renders as its own lines.
