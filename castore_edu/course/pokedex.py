@@ -328,4 +328,5 @@ async def push_with_checked_prev_aggregate(
     Nothing is stored when the check fails. ``store`` is an event store or a connected one.
     """
     check_prev_aggregate(prev_aggregate, event)
-    return await store.push_event(event, prev_aggregate=prev_aggregate)
+    result: PushEventResult = await store.push_event(event, prev_aggregate=prev_aggregate)
+    return result

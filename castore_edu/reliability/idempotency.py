@@ -110,9 +110,10 @@ class SQLiteProcessedMessages:
         )
 
     def __len__(self) -> int:
-        return self.connection.execute(
+        (count,) = self.connection.execute(
             "SELECT COUNT(*) FROM processed_messages WHERE consumer = ?", (self.consumer,)
-        ).fetchone()[0]
+        ).fetchone()
+        return int(count)
 
     def add(self, key: MessageKey) -> None:
         self.connection.execute(

@@ -219,9 +219,10 @@ class _Scan:
         )
         for entry in page.aggregate_ids:
             for version_rank, event in enumerate(await self.event_store.get_events(entry.aggregate_id)):
-                if _within(event.timestamp, start, end):
+                timestamp = event.timestamp
+                if timestamp is not None and _within(timestamp, start, end):
                     # The sort key is unique: the heap never has to compare two events.
-                    heapq.heappush(buffer, ((event.timestamp, self.rank, self.listed, version_rank), event))
+                    heapq.heappush(buffer, ((timestamp, self.rank, self.listed, version_rank), event))
             self.listed += 1
             self.first = self.first or entry
             self.last = entry

@@ -171,13 +171,14 @@ class EventStoreExplorer:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # The widget view, with a short, stable text form (the default one lists every child).
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
         bundle["text/plain"] = repr(self)
         return bundle
 
     @property
     def selected(self) -> AggregateKey | None:
-        return self.aggregate.value
+        selected: AggregateKey | None = self.aggregate.value
+        return selected
 
     def step(self, delta: int) -> None:
         """Move the slider ``delta`` versions, staying within the aggregate's versions."""

@@ -110,7 +110,7 @@ class FailureSimulator:
         return f"FailureSimulator(pushes={self.pushes.value}, seed={self.seed.value})"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
         bundle["text/plain"] = repr(self)  # the default text lists every child widget
         return bundle
 
