@@ -42,10 +42,9 @@ from castore_edu import (
     is_notification_message,
     is_state_carrying_message,
 )
-from castore_edu.course.pokedex import in_memory_pokedex, tell_the_story
+from castore_edu.course.scenes import opening_scene
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
 pikachu = await pokemons.get_aggregate("pikachu")
 
@@ -336,14 +335,7 @@ assert emails == []  # live-only listeners ignore replays
 
 
 # %%
-def castore_tasks():
-    """The running asyncio tasks whose code comes from castore_edu."""
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
-    ]
-
+from castore_edu.course.scenes import castore_tasks  # asyncio.all_tasks() whose code is castore_edu's
 
 assert castore_tasks() == []
 

@@ -24,30 +24,15 @@
 from castore_edu import (
     ConnectedEventStore,
     EventStore,
-    InMemoryMessageBusAdapter,
     NotificationMessageBus,
 )
-from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+from castore_edu.course.pokedex import pokemon_leveled_up
+from castore_edu.course.scenes import listening_bus, opening_scene
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
-
-
-def recording_bus(bus_class, bus_id, sources):
-    """A bus on an in-memory adapter, with a listener that keeps every message it gets."""
-    bus = bus_class(message_bus_id=bus_id, source_event_stores=sources)
-    adapter = InMemoryMessageBusAdapter.attach_to(bus)
-    bus.received = []
-
-    async def keep(message, context):
-        bus.received.append(message)
-
-    adapter.on({}, keep)
-    return bus
-
-
-app_bus = recording_bus(NotificationMessageBus, "APP_BUS", [pokemons, trainers])
+# A bus on an in-memory adapter, and the list its one listener fills with every message.
+app_bus, app_inbox = listening_bus(NotificationMessageBus, "APP_BUS", [pokemons, trainers])
 
 # %% [markdown]
 # ## Claim 1 — without a data stream, the connected store is the way to publish what you push
@@ -86,7 +71,7 @@ print(len(public_names), "public names, all present:", ", ".join(public_names))
 result = await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=5))
 await app_bus.message_channel_adapter.wait_idle()
 
-(message,) = app_bus.received
+(message,) = app_inbox
 assert message.event == result.event  # the stored event (with its timestamp) is what went out
 assert (await pokemons.get_aggregate("pikachu")).aggregate.version == 5  # ...and it is stored
 message
@@ -104,7 +89,7 @@ except EventAlreadyExistsError:
 else:
     raise AssertionError("version 5 is taken")
 await app_bus.message_channel_adapter.wait_idle()
-assert len(app_bus.received) == 1  # still only the first message
+assert len(app_inbox) == 1  # still only the first message
 
 # %% [markdown]
 # ## Claim 4 — pushing an event group publishes each event to *its own* channel
@@ -116,7 +101,7 @@ assert len(app_bus.received) == 1  # still only the first message
 # %%
 from castore_edu.course.pokedex import pokemon_caught, trainer_caught_pokemon
 
-trainer_bus = recording_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
+trainer_bus, trainer_inbox = listening_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
 connected_trainers = ConnectedEventStore(trainers, trainer_bus)
 
 await EventStore.push_event_group(
@@ -126,13 +111,13 @@ await EventStore.push_event_group(
 for bus in (app_bus, trainer_bus):
     await bus.message_channel_adapter.wait_idle()
 
-assert [m.event.type for m in app_bus.received[1:]] == ["POKEMON_CAUGHT"]
-assert [m.event.type for m in trainer_bus.received] == ["TRAINER_CAUGHT_POKEMON"]
+assert [m.event.type for m in app_inbox[1:]] == ["POKEMON_CAUGHT"]
+assert [m.event.type for m in trainer_inbox] == ["TRAINER_CAUGHT_POKEMON"]
 print(
     "app bus:",
-    [m.event.type for m in app_bus.received],
+    [m.event.type for m in app_inbox],
     "| trainer bus:",
-    [m.event.type for m in trainer_bus.received],
+    [m.event.type for m in trainer_inbox],
 )
 
 # %% [markdown]
@@ -145,7 +130,7 @@ print(
 # %%
 from castore_edu import MessageChannelEventStoreNotFoundError
 
-pokemons_only_bus = recording_bus(NotificationMessageBus, "POKEMONS_ONLY", [pokemons])
+pokemons_only_bus, pokemons_only_inbox = listening_bus(NotificationMessageBus, "POKEMONS_ONLY", [pokemons])
 misconnected_trainers = ConnectedEventStore(trainers, pokemons_only_bus)
 try:
     await misconnected_trainers.push_event(trainer_caught_pokemon("ash", version=4, pokemon_id="mew"))
@@ -218,14 +203,14 @@ from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
 
 counting = SimulatedLatencyAdapter(original_adapter, latency_ms=0)
 pokemons.event_storage_adapter = counting
-state_bus = recording_bus(StateCarryingMessageBus, "STATE_BUS", [pokemons])
+state_bus, state_inbox = listening_bus(StateCarryingMessageBus, "STATE_BUS", [pokemons])
 connected_state = ConnectedEventStore(pokemons, state_bus)
 
 result = await connected_state.push_event(pokemon_leveled_up("pikachu", version=7))
 await state_bus.message_channel_adapter.wait_idle()
 
 assert counting.counts == CallCounts(reads=1, events_read=7, writes=1, events_written=1)
-(state_message,) = state_bus.received
+(state_message,) = state_inbox
 assert state_message.aggregate == (await pokemons.get_aggregate("pikachu")).aggregate
 assert result.next_aggregate is None  # the re-fetched aggregate is published, not returned
 state_message.aggregate
@@ -244,7 +229,7 @@ result = await connected_state.push_event(pokemon_leveled_up("pikachu", version=
 await state_bus.message_channel_adapter.wait_idle()
 
 assert counting.counts == CallCounts(reads=0, writes=1, events_written=1)
-assert state_bus.received[-1].aggregate == result.next_aggregate
+assert state_inbox[-1].aggregate == result.next_aggregate
 assert result.next_aggregate.level == prev.level + 1
 result.next_aggregate
 
@@ -259,7 +244,7 @@ await EventStore.push_event_group(connected_state.group_event(pokemon_leveled_up
 await state_bus.message_channel_adapter.wait_idle()
 without_prev = counting.reset_counts()
 
-prev = state_bus.received[-1].aggregate
+prev = state_inbox[-1].aggregate
 await EventStore.push_event_group(
     connected_state.group_event(pokemon_leveled_up("pikachu", version=10), prev_aggregate=prev)
 )
@@ -270,8 +255,8 @@ print("without prev_aggregate:", without_prev)
 print("with prev_aggregate:   ", with_prev)
 assert without_prev == CallCounts(reads=1, events_read=9, writes=1, events_written=1)
 assert with_prev == CallCounts(reads=0, writes=1, events_written=1)
-assert [m.aggregate.version for m in state_bus.received] == [7, 8, 9, 10]
-assert state_bus.received[-1].aggregate == (await pokemons.get_aggregate("pikachu")).aggregate
+assert [m.aggregate.version for m in state_inbox] == [7, 8, 9, 10]
+assert state_inbox[-1].aggregate == (await pokemons.get_aggregate("pikachu")).aggregate
 
 # %% [markdown]
 # The first group (no `prev_aggregate`) read the 9 events back; the second read nothing.
@@ -341,20 +326,15 @@ pokemons.reducer = lambda pokemon, event: replace(original_reducer(pokemon, even
 assert connected_pokemons.build_aggregate((await pokemons.get_events("pikachu"))[:1]).name == "PIKACHU!"
 pokemons.reducer = original_reducer
 
-exists_bus = recording_bus(AggregateExistsMessageBus, "EXISTS_BUS", [pokemons])
+exists_bus, exists_inbox = listening_bus(AggregateExistsMessageBus, "EXISTS_BUS", [pokemons])
 await ConnectedEventStore(pokemons, exists_bus).push_event(pokemon_leveled_up("pikachu", version=12))
 await exists_bus.message_channel_adapter.wait_idle()
-assert exists_bus.received == []
+assert exists_inbox == []
 
 # %%
-# Nothing left running (see notebook 03, "Leaving nothing behind").
-import asyncio
+from castore_edu.course.scenes import castore_tasks
 
-assert not [
-    task
-    for task in asyncio.all_tasks()
-    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
-]
+assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving nothing behind")
 
 # %% [markdown]
 # ## Recap

@@ -205,10 +205,9 @@ plt.show()
 # its push does not conflict, and passes its cached aggregate as `prev_aggregate`.
 
 # %%
-from castore_edu.course.pokedex import in_memory_pokedex, tell_the_story
+from castore_edu.course.scenes import opening_scene
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons = pokedex.pokemons
 connected, bus_adapter, received = connect_to_read_model(pokemons)
 
@@ -304,14 +303,9 @@ cache["pikachu"] = fresh  # a correct state to cache from now on
 print("message:", received[-1].aggregate)
 
 # %%
-# Nothing left running (see notebook 03, "Leaving nothing behind").
-import asyncio
+from castore_edu.course.scenes import castore_tasks
 
-assert not [
-    task
-    for task in asyncio.all_tasks()
-    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
-]
+assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving nothing behind")
 
 # %% [markdown]
 # ## Recap

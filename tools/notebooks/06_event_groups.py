@@ -25,16 +25,15 @@
 # %%
 from castore_edu import EventStore
 from castore_edu.course.pokedex import (
-    in_memory_pokedex,
     pokemon_appeared,
     pokemon_caught,
     pokemon_leveled_up,
     tell_the_story,
     trainer_caught_pokemon,
 )
+from castore_edu.course.scenes import opening_scene
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
 
 caught, recorded = await EventStore.push_event_group(
@@ -158,8 +157,7 @@ assert not Path(temporary.name).exists()
 from castore_edu import ConnectedEventStore, InMemoryMessageBusAdapter, StateCarryingMessageBus
 from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
 for store in pokedex.stores:
     store.event_storage_adapter = SimulatedLatencyAdapter(store.event_storage_adapter, latency_ms=0)
@@ -251,14 +249,9 @@ assert received == []
 assert (await pokemons.get_aggregate("charmander")).aggregate.version == 3
 
 # %%
-# Nothing left running (see notebook 03, "Leaving nothing behind").
-import asyncio
+from castore_edu.course.scenes import castore_tasks
 
-assert not [
-    task
-    for task in asyncio.all_tasks()
-    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
-]
+assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving nothing behind")
 
 # %% [markdown]
 # ## Recap

@@ -46,7 +46,8 @@ from castore_edu import (
     NotificationMessageBus,
     StateCarryingMessageBus,
 )
-from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+from castore_edu.course.pokedex import pokemon_leveled_up
+from castore_edu.course.scenes import listening_bus, opening_scene
 from castore_edu.testing import (
     Fault,
     FaultSchedule,
@@ -56,22 +57,8 @@ from castore_edu.testing import (
     SimulatedCrash,
 )
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons, trainers = pokedex.pokemons, pokedex.trainers
-
-
-def listening_bus(bus_class, bus_id, sources):
-    """A bus on an in-memory adapter; ``bus.inbox`` keeps every message its listener received."""
-    bus = bus_class(message_bus_id=bus_id, source_event_stores=sources)
-    bus.inbox = []
-
-    async def listen(message, context):
-        bus.inbox.append(message)
-
-    InMemoryMessageBusAdapter.attach_to(bus).on({}, listen)
-    return bus
-
 
 schedule = FaultSchedule.seeded(7, fail=0.1, duplicate=0.05)
 print("the first 20 calls:", ["." if fault is None else fault.value for fault in schedule.decisions(20)])
@@ -84,7 +71,7 @@ assert schedule.decisions(20) == FaultSchedule.seeded(7, fail=0.1, duplicate=0.0
 # publish (a broker that is down, a network error).
 
 # %%
-news = listening_bus(NotificationMessageBus, "POKEMON_NEWS", [pokemons])
+news, news_inbox = listening_bus(NotificationMessageBus, "POKEMON_NEWS", [pokemons])
 broker = FaultyChannelAdapter.wrap(news, FaultSchedule.on_calls(1))
 connected_pokemons = ConnectedEventStore(pokemons, news)
 
@@ -103,8 +90,8 @@ assert isinstance(error, InjectedFault) and error.call == 1
 pikachu = (await pokemons.get_aggregate("pikachu")).aggregate
 assert (pikachu.version, pikachu.level) == (5, 8)  # stored: Pikachu did level up
 await news.message_channel_adapter.wait_idle()
-assert news.inbox == []  # ...and nobody was told
-print(f"stored: Pikachu v{pikachu.version}, level {pikachu.level}; messages received: {len(news.inbox)}")
+assert news_inbox == []  # ...and nobody was told
+print(f"stored: Pikachu v{pikachu.version}, level {pikachu.level}; messages received: {len(news_inbox)}")
 
 # %% [markdown]
 # The natural reaction is to try again. The broker is back (the schedule fails only call 1),
@@ -117,7 +104,7 @@ await connected_pokemons.push_event(pokemon_leveled_up("pikachu", version=5))
 error = sys.last_value
 assert isinstance(error, EventAlreadyExistsError) and error.version == 5
 assert broker.calls == 1  # the retry never reached the publish
-assert news.inbox == []
+assert news_inbox == []
 print("the retry:", error)
 
 # %% [markdown]
@@ -148,7 +135,7 @@ else:
 pokemons.event_storage_adapter = real_storage
 assert (await pokemons.get_aggregate("pikachu")).aggregate.version == 6  # committed before the crash
 await news.message_channel_adapter.wait_idle()
-assert news.inbox == []
+assert news_inbox == []
 
 # %% [markdown]
 # This time nobody even saw an error. After the restart, nothing in memory remembers that
@@ -208,26 +195,26 @@ assert dead.attempts == 3 and dead.message.event.aggregate_id == "charmander"
 # it was sent. The bus duplicates the first message and holds the second back.
 
 # %%
-charmander_news = listening_bus(StateCarryingMessageBus, "CHARMANDER_NEWS", [pokemons])
+charmander_news, charmander_inbox = listening_bus(StateCarryingMessageBus, "CHARMANDER_NEWS", [pokemons])
 FaultyChannelAdapter.wrap(charmander_news, FaultSchedule.scripted({1: Fault.DUPLICATE, 2: Fault.REORDER}))
 connected_charmander = ConnectedEventStore(pokemons, charmander_news)
 for version in (3, 4, 5):
     await connected_charmander.push_event(pokemon_leveled_up("charmander", version=version))
 await charmander_news.message_channel_adapter.wait_idle()
 
-level_ups_counted = sum(1 for message in charmander_news.inbox if message.event.type == "POKEMON_LEVELED_UP")
+level_ups_counted = sum(1 for message in charmander_inbox if message.event.type == "POKEMON_LEVELED_UP")
 latest_state = {}
-for message in charmander_news.inbox:
+for message in charmander_inbox:
     latest_state[message.event.aggregate_id] = message.aggregate  # "the last message is the newest"
 
 truth = (await pokemons.get_aggregate("charmander")).aggregate
-print("delivered versions:", [message.event.version for message in charmander_news.inbox])
+print("delivered versions:", [message.event.version for message in charmander_inbox])
 print(f"level-ups counted: {level_ups_counted} (pushed: 3)")
 print(
     f"latest state kept: v{latest_state['charmander'].version}, level {latest_state['charmander'].level}"
     f" — the store says v{truth.version}, level {truth.level}"
 )
-assert [message.event.version for message in charmander_news.inbox] == [3, 3, 5, 4]
+assert [message.event.version for message in charmander_inbox] == [3, 3, 5, 4]
 assert level_ups_counted == 4
 assert (latest_state["charmander"].version, truth.version) == (4, 5)
 
@@ -241,11 +228,11 @@ assert (latest_state["charmander"].version, truth.version) == (4, 5)
 # %%
 snapshot = (await pokemons.get_aggregate("charmander")).aggregate  # v5
 await pokemons.push_event(pokemon_leveled_up("charmander", version=6))  # the other writer
-charmander_news.inbox.clear()
+charmander_inbox.clear()
 await connected_charmander.push_event(pokemon_leveled_up("charmander", version=7), prev_aggregate=snapshot)
 await charmander_news.message_channel_adapter.wait_idle()
 
-(sent,) = charmander_news.inbox
+(sent,) = charmander_inbox
 truth = (await pokemons.get_aggregate("charmander")).aggregate
 print(
     f"message: v{sent.aggregate.version}, level {sent.aggregate.level} | store: v{truth.version}, level {truth.level}"
@@ -268,8 +255,8 @@ assert (sent.aggregate.level, truth.level) == (8, 9)  # the message misses one l
 from castore_edu import EventStore
 from castore_edu.course.pokedex import pokemon_caught, trainer_caught_pokemon
 
-pokemon_bus = listening_bus(NotificationMessageBus, "POKEMON_BUS", [pokemons])
-trainer_bus = listening_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
+pokemon_bus, pokemon_inbox = listening_bus(NotificationMessageBus, "POKEMON_BUS", [pokemons])
+trainer_bus, trainer_inbox = listening_bus(NotificationMessageBus, "TRAINER_BUS", [trainers])
 FaultyChannelAdapter.wrap(trainer_bus, FaultSchedule.on_calls(1))
 connected_trainers = ConnectedEventStore(trainers, trainer_bus)
 connected_pokemons = ConnectedEventStore(pokemons, pokemon_bus)
@@ -287,13 +274,13 @@ assert (await pokemons.get_aggregate("charmander")).aggregate.status == "caught"
 assert (await trainers.get_aggregate("ash")).aggregate.pokemon_ids == ("pikachu", "charmander")
 for bus in (pokemon_bus, trainer_bus):
     await bus.message_channel_adapter.wait_idle()
-assert [message.event.type for message in pokemon_bus.inbox] == ["POKEMON_CAUGHT"]  # ...one published
-assert trainer_bus.inbox == []
+assert [message.event.type for message in pokemon_inbox] == ["POKEMON_CAUGHT"]  # ...one published
+assert trainer_inbox == []
 print(
     "pokemon bus:",
-    [m.event.type for m in pokemon_bus.inbox],
+    [m.event.type for m in pokemon_inbox],
     "| trainer bus:",
-    [m.event.type for m in trainer_bus.inbox],
+    [m.event.type for m in trainer_inbox],
 )
 
 # %% [markdown]
@@ -319,14 +306,9 @@ print(
 # follow.
 
 # %%
-# Nothing left running (see notebook 03, "Leaving nothing behind").
-import asyncio
+from castore_edu.course.scenes import castore_tasks
 
-assert not [
-    task
-    for task in asyncio.all_tasks()
-    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
-]
+assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving nothing behind")
 
 # %% [markdown]
 # ## Recap
