@@ -471,7 +471,7 @@ async def rebuild_on_a_new_adapter(pokemons: EventStore, bus: Any) -> dict[str, 
 async def rebuild_live(pokemons: EventStore, bus: Any) -> dict[str, int]:
     levels: dict[str, int] = {}
     bus.message_channel_adapter.on({}, levels_listener(levels))
-    for entry in pokemons.event_storage_adapter.read_log():
+    for entry in await pokemons.event_storage_adapter.read_log():
         await bus.publish_message(NotificationMessage("POKEMONS", entry.event))
     return levels
 
@@ -511,7 +511,7 @@ async def handle_swallowing_errors(self: Any, message: Any, context: Any) -> Non
 
 
 async def relay_from_the_start(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = storage.read_log()
+    entries = await storage.read_log()
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         checkpoints.save(name, entry.position)
@@ -519,15 +519,15 @@ async def relay_from_the_start(storage: Any, channel: Any, checkpoints: Any, nam
 
 
 async def relay_saving_first(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = storage.read_log(after_position=checkpoints.load(name))
-    checkpoints.save(name, storage.last_position())
+    entries = await storage.read_log(after_position=checkpoints.load(name))
+    checkpoints.save(name, await storage.last_position())
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     return len(entries)
 
 
 async def relay_saving_at_the_end(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = storage.read_log(after_position=checkpoints.load(name))
+    entries = await storage.read_log(after_position=checkpoints.load(name))
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     if entries:
@@ -537,7 +537,7 @@ async def relay_saving_at_the_end(storage: Any, channel: Any, checkpoints: Any, 
 
 async def relay_stopping_quietly(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in storage.read_log(after_position=checkpoints.load(name)):
+    for entry in await storage.read_log(after_position=checkpoints.load(name)):
         try:
             await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         except Exception:
@@ -549,7 +549,7 @@ async def relay_stopping_quietly(storage: Any, channel: Any, checkpoints: Any, n
 
 async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in storage.read_log(after_position=checkpoints.load("relay")):
+    for entry in await storage.read_log(after_position=checkpoints.load("relay")):
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         checkpoints.save("relay", entry.position)
         checkpoints.save(name, entry.position)
