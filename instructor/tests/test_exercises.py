@@ -641,6 +641,25 @@ async def test_the_check_fails_on_a_plausible_wrong_answer(
     assert f"(Exercise {number} · " in error.text.splitlines()[-1]
 
 
+async def relay_forgetting_await(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    published = 0
+    for entry in storage.read_log(after_position=checkpoints.load(name)):  # no await: a coroutine
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        checkpoints.save(name, entry.position)
+        published += 1
+    return published
+
+
+# The coroutine it never awaits warns when it is collected, as it would in the learner's kernel.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+async def test_the_relay_check_says_that_an_await_is_missing() -> None:
+    with pytest.raises(NotYet) as raised:
+        await run_exercise(8, "relay_step", relay_forgetting_await)
+    text = raised.value.text
+    assert "raised TypeError: 'coroutine' object is not iterable" in text, text
+    assert "put await before the call (await storage.read_log(...))" in text, text
+
+
 # --- how a failure looks -------------------------------------------------------------------
 
 
