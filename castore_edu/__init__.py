@@ -90,6 +90,7 @@ from castore_edu.replay import (
 from castore_edu.storage import (
     EventStorageAdapter,
     InMemoryEventStorageAdapter,
+    OrderedLogStorage,
     SQLiteEventStorageAdapter,
 )
 from castore_edu.testing.doubles import MockedEventStore, mock_event_store, mute_event_store
@@ -130,6 +131,7 @@ __all__ = [
     "NotificationMessageBus",
     "NotificationMessageChannel",
     "NotificationMessageQueue",
+    "OrderedLogStorage",
     "PouredAggregateIds",
     "PouredCollectionEvents",
     "PouredEvents",

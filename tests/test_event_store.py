@@ -154,8 +154,8 @@ def recorded_store(
     return pokemons_event_store(adapter, **options), adapter
 
 
-def stored_events(adapter: InMemoryEventStorageAdapter) -> list[EventDetail]:
-    return [logged.event for logged in adapter.read_log()]
+async def stored_events(adapter: InMemoryEventStorageAdapter) -> list[EventDetail]:
+    return [logged.event for logged in await adapter.read_log()]
 
 
 def grouped(
@@ -359,7 +359,7 @@ async def test_push_event_forwards_force_but_never_prev_aggregate() -> None:
     )
     await store.push_event(renamed, prev_aggregate=PIKACHU, force=True)
     assert adapter.calls == [Call("push_event", (renamed,), {"event_store_id": "POKEMONS", "force": True})]
-    assert stored_events(adapter) == [renamed]
+    assert await stored_events(adapter) == [renamed]
 
 
 async def test_push_event_conflict_raises_event_already_exists() -> None:
@@ -371,7 +371,7 @@ async def test_push_event_conflict_raises_event_already_exists() -> None:
         PIKACHU_ID,
         1,
     )
-    assert stored_events(adapter) == [PIKACHU_APPEARED]
+    assert await stored_events(adapter) == [PIKACHU_APPEARED]
 
 
 async def test_push_event_uses_the_event_the_adapter_stored() -> None:
@@ -421,7 +421,7 @@ async def test_an_undeclared_event_type_can_be_pushed() -> None:
     store, adapter = recorded_store([PIKACHU_APPEARED])
     evolved = EventDetail(aggregate_id=PIKACHU_ID, version=2, type="POKEMON_EVOLVED", timestamp="2025")
     await store.push_event(evolved)
-    assert stored_events(adapter) == [PIKACHU_APPEARED, evolved]
+    assert await stored_events(adapter) == [PIKACHU_APPEARED, evolved]
 
 
 async def test_on_event_pushed_is_awaited_with_the_result_before_push_event_returns() -> None:
@@ -441,13 +441,13 @@ async def test_on_event_pushed_failure_propagates_after_the_event_is_stored() ->
     with pytest.raises(RuntimeError) as raised:
         await store.push_event(PIKACHU_APPEARED)
     assert raised.value is failure
-    assert stored_events(adapter) == [PIKACHU_APPEARED]
+    assert await stored_events(adapter) == [PIKACHU_APPEARED]
 
 
 # -- group_event and push_event_group -------------------------------------------------------
 
 
-def test_group_event_asks_the_adapter_and_fills_in_the_store() -> None:
+async def test_group_event_asks_the_adapter_and_fills_in_the_store() -> None:
     store, adapter = recorded_store()
     grouped_event = store.group_event(PIKACHU_LEVELED_UP)
     assert adapter.calls == [Call("group_event", (PIKACHU_LEVELED_UP,), {})]
@@ -456,7 +456,7 @@ def test_group_event_asks_the_adapter_and_fills_in_the_store() -> None:
     assert grouped_event.event_store is store
     assert grouped_event.context == EventStoreContext(event_store_id="POKEMONS")
     assert grouped_event.prev_aggregate is None
-    assert stored_events(adapter) == []
+    assert await stored_events(adapter) == []
 
 
 def test_group_event_keeps_prev_aggregate() -> None:
@@ -471,7 +471,7 @@ async def test_push_event_group_hands_the_group_to_the_adapter() -> None:
     assert adapter.calls == [Call("push_event_group", ([first, second],), {"force": False})]
     # No event store on these grouped events: no next_aggregate, even for a version 1.
     assert results == [PushEventResult(event=PIKACHU_APPEARED), PushEventResult(event=CHARIZARD_LEVELED_UP)]
-    assert stored_events(adapter) == [PIKACHU_APPEARED, CHARIZARD_LEVELED_UP]
+    assert await stored_events(adapter) == [PIKACHU_APPEARED, CHARIZARD_LEVELED_UP]
 
 
 async def test_push_event_group_forwards_force() -> None:
@@ -548,7 +548,7 @@ async def test_on_event_pushed_of_every_store_runs_concurrently_after_the_group(
     # The head's adapter did the work for the whole group.
     assert len(pokemon_adapter.calls_to("push_event_group")) == 1
     assert trainer_adapter.calls_to("push_event_group") == []
-    assert len(stored_events(trainer_adapter)) == 1
+    assert len(await stored_events(trainer_adapter)) == 1
     assert len(finished) == 2  # both callbacks finished before the call returned
     results = results
     assert dict(finished) == {"POKEMONS": results[0], "TRAINERS": results[1]}
@@ -578,7 +578,7 @@ async def test_first_failing_on_event_pushed_raises_while_the_others_complete() 
     # asyncio.run cancels whatever is still running when body() ends: the slow callback must
     # have been awaited, not left behind.
     assert trainer_outcome == ["completed"]
-    assert len(stored_events(trainer_adapter)) == 1
+    assert len(await stored_events(trainer_adapter)) == 1
 
 
 async def test_the_first_callback_to_fail_in_time_is_the_one_raised() -> None:
@@ -605,7 +605,7 @@ async def test_failed_group_calls_no_on_event_pushed_and_stores_nothing() -> Non
             store.group_event(PIKACHU_APPEARED), store.group_event(PIKACHU_CAUGHT)
         )
     assert recorder.results == []
-    assert stored_events(adapter) == [PIKACHU_CAUGHT]  # the appeared event was not kept
+    assert await stored_events(adapter) == [PIKACHU_CAUGHT]  # the appeared event was not kept
 
 
 # -- list_aggregate_ids ---------------------------------------------------------------------
@@ -685,7 +685,7 @@ async def test_adapter_is_looked_up_at_call_time() -> None:
     store.event_storage_adapter = first
     for call in STORAGE_CALLS.values():
         await settle(call(store))  # every method works once an adapter is set
-    assert stored_events(first) == [PIKACHU_APPEARED]
+    assert await stored_events(first) == [PIKACHU_APPEARED]
 
     second = InMemoryEventStorageAdapter([PIKACHU_APPEARED, PIKACHU_CAUGHT])
     store.event_storage_adapter = second
@@ -744,7 +744,7 @@ async def test_invalid_events_are_refused_and_nothing_is_stored(
         await settle(path(store, event))
     assert isinstance(raised.value, ValueError)
     assert raised.value.field == field_name
-    assert stored_events(adapter) == []
+    assert await stored_events(adapter) == []
     assert await store.list_aggregate_ids() == AggregateIdsPage([])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 
 import pytest
@@ -199,16 +200,16 @@ async def test_storage_faults_before_and_after_the_write() -> None:
     store.event_storage_adapter = FaultyStorageAdapter(inner, schedule)
     with pytest.raises(InjectedFault):
         await store.push_event(appeared)
-    assert inner.last_position() == 0
+    assert await inner.last_position() == 0
     with pytest.raises(InjectedFault):  # stored, but the caller cannot tell
         await store.push_event(appeared)
-    assert inner.last_position() == 1
+    assert await inner.last_position() == 1
     with pytest.raises(SimulatedCrash):
         await store.push_event(caught)
-    assert inner.last_position() == 2
+    assert await inner.last_position() == 2
     with pytest.raises(SimulatedCrash):
         await store.push_event(leveled_up)
-    assert [entry.event for entry in store.event_storage_adapter.read_log()] == [appeared, caught]
+    assert [entry.event for entry in await store.event_storage_adapter.read_log()] == [appeared, caught]
     await store.push_event(leveled_up)
     assert (await store.get_aggregate("pikachuId")).aggregate.version == 3
 
@@ -219,7 +220,20 @@ async def test_storage_rejects_channel_only_faults() -> None:
     )
     with pytest.raises(ValueError, match="not a storage fault"):
         await adapter.push_event(appeared, event_store_id="POKEMONS")
-    assert adapter.inner.last_position() == 0
+    assert await adapter.inner.last_position() == 0
+
+
+async def test_the_ordered_log_is_passed_through_as_coroutines_that_no_fault_strikes() -> None:
+    inner = InMemoryEventStorageAdapter([appeared])
+    adapter = FaultyStorageAdapter(
+        inner, FaultSchedule.seeded(0, fail=1.0), reads=FaultSchedule.seeded(0, fail=1.0)
+    )
+    assert inspect.iscoroutinefunction(adapter.read_log)
+    assert inspect.iscoroutinefunction(adapter.last_position)
+    assert await adapter.read_log() == await inner.read_log()
+    assert await adapter.read_log(after_position=1) == []
+    assert await adapter.last_position() == 1
+    assert adapter.calls == adapter.read_calls == 0
 
 
 async def test_read_faults_strike_reads_and_leave_writes_alone() -> None:
@@ -249,7 +263,7 @@ async def test_event_groups_go_through_the_wrapper_to_the_real_adapters(tmp_path
         )
         started = EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED")
         await EventStore.push_event_group(pokemons.group_event(appeared), trainers.group_event(started))
-        assert sqlite.last_position() == 2
+        assert await sqlite.last_position() == 2
         with pytest.raises(InjectedFault):
             await EventStore.push_event_group(pokemons.group_event(caught))
-        assert sqlite.last_position() == 3 and faulty.calls == 2
+        assert await sqlite.last_position() == 3 and faulty.calls == 2

@@ -39,7 +39,7 @@ async def test_initial_events_are_stored_in_order() -> None:
     e1, e2 = event(version=1, timestamp=YEARS[0]), event(version=2, timestamp=YEARS[1])
     adapter = InMemoryEventStorageAdapter([e1, e2], event_store_id="POKEMONS")
     assert await adapter.get_events("pikachu") == [e1, e2]
-    assert [(entry.position, entry.event_store_id) for entry in adapter.read_log()] == [
+    assert [(entry.position, entry.event_store_id) for entry in await adapter.read_log()] == [
         (1, "POKEMONS"),
         (2, "POKEMONS"),
     ]
@@ -93,7 +93,7 @@ async def test_a_write_failing_mid_group_rolls_back_every_adapter() -> None:
     assert await a.get_events("agg1") == [] and await b.get_events("agg2") == []
     # no empty aggregate is left behind to break later listings (Castore leaves one)
     assert (await a.list_aggregate_ids()).aggregate_ids == []
-    assert a.read_log() == []
+    assert await a.read_log() == []
 
 
 async def test_a_failed_group_restores_a_forced_overwrite() -> None:
@@ -108,4 +108,4 @@ async def test_a_failed_group_restores_a_forced_overwrite() -> None:
             force=True,
         )
     assert await pokemons.get_events("pikachu") == [original]
-    assert [entry.event for entry in adapter.read_log()] == [original]
+    assert [entry.event for entry in await adapter.read_log()] == [original]

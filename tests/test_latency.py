@@ -17,7 +17,7 @@ from castore_edu import (
 )
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.testing.latency import CallCounts, SimulatedLatencyAdapter
-from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
+from castore_edu.testing.storage_contract import AdapterWithoutLog, StorageAdapterContract, event, store
 
 pytestmark = pytest.mark.anyio
 
@@ -152,5 +152,14 @@ async def test_the_ordered_log_is_passed_through_without_counting() -> None:
     adapter = counting(InMemoryEventStorageAdapter(clock=stepping_clock()))
     await adapter.push_event(event(), event_store_id="S")
     adapter.reset_counts()
-    assert adapter.last_position() == 1 and [entry.position for entry in adapter.read_log()] == [1]
+    assert await adapter.last_position() == 1
+    assert [entry.position for entry in await adapter.read_log()] == [1]
     assert adapter.counts == CallCounts()
+
+
+async def test_a_wrapper_around_an_adapter_without_a_log_has_none_either() -> None:
+    adapter = counting(AdapterWithoutLog(InMemoryEventStorageAdapter()))
+    with pytest.raises(TypeError, match=r"AdapterWithoutLog\(\) keeps no ordered log"):
+        await adapter.read_log()
+    with pytest.raises(TypeError, match="lacks async def read_log and async def last_position"):
+        await adapter.last_position()

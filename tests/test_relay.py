@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from castore_edu.testing.faults import (
     InjectedFault,
     SimulatedCrash,
 )
+from castore_edu.testing.storage_contract import AdapterWithoutLog
 from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer
 
 pytestmark = pytest.mark.anyio
@@ -94,12 +96,12 @@ async def test_step_publishes_a_batch_in_log_order_and_moves_the_checkpoint() ->
     await push_all(store, events)
     bus, published = recording_bus(store)
     relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=5)
-    assert (relay.position, relay.lag()) == (0, 12)
+    assert (relay.position, await relay.lag()) == (0, 12)
     assert await relay.step() == 5
-    assert (relay.position, relay.lag()) == (5, 7)
+    assert (relay.position, await relay.lag()) == (5, 7)
     assert await relay.catch_up() == 7
     assert await relay.step() == 0
-    stored = [entry.event for entry in store.event_storage_adapter.read_log()]
+    stored = [entry.event for entry in await store.event_storage_adapter.read_log()]
     assert [(e.aggregate_id, e.version) for e in stored] == [(e.aggregate_id, e.version) for e in events]
     assert [message for message, _ in published.published] == [
         NotificationMessage("POKEMONS", e) for e in stored
@@ -208,6 +210,58 @@ def test_routes_are_checked_when_the_relay_is_built() -> None:
     ):
         with pytest.raises(ValueError):
             Relay(pokemons.event_storage_adapter, {"POKEMONS": bus}, **bad)
+
+
+class AdapterWithAPlainLog(InMemoryEventStorageAdapter):
+    """A custom adapter written when the log was synchronous: its log calls are plain methods."""
+
+    def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[Any]:
+        return []
+
+    def last_position(self) -> int:
+        return 0
+
+
+class OnlyALog:
+    """A log, and none of the five calls of a storage adapter."""
+
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[Any]:
+        return []
+
+    async def last_position(self) -> int:
+        return 0
+
+
+def test_a_storage_without_an_async_ordered_log_is_refused_when_the_relay_is_built() -> None:
+    # (an adapter with no log at all: see the contract suite, which tries every adapter)
+    with pytest.raises(
+        TypeError, match=r"InMemoryEventStorageAdapter.* lacks async def read_log and async def last_position"
+    ):
+        Relay(AdapterWithAPlainLog(), {})
+    # a wrapper passes the log of the adapter it wraps on: without one there, it has none either
+    with pytest.raises(
+        TypeError,
+        match=r"FaultyStorageAdapter.* keeps no ordered log, because the adapter it wraps, AdapterWithoutLog\(\), has none",
+    ):
+        Relay(FaultyStorageAdapter(AdapterWithoutLog(InMemoryEventStorageAdapter())), {})
+    with pytest.raises(TypeError, match=r"OnlyALog.* is not a storage adapter"):
+        Relay(OnlyALog(), {})
+
+
+async def test_lag_and_wait_until_published_await_the_end_of_the_log() -> None:
+    store = store_on(InMemoryEventStorageAdapter())
+    await push_all(store, interleaved(aggregates=1, versions=3))
+    bus, published = recording_bus(store)
+    relay = Relay(FaultyStorageAdapter(store.event_storage_adapter), {"POKEMONS": bus}, poll_interval=3600)
+    assert inspect.iscoroutinefunction(relay.lag)
+    assert await relay.lag() == 3
+    relay.start()
+    try:
+        await relay.wait_until_published()
+    finally:
+        await relay.stop()
+    assert (relay.position, await relay.lag()) == (3, 0)
+    assert keys(published) == [("pokemon0", 1), ("pokemon0", 2), ("pokemon0", 3)]
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -338,14 +392,14 @@ async def test_a_chain_of_relays_each_killed_after_its_first_checkpoint_delivers
     for _ in range(10 * len(events)):
         with SQLiteEventStorageAdapter(path) as adapter:
             relay = Relay(adapter, {"POKEMONS": consumer.bus}, batch_size=3, poll_interval=3600)
-            if relay.lag() == 0:
+            if await relay.lag() == 0:
                 break
             start = relay.position
             relay.start()
             while relay.position == start:
                 await asyncio.sleep(0)
             delivered = len(consumer.deliveries)
-            while relay.lag() and len(consumer.deliveries) == delivered:
+            while await relay.lag() and len(consumer.deliveries) == delivered:
                 await asyncio.sleep(0)  # until one more message went out, unsaved
             await relay.stop()
     else:

@@ -55,7 +55,7 @@ async def test_events_survive_closing_and_reopening_the_file(tmp_path: Path) -> 
         pushed = await store("POKEMONS", adapter).push_event(event(payload={"name": "Pikachu"}))
     with SQLiteEventStorageAdapter(path) as reopened:
         assert await store("POKEMONS", reopened).get_events("pikachu") == [pushed.event]
-        assert reopened.last_position() == 1
+        assert await reopened.last_position() == 1
 
 
 async def test_one_file_holds_several_event_stores_apart(tmp_path: Path) -> None:
@@ -142,4 +142,4 @@ async def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: P
         events = await adapter.get_events("shared", event_store_id="COUNTERS")
         assert [e.version for e in events] == list(range(1, 2 * per_process + 1))
         assert sorted(e.payload["by"] for e in events) == ["ash"] * per_process + ["misty"] * per_process
-        assert [entry.position for entry in adapter.read_log()] == list(range(1, 2 * per_process + 1))
+        assert [entry.position for entry in await adapter.read_log()] == list(range(1, 2 * per_process + 1))

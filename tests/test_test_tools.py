@@ -163,7 +163,7 @@ async def test_mute_replaces_existing_storage_and_muting_again_starts_over() -> 
     assert await events_of(store) == []
     assert await events_of(store, "charizardId") == [CHARIZARD_APPEARED]
     # The real storage never saw the muted writes.
-    assert [logged.event for logged in real.read_log()] == [
+    assert [logged.event for logged in await real.read_log()] == [
         PIKACHU_APPEARED,
         PIKACHU_CAUGHT,
         PIKACHU_LEVELED_UP,

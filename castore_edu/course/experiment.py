@@ -40,6 +40,7 @@ from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.reliability.idempotency import MessageKey, message_key
 from castore_edu.reliability.relay import InMemoryCheckpointStore, Relay
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+from castore_edu.storage.protocol import require_ordered_log
 from castore_edu.testing.faults import FaultSchedule, FaultyChannelAdapter, InjectedFault, SimulatedCrash
 
 if TYPE_CHECKING:
@@ -178,8 +179,8 @@ class _Path:
     async def result(self, name: str, errors: int, crashes: int) -> PathResult:
         await self.faulty.release_held()
         await self.bus_adapter.wait_idle()
-        adapter = self.store.get_event_storage_adapter()
-        stored = {message_key(entry) for entry in adapter.read_log()}
+        adapter = require_ordered_log(self.store.get_event_storage_adapter())
+        stored = {message_key(entry) for entry in await adapter.read_log()}
         delivered = Counter(self.consumers.deliveries)
         levels = {}
         for aggregate_id in {key[1] for key in stored}:
@@ -241,7 +242,7 @@ async def run_relay(
         await step()
     # Fault rates below 1 make each step succeed eventually; the bound only guards against a bug.
     for _ in range(1000 + 100 * len(events)):
-        if relay.lag() == 0:
+        if await relay.lag() == 0:
             break
         await step()
     else:

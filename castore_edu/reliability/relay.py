@@ -6,8 +6,9 @@ in between, the event is stored and its message is lost for good. Castore's docu
 to the other way: let the storage's own *data stream* (DynamoDB streams, a database's change log)
 feed the message channel. This module is that other way.
 
-Both shipped storage adapters keep an ordered log: every accepted event gets the next position
-(1, 2, 3...) in commit order. A :class:`Relay` follows it:
+Both shipped storage adapters keep an ordered log (:class:`~castore_edu.storage.protocol.OrderedLogStorage`):
+every accepted event gets the next position (1, 2, 3...). A :class:`Relay` follows it, awaiting
+``read_log`` and ``last_position`` (coroutines, so that a server database can serve them too):
 
 1. read the log after its *checkpoint* (the last position it has published), a batch at a time;
 2. publish each event on the channel routed to its event store — a ``NotificationMessage`` on a
@@ -22,6 +23,13 @@ the last checkpoint, so the next relay publishes that again. Messages are delive
 once** — sometimes twice, which is why consumers must be idempotent (see ``idempotency``) — and,
 the log being in commit order and each step publishing in log order, **in order per aggregate**.
 
+"The log is in commit order, without gaps" is what makes a checkpoint safe: no event can appear
+later at a position the relay has already passed. That holds for SQLite and memory only (SQLite
+lets one writer in at a time, and memory appends to a list). On a server database many
+transactions write at once, and one that took a lower position can commit *after* one that took
+a higher position: a relay that had already passed the higher one would skip the lower one for
+good. A relay there needs a guard, which a later notebook (09) shows.
+
 Checkpoints live where the events live: for an SQLite adapter in the table ``relay_checkpoints``
 of the same database (keyed by the relay's name), so a relay started after a restart continues
 where the old one stopped. For the in-memory adapter, an :class:`InMemoryCheckpointStore` plays
@@ -29,6 +37,10 @@ that part: keep the object to "survive" a simulated restart.
 
 A forced overwrite (``push_event(..., force=True)`` on an existing version) changes an event in
 place and keeps its log position: a relay that has passed it does not publish it again.
+
+A relay only follows storage that keeps an ordered log: its constructor refuses any other with
+a ``TypeError`` that says what is missing
+(:func:`~castore_edu.storage.protocol.require_ordered_log`).
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ from castore_edu.messaging.channels import (
     StateCarryingMessageChannel,
 )
 from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
-from castore_edu.storage.protocol import innermost_adapter
+from castore_edu.storage.protocol import EventStorageAdapter, innermost_adapter, require_ordered_log
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 logger = logging.getLogger("castore_edu")
@@ -116,6 +128,8 @@ def default_checkpoints(storage: Any) -> CheckpointStore:
 class Relay:
     """Publishes every event of ``storage``'s ordered log on the channel routed to its event store.
 
+    ``storage`` must keep an ordered log (an :class:`~castore_edu.storage.protocol.OrderedLogStorage`,
+    as both shipped adapters do): the constructor refuses any other with a ``TypeError``.
     ``routes`` maps event store ids to notification or state-carrying channels; each channel must
     list that store among its sources. Events of other stores are passed over.
 
@@ -123,11 +137,12 @@ class Relay:
     ``await relay.stop()``; the task reads the log again ``poll_interval`` seconds after it caught
     up, or as soon as :meth:`nudge` is called (plug :meth:`on_event_pushed` into an event store to
     nudge it on every push). After a failed publish it waits ``retry_delay`` seconds (or a nudge).
+    Where it stands: :attr:`position` (its checkpoint) and ``await relay.lag()``.
     """
 
     def __init__(
         self,
-        storage: Any,
+        storage: EventStorageAdapter,
         routes: Mapping[str, MessageChannel],
         *,
         name: str = "relay",
@@ -137,6 +152,7 @@ class Relay:
         retry_delay: float = 0.05,
         cache_size: int = 1024,
     ) -> None:
+        self.storage = require_ordered_log(storage)  # fails now, not at the first step
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         for setting, value in (("poll_interval", poll_interval), ("retry_delay", retry_delay)):
@@ -149,7 +165,6 @@ class Relay:
                     f"{event_store_id!r} is a {type(channel).__name__}"
                 )
             channel.get_event_store(event_store_id)  # fails now, not at the first event
-        self.storage = storage
         self.routes = dict(routes)
         self.name = name
         self.checkpoints = checkpoints if checkpoints is not None else default_checkpoints(storage)
@@ -176,9 +191,13 @@ class Relay:
         """The checkpoint: every event up to this log position has been published."""
         return self.checkpoints.load(self.name)
 
-    def lag(self) -> int:
-        """Events stored but not yet published (as far as the checkpoint knows)."""
-        return self.storage.last_position() - self.position
+    async def lag(self) -> int:
+        """Events stored but not yet published (as far as the checkpoint knows): ``await relay.lag()``.
+
+        A coroutine, unlike :attr:`position`: the checkpoint is the relay's own, but the end of the
+        log is the storage's, and asking a database for it is a query like any other.
+        """
+        return await self.storage.last_position() - self.position
 
     # -- step by step ----------------------------------------------------------------------
 
@@ -191,7 +210,7 @@ class Relay:
         nothing, as a real crash could not: the next relay repeats the batch.
         """
         start = self.checkpoints.load(self.name)
-        entries = self.storage.read_log(after_position=start, limit=self.batch_size)
+        entries = await self.storage.read_log(after_position=start, limit=self.batch_size)
         done = start
         try:
             for entry in entries:
@@ -336,17 +355,19 @@ class Relay:
             return
         task.cancel()
         await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
 
     async def wait_until_published(self, position: int | None = None) -> None:
         """Wait until the running relay's checkpoint reaches ``position`` (default: the end of
         the log now)."""
-        target = self.storage.last_position() if position is None else position
+        target = await self.storage.last_position() if position is None else position
         self.nudge()
         while self.position < target:
-            if not self.running:
+            task = self._task
+            if task is None or task.done():
                 raise RuntimeError(f"relay {self.name!r} is not running")
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[list-item]
+            await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)

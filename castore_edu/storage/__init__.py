@@ -7,13 +7,19 @@ and SQLite. ``castore_edu.testing.storage_contract`` is the suite every adapter 
 """
 
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.storage.protocol import EventStorageAdapter, OrderedLog, innermost_adapter
+from castore_edu.storage.protocol import (
+    EventStorageAdapter,
+    OrderedLogStorage,
+    innermost_adapter,
+    require_ordered_log,
+)
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 __all__ = [
     "EventStorageAdapter",
     "InMemoryEventStorageAdapter",
-    "OrderedLog",
+    "OrderedLogStorage",
     "SQLiteEventStorageAdapter",
     "innermost_adapter",
+    "require_ordered_log",
 ]

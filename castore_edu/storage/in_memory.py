@@ -120,7 +120,7 @@ class InMemoryEventStorageAdapter:
         ]
         return paginate(self.kind, rows, options)
 
-    def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
         """Every event in the order it was stored, from ``after_position + 1`` on."""
         check_log_read(after_position, limit)
         end = None if limit is None else after_position + limit
@@ -131,7 +131,7 @@ class InMemoryEventStorageAdapter:
             )
         ]
 
-    def last_position(self) -> int:
+    async def last_position(self) -> int:
         return len(self._log)
 
     # -- writing ---------------------------------------------------------------------------

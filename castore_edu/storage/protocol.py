@@ -3,10 +3,37 @@
 The event store never touches a database itself: it hands every read and write to an
 *adapter*. Swapping the adapter (in memory for tests and notebooks, SQLite for anything that
 must survive a restart) changes where events live, never what the event store does.
+
+Two protocols describe an adapter:
+
+- :class:`EventStorageAdapter`: the five calls an event store makes. Every adapter has them.
+- :class:`OrderedLogStorage`: those five plus an *ordered log* of every event the adapter holds,
+  across event stores (``read_log``, ``last_position``). Both shipped adapters keep one; a custom
+  adapter may leave it out, and then only what follows the log (a relay) refuses it, with the
+  ``TypeError`` of :func:`require_ordered_log`.
+
+Why a log: an event store reads one aggregate at a time, but a relay (notebook 08) must publish
+*every* event once it is stored, across aggregates and stores, and resume after a crash. A log
+numbered 1, 2, 3... gives it both: it remembers the last position it published (a checkpoint)
+and asks for what came after.
+
+Why async: on a server database, reading the log is a query over the network, and an asyncio
+program can only wait for that without blocking every other task if the call is a coroutine.
+So both log calls are coroutines on every adapter, even where (memory, SQLite) the answer is
+at hand: code written against the protocol then works on any of them.
+
+What a position promises: positions grow in the order a reader can see the events, so a reader
+that follows the log with a checkpoint never misses one. The shipped adapters get that cheaply:
+memory appends to a list, and SQLite's rowid is gap-free and in commit order because SQLite
+lets one writer in at a time. That holds for SQLite and memory only. On a server database many
+transactions write at once: one that took a lower position can commit *after* one that took a
+higher position, and a reader that passed the higher one would skip it for good. An adapter
+there needs more than a sequence (a later notebook, 09, shows the guard).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -56,13 +83,20 @@ class EventStorageAdapter(Protocol):
     ) -> AggregateIdsPage: ...
 
 
-class OrderedLog(Protocol):
-    """The ordered log both shipped adapters keep: every accepted event, numbered 1, 2, 3…
-    in commit order. A relay follows it the way a change stream follows a database."""
+@runtime_checkable
+class OrderedLogStorage(EventStorageAdapter, Protocol):
+    """A storage adapter that also keeps an ordered log of every event it holds, across event
+    stores: what a relay follows, the way a change stream follows a database.
 
-    def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]: ...
+    Both shipped adapters are ``OrderedLogStorage``; see the module docstring for what a
+    position promises, and why both calls are coroutines.
+    """
 
-    def last_position(self) -> int: ...
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
+        """The events after ``after_position`` (at most ``limit`` of them), in log order."""
+
+    async def last_position(self) -> int:
+        """The position of the last event in the log; 0 while it is empty."""
 
 
 def innermost_adapter(adapter: Any) -> Any:
@@ -75,6 +109,41 @@ def innermost_adapter(adapter: Any) -> Any:
     while (inner := getattr(adapter, "inner", None)) is not None:
         adapter = inner
     return adapter
+
+
+LOG_CALLS = ("read_log", "last_position")
+
+
+def missing_log_calls(adapter: object) -> list[str]:
+    """The log calls ``adapter`` lacks: each of ``read_log`` and ``last_position`` that it does not
+    define as a coroutine function (an adapter written before the log became async has them as
+    plain methods, and awaiting their result would fail much later, far from the cause)."""
+    return [name for name in LOG_CALLS if not inspect.iscoroutinefunction(getattr(adapter, name, None))]
+
+
+def require_ordered_log(storage: object) -> OrderedLogStorage:
+    """``storage`` itself, checked to keep an ordered log; else a ``TypeError`` that names it and
+    says what is missing.
+
+    A wrapper (the fault injector, the latency simulator) passes on the log of the adapter it wraps
+    in ``inner``, so every layer down to the real adapter must have one.
+    """
+    layer: object = storage
+    while layer is not None:
+        missing = missing_log_calls(layer)
+        if missing:
+            wrapped = "" if layer is storage else f", because the adapter it wraps, {layer!r}, has none"
+            needed = " and ".join(f"async def {name}" for name in missing)
+            raise TypeError(
+                f"{storage!r} keeps no ordered log{wrapped}: it lacks {needed}. "
+                "Only a storage adapter with an ordered log can be followed (see OrderedLogStorage)."
+            )
+        layer = getattr(layer, "inner", None)
+    if not isinstance(storage, OrderedLogStorage):
+        raise TypeError(
+            f"{storage!r} is not a storage adapter: it lacks some of the calls of EventStorageAdapter"
+        )
+    return storage
 
 
 def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:

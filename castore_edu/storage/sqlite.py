@@ -179,7 +179,7 @@ class SQLiteEventStorageAdapter:
         )
         return paginate(self.kind, [ListedAggregate(*row) for row in rows], options)
 
-    def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
         """Every event of every event store in this file, in commit order, after a position."""
         check_log_read(after_position, limit)
         rows = self.connection.execute(
@@ -189,8 +189,9 @@ class SQLiteEventStorageAdapter:
         )
         return [LoggedEvent(row[0], row[1], _to_event(row[2:])) for row in rows]
 
-    def last_position(self) -> int:
-        return self.connection.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+    async def last_position(self) -> int:
+        (position,) = self.connection.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return int(position)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -42,7 +42,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeVar
 
-from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent
+from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
+from castore_edu.storage.protocol import require_ordered_log
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[Any]]
@@ -297,8 +298,9 @@ class FaultyStorageAdapter(_Faulty):
     """A storage adapter whose writes (``push_event``, ``push_event_group``) fail on a schedule.
 
     ``reads`` is a second schedule for ``get_events`` and ``list_aggregate_ids`` (only ``FAIL`` and
-    ``CRASH`` make sense there). The ordered log (``read_log``, ``last_position``) and every other
-    attribute are the inner adapter's, untouched: the log is what survives.
+    ``CRASH`` make sense there). The ordered log (``read_log``, ``last_position``) is the inner
+    adapter's, passed through untouched (no fault strikes it: the log is what survives), and so is
+    every other attribute.
     """
 
     def __init__(
@@ -366,3 +368,9 @@ class FaultyStorageAdapter(_Faulty):
 
     async def list_aggregate_ids(self, **options: Any) -> AggregateIdsPage:
         return await self._read("list_aggregate_ids", lambda: self.inner.list_aggregate_ids(**options))
+
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
+        return await require_ordered_log(self.inner).read_log(after_position=after_position, limit=limit)
+
+    async def last_position(self) -> int:
+        return await require_ordered_log(self.inner).last_position()

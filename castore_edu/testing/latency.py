@@ -15,7 +15,9 @@ Notebook 05 uses it to measure what ``prev_aggregate`` saves a connected event s
 
 The ordered log of the wrapped adapter (``read_log``, ``last_position``) is passed through as
 is, without latency or counting: it stands for the database's own change stream, not for calls
-the application makes.
+the application makes. Both stay coroutines, as on every adapter; wrapping an adapter without a
+log gives a wrapper without one (its log calls raise the ``TypeError`` of
+:func:`~castore_edu.storage.protocol.require_ordered_log`, and a relay refuses it).
 
 Grouped events keep working through the wrapper: ``group_event`` hands out grouped events that
 point at the wrapper, and ``push_event_group`` unwraps them for the wrapped adapter, which still
@@ -30,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
-from castore_edu.storage.protocol import EventStorageAdapter
+from castore_edu.storage.protocol import EventStorageAdapter, require_ordered_log
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,8 @@ class SimulatedLatencyAdapter:
         self._count(listings=1)
         return await self.inner.list_aggregate_ids(**options)
 
-    def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
-        return self.inner.read_log(after_position=after_position, limit=limit)  # type: ignore[attr-defined]
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
+        return await require_ordered_log(self.inner).read_log(after_position=after_position, limit=limit)
 
-    def last_position(self) -> int:
-        return self.inner.last_position()  # type: ignore[attr-defined]
+    async def last_position(self) -> int:
+        return await require_ordered_log(self.inner).last_position()

@@ -2,10 +2,14 @@
 
 ``test_in_memory.py`` and ``test_sqlite.py`` subclass :class:`StorageAdapterContract` and say only how
 to make an adapter. Whatever one adapter promises, the other must keep.
+
+Every shipped adapter keeps an ordered log, so the contract includes it: ``make_adapter`` returns
+an :class:`~castore_edu.storage.protocol.OrderedLogStorage`, and both log calls are coroutines.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -21,6 +25,13 @@ from castore_edu.core import (
     stepping_clock,
 )
 from castore_edu.core.clock import Clock, utc_now
+from castore_edu.reliability.relay import Relay
+from castore_edu.storage.protocol import (
+    LOG_CALLS,
+    EventStorageAdapter,
+    OrderedLogStorage,
+    require_ordered_log,
+)
 
 
 def event(aggregate_id: str = "pikachu", version: int = 1, **fields: Any) -> EventDetail:
@@ -29,13 +40,33 @@ def event(aggregate_id: str = "pikachu", version: int = 1, **fields: Any) -> Eve
     )
 
 
-def store(store_id: str, adapter: Any) -> EventStore:
+def store(store_id: str, adapter: OrderedLogStorage) -> EventStore:
     return EventStore(
         event_store_id=store_id,
         event_types=[EventType("APPEARED"), EventType("LEVELLED_UP")],
         reducer=lambda aggregate, e: {"id": e.aggregate_id, "version": e.version},
         event_storage_adapter=adapter,
     )
+
+
+def log_of(event_store: EventStore) -> OrderedLogStorage:
+    """The adapter of ``event_store``, with its ordered log (every adapter of this suite has one)."""
+    return require_ordered_log(event_store.event_storage_adapter)
+
+
+class AdapterWithoutLog:
+    """A custom adapter that keeps no ordered log, as the protocol allows: it forwards the five
+    event store calls to ``inner``, and nothing else."""
+
+    def __init__(self, inner: EventStorageAdapter) -> None:
+        self.get_events = inner.get_events
+        self.push_event = inner.push_event
+        self.push_event_group = inner.push_event_group
+        self.group_event = inner.group_event
+        self.list_aggregate_ids = inner.list_aggregate_ids
+
+    def __repr__(self) -> str:
+        return "AdapterWithoutLog()"
 
 
 YEARS = [f"{year}-01-01T00:00:00.000Z" for year in (2021, 2022, 2023, 2024)]
@@ -45,13 +76,13 @@ class StorageAdapterContract:
     """Subclasses implement ``make_adapter`` and ``make_sibling`` (an adapter that may share an
     event group with the given one: another in-memory adapter, or the same SQLite file)."""
 
-    def make_adapter(self, clock: Clock = utc_now) -> Any:
+    def make_adapter(self, clock: Clock = utc_now) -> OrderedLogStorage:
         raise NotImplementedError
 
-    def make_sibling(self, adapter: Any) -> Any:
+    def make_sibling(self, adapter: OrderedLogStorage) -> OrderedLogStorage:
         raise NotImplementedError
 
-    def make_stranger(self, adapter: Any) -> Any:
+    def make_stranger(self, adapter: OrderedLogStorage) -> OrderedLogStorage:
         """An adapter that may *not* join ``adapter``'s groups."""
         raise NotImplementedError
 
@@ -133,7 +164,7 @@ class StorageAdapterContract:
         assert str(error) == "Event already exists for eventStoreId aggregate pikachu and version 1"
         [kept] = await adapter.get_events("pikachu", event_store_id="eventStoreId")
         assert kept.type == "LEVELLED_UP"
-        assert adapter.last_position() == 1
+        assert await adapter.last_position() == 1
 
     async def test_force_overwrites_in_place_and_keeps_the_log_position(self) -> None:
         adapter = self.make_adapter()
@@ -146,7 +177,7 @@ class StorageAdapterContract:
             replacement,
             event(version=2, timestamp=YEARS[1]),
         ]
-        assert [(entry.position, entry.event) for entry in adapter.read_log()] == [
+        assert [(entry.position, entry.event) for entry in await adapter.read_log()] == [
             (1, replacement),
             (2, event(version=2, timestamp=YEARS[1])),
         ]
@@ -167,11 +198,12 @@ class StorageAdapterContract:
 
     async def test_the_default_stamp_is_utc_with_milliseconds_and_z(self) -> None:
         pushed = await self.make_adapter().push_event(event(), event_store_id="S")
+        assert pushed.timestamp is not None
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", pushed.timestamp)
 
     # -- listing aggregates ----------------------------------------------------------------
 
-    async def four_aggregates(self) -> Any:
+    async def four_aggregates(self) -> OrderedLogStorage:
         adapter = self.make_adapter()
         for index, timestamp in enumerate(YEARS, start=1):
             await adapter.push_event(event(f"agg{index}", timestamp=timestamp), event_store_id="S")
@@ -232,7 +264,7 @@ class StorageAdapterContract:
         for name in ("zubat", "abra", "mew"):
             await adapter.push_event(event(name), event_store_id="S")
 
-        async def names(**options):
+        async def names(**options: Any) -> list[str]:
             return [
                 e.aggregate_id
                 for e in (await adapter.list_aggregate_ids(event_store_id="S", **options)).aggregate_ids
@@ -241,7 +273,8 @@ class StorageAdapterContract:
         assert await names() == ["zubat", "abra", "mew"]
         assert await names(reverse=True) == ["mew", "abra", "zubat"]
         # paging through ties never skips or repeats an aggregate
-        seen, token = [], None
+        seen: list[str] = []
+        token: str | None = None
         while True:
             page = await adapter.list_aggregate_ids(event_store_id="S", limit=1, page_token=token)
             seen += [e.aggregate_id for e in page.aggregate_ids]
@@ -257,6 +290,7 @@ class StorageAdapterContract:
     async def test_a_tampered_page_token_is_refused(self) -> None:
         adapter = await self.four_aggregates()
         token = (await adapter.list_aggregate_ids(event_store_id="S", limit=1)).next_page_token
+        assert token is not None
         body, checksum = token.split(".")
         tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + checksum
         with pytest.raises(ValueError, match="Invalid page token"):
@@ -289,13 +323,10 @@ class StorageAdapterContract:
         await pokemons.push_event(event("existing"))
         await trainers.push_event(event("existing"))
 
-        def positions():
-            return (
-                pokemons.event_storage_adapter.last_position(),
-                trainers.event_storage_adapter.last_position(),
-            )
+        async def positions() -> tuple[int, int]:
+            return (await log_of(pokemons).last_position(), await log_of(trainers).last_position())
 
-        before = positions()
+        before = await positions()
         stores = [pokemons, trainers, pokemons]
         names = ["pikachu", "ash", "eevee"]
         names[conflict_at] = "existing"  # version 1 of "existing" is taken in both stores
@@ -307,7 +338,7 @@ class StorageAdapterContract:
         for name in ("pikachu", "ash", "eevee"):
             assert await pokemons.get_events(name) == [] and await trainers.get_events(name) == []
         assert [e.aggregate_id for e in (await pokemons.list_aggregate_ids()).aggregate_ids] == ["existing"]
-        assert positions() == before
+        assert await positions() == before
 
     async def test_a_conflict_inside_the_group_itself_stores_nothing(self) -> None:
         pokemons, _ = self.two_stores()
@@ -327,8 +358,8 @@ class StorageAdapterContract:
         with pytest.raises(InvalidEventError) as caught:
             await EventStore.push_event_group(*grouped)
         assert caught.value.field == "payload"
-        assert pokemons.event_storage_adapter.last_position() == 0
-        assert trainers.event_storage_adapter.last_position() == 0
+        assert await log_of(pokemons).last_position() == 0
+        assert await log_of(trainers).last_position() == 0
 
     async def test_a_group_needs_events(self) -> None:
         adapter = self.make_adapter()
@@ -337,22 +368,22 @@ class StorageAdapterContract:
 
     async def test_a_grouped_event_without_context_is_refused(self) -> None:
         pokemons, _ = self.two_stores()
-        adapter = pokemons.event_storage_adapter
+        adapter = log_of(pokemons)
         with pytest.raises(ValueError, match="#1 misses context"):
             await EventStore.push_event_group(
                 pokemons.group_event(event("a")), adapter.group_event(event("b"))
             )
-        assert adapter.last_position() == 0
+        assert await adapter.last_position() == 0
 
     async def test_a_group_mixing_adapters_that_cannot_share_a_transaction_is_refused(self) -> None:
         pokemons, _ = self.two_stores()
-        stranger = store("TRAINERS", self.make_stranger(pokemons.event_storage_adapter))
+        stranger = store("TRAINERS", self.make_stranger(log_of(pokemons)))
         with pytest.raises(ValueError, match="#1"):
             await EventStore.push_event_group(
                 pokemons.group_event(event("a")), stranger.group_event(event("b"))
             )
-        assert pokemons.event_storage_adapter.last_position() == 0
-        assert stranger.event_storage_adapter.last_position() == 0
+        assert await log_of(pokemons).last_position() == 0
+        assert await log_of(stranger).last_position() == 0
 
     # -- the ordered log -------------------------------------------------------------------
 
@@ -371,7 +402,7 @@ class StorageAdapterContract:
             {
                 (e.event_store_id, e.position, e.event.aggregate_id, e.event.version)
                 for each in (pokemons, trainers)
-                for e in each.event_storage_adapter.read_log()
+                for e in await log_of(each).read_log()
             }
         )
         assert by_store == self.expected_log_of_two_stores()
@@ -383,13 +414,30 @@ class StorageAdapterContract:
         adapter = self.make_adapter()
         for version in range(1, 6):
             await adapter.push_event(event(version=version), event_store_id="S")
-        assert adapter.last_position() == 5
-        assert [e.position for e in adapter.read_log(after_position=2)] == [3, 4, 5]
-        assert [e.event.version for e in adapter.read_log(after_position=1, limit=2)] == [2, 3]
-        assert adapter.read_log(after_position=5) == []
-        assert adapter.read_log(limit=0) == []
+        assert await adapter.last_position() == 5
+        assert [e.position for e in await adapter.read_log(after_position=2)] == [3, 4, 5]
+        assert [e.event.version for e in await adapter.read_log(after_position=1, limit=2)] == [2, 3]
+        assert await adapter.read_log(after_position=5) == []
+        assert await adapter.read_log(limit=0) == []
         with pytest.raises(ValueError, match="after_position"):
-            adapter.read_log(after_position=-1)
+            await adapter.read_log(after_position=-1)
+
+    def test_both_log_calls_are_coroutine_functions(self) -> None:
+        """So that code written against the protocol awaits them on every adapter alike (a server
+        database can only serve the log as a coroutine)."""
+        adapter = self.make_adapter()
+        assert isinstance(adapter, OrderedLogStorage)
+        for name in LOG_CALLS:
+            assert inspect.iscoroutinefunction(getattr(adapter, name)), f"{name} is not async def"
+
+    def test_a_relay_follows_the_adapter_and_refuses_it_without_its_log(self) -> None:
+        """The relay's gate: it takes an adapter of this suite, and refuses, by name, the same
+        adapter behind a wrapper that forwards only the five event store calls."""
+        adapter = self.make_adapter()
+        assert Relay(adapter, {}).storage is adapter
+        missing = "it lacks async def read_log and async def last_position"
+        with pytest.raises(TypeError, match=rf"AdapterWithoutLog\(\) keeps no ordered log: {missing}"):
+            Relay(AdapterWithoutLog(adapter), {})
 
     # -- bad input -------------------------------------------------------------------------
 
@@ -421,11 +469,11 @@ class StorageAdapterContract:
             await adapter.push_event(EventDetail(**fields), event_store_id="S")
         assert caught.value.field == field
         assert field in str(caught.value)
-        assert adapter.last_position() == 0
+        assert await adapter.last_position() == 0
         assert (await adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids == []
 
     async def test_something_that_is_not_an_event_is_refused(self) -> None:
-        adapter = self.make_adapter()
+        adapter: Any = self.make_adapter()  # Any: this call breaks the types on purpose
         with pytest.raises(InvalidEventError, match="EventDetail"):
             await adapter.push_event({"aggregate_id": "a", "version": 1, "type": "T"}, event_store_id="S")
 
@@ -453,7 +501,7 @@ class StorageAdapterContract:
         assert await adapter.get_events("x", event_store_id="S") == []
 
     async def test_bad_reads_are_refused(self) -> None:
-        adapter = self.make_adapter()
+        adapter: Any = self.make_adapter()  # Any: these calls break the types on purpose
         with pytest.raises(ValueError, match="aggregate_id"):
             await adapter.get_events("", event_store_id="S")
         with pytest.raises(TypeError, match="min_version"):

@@ -86,8 +86,9 @@ await check_idempotent_counter(LevelUpCounter)
 # <details><summary><b>Hint</b> (click to unfold)</summary>
 #
 # `checkpoints.load(name)` and `checkpoints.save(name, position)` read and write a checkpoint (0
-# before the first save). `storage.read_log(after_position=...)` returns `LoggedEvent`s, each
-# with its `position`, `event_store_id` and `event`. *When* you save decides what a failure costs.
+# before the first save). `await storage.read_log(after_position=...)` returns `LoggedEvent`s, each
+# with its `position`, `event_store_id` and `event` (the log is read with `await`, like every call
+# to storage). *When* you save decides what a failure costs.
 # </details>
 #
 # **Check yourself.** The check steps your relay over the opening story while the channel refuses
@@ -101,7 +102,7 @@ async def relay_step(storage, channel, checkpoints: InMemoryCheckpointStore, nam
     """Publish the log's events after relay `name`'s checkpoint, in order; return how many."""
     ### BEGIN SOLUTION (hint: load the checkpoint, read the log after it, publish each entry, save as you go)
     published = 0
-    for entry in storage.read_log(after_position=checkpoints.load(name)):
+    for entry in await storage.read_log(after_position=checkpoints.load(name)):
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         checkpoints.save(name, entry.position)  # only now: a failed publish is retried next step
         published += 1

@@ -471,7 +471,7 @@ async def rebuild_on_a_new_adapter(pokemons: EventStore, bus: Any) -> dict[str, 
 async def rebuild_live(pokemons: EventStore, bus: Any) -> dict[str, int]:
     levels: dict[str, int] = {}
     bus.message_channel_adapter.on({}, levels_listener(levels))
-    for entry in pokemons.event_storage_adapter.read_log():
+    for entry in await pokemons.event_storage_adapter.read_log():
         await bus.publish_message(NotificationMessage("POKEMONS", entry.event))
     return levels
 
@@ -511,7 +511,7 @@ async def handle_swallowing_errors(self: Any, message: Any, context: Any) -> Non
 
 
 async def relay_from_the_start(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = storage.read_log()
+    entries = await storage.read_log()
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         checkpoints.save(name, entry.position)
@@ -519,15 +519,15 @@ async def relay_from_the_start(storage: Any, channel: Any, checkpoints: Any, nam
 
 
 async def relay_saving_first(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = storage.read_log(after_position=checkpoints.load(name))
-    checkpoints.save(name, storage.last_position())
+    entries = await storage.read_log(after_position=checkpoints.load(name))
+    checkpoints.save(name, await storage.last_position())
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     return len(entries)
 
 
 async def relay_saving_at_the_end(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = storage.read_log(after_position=checkpoints.load(name))
+    entries = await storage.read_log(after_position=checkpoints.load(name))
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     if entries:
@@ -537,7 +537,7 @@ async def relay_saving_at_the_end(storage: Any, channel: Any, checkpoints: Any, 
 
 async def relay_stopping_quietly(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in storage.read_log(after_position=checkpoints.load(name)):
+    for entry in await storage.read_log(after_position=checkpoints.load(name)):
         try:
             await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         except Exception:
@@ -549,7 +549,7 @@ async def relay_stopping_quietly(storage: Any, channel: Any, checkpoints: Any, n
 
 async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in storage.read_log(after_position=checkpoints.load("relay")):
+    for entry in await storage.read_log(after_position=checkpoints.load("relay")):
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         checkpoints.save("relay", entry.position)
         checkpoints.save(name, entry.position)
@@ -639,6 +639,25 @@ async def test_the_check_fails_on_a_plausible_wrong_answer(
     assert error.text.startswith("Not yet: ") and says in error.text, error.text
     assert "NotImplementedError" not in error.text
     assert f"(Exercise {number} · " in error.text.splitlines()[-1]
+
+
+async def relay_forgetting_await(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    published = 0
+    for entry in storage.read_log(after_position=checkpoints.load(name)):  # no await: a coroutine
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        checkpoints.save(name, entry.position)
+        published += 1
+    return published
+
+
+# The coroutine it never awaits warns when it is collected, as it would in the learner's kernel.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+async def test_the_relay_check_says_that_an_await_is_missing() -> None:
+    with pytest.raises(NotYet) as raised:
+        await run_exercise(8, "relay_step", relay_forgetting_await)
+    text = raised.value.text
+    assert "raised TypeError: 'coroutine' object is not iterable" in text, text
+    assert "put await before the call (await storage.read_log(...))" in text, text
 
 
 # --- how a failure looks -------------------------------------------------------------------

@@ -22,8 +22,13 @@
 # ## 1. The storage's ordered log
 #
 # Every event an adapter accepts gets the next **position** — 1, 2, 3… in commit order, without
-# gaps. `adapter.read_log(after_position=p)` returns what came after position `p`. A follower
-# that remembers the last position it handled can resume from there and miss nothing.
+# gaps. `await adapter.read_log(after_position=p)` returns what came after position `p`. A
+# follower that remembers the last position it handled can resume from there and miss nothing.
+#
+# Both log calls, `read_log` and `last_position`, are coroutines, like every call to storage: on
+# a server database they are queries over the network. "In commit order, without gaps" holds for
+# SQLite and memory, which let one writer in at a time; a server database needs more, as
+# notebook 09 shows.
 
 # %%
 from castore_edu import (
@@ -44,7 +49,7 @@ from castore_edu.testing import (
 pokedex = in_memory_pokedex()
 await tell_the_story(pokedex)
 pokemons = pokedex.pokemons
-log = pokemons.event_storage_adapter.read_log()
+log = await pokemons.event_storage_adapter.read_log()
 for entry in log:
     print(
         entry.position,
@@ -54,7 +59,7 @@ for entry in log:
         entry.event.type,
     )
 assert [entry.position for entry in log] == [1, 2, 3, 4, 5]
-assert pokemons.event_storage_adapter.read_log(after_position=3) == log[3:]
+assert await pokemons.event_storage_adapter.read_log(after_position=3) == log[3:]
 
 # %% [markdown]
 # ## 2. A relay instead of a connected store
@@ -86,8 +91,8 @@ FaultyChannelAdapter.wrap(news, FaultSchedule.on_calls(1))
 relay = Relay(pokemons.event_storage_adapter, {"POKEMONS": news}, name="pokemon-news")
 
 await pokemons.push_event(pokemon_leveled_up("pikachu", version=5))  # succeeds: nothing else to do
-print(f"checkpoint {relay.position}, lag {relay.lag()} events")
-assert (relay.position, relay.lag()) == (0, 6)  # stored, not published yet
+print(f"checkpoint {relay.position}, lag {await relay.lag()} events")
+assert (relay.position, await relay.lag()) == (0, 6)  # stored, not published yet
 
 # %% tags=["raises-exception"]
 await relay.step()
@@ -104,8 +109,8 @@ assert relay.position == 0 and relay.failures == 1
 assert await relay.step() == 6  # the whole log, in one batch
 await news.message_channel_adapter.wait_idle()
 print("published:", [(m.event.aggregate_id, m.event.version) for m in news.inbox])
-assert [m.event for m in news.inbox] == [entry.event for entry in relay.storage.read_log()]
-assert relay.position == 6 and relay.lag() == 0
+assert [m.event for m in news.inbox] == [entry.event for entry in await relay.storage.read_log()]
+assert relay.position == 6 and await relay.lag() == 0
 
 # %% [markdown]
 # ### As a task, woken by the store
@@ -189,7 +194,7 @@ await tell_the_story(dex)
 try:
     await relay.catch_up()
 except SimulatedCrash as crash:
-    print("process 1:", crash, "| checkpoint:", relay.position, "of", relay.storage.last_position())
+    print("process 1:", crash, "| checkpoint:", relay.position, "of", await relay.storage.last_position())
 assert relay.position == 3
 dex.close()
 await broker.wait_idle()
@@ -211,7 +216,7 @@ for aggregate_id, version, level in deliveries:
     print(f"  {aggregate_id} v{version} (level {level})")
 stored = [
     (e.event.aggregate_id, e.event.version)
-    for e in relay.storage.read_log()
+    for e in await relay.storage.read_log()
     if e.event_store_id == "POKEMONS"
 ]
 assert {(a, v) for a, v, _ in deliveries} == set(stored)  # nothing lost

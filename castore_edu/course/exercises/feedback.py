@@ -97,6 +97,11 @@ def expect(condition: bool, exercise: Exercise, problem: str, **details: str) ->
 STUB_NEXT_STEP = (
     "replace the `raise NotImplementedError(...)` line with your code, run that cell, then this one again"
 )
+# A coroutine used as if it were its result ("'coroutine' object is not iterable") means an await
+# is missing: say so, since the error message itself does not.
+FORGOT_AWAIT_HINT = (
+    "a coroutine was used without await: put await before the call (await storage.read_log(...))."
+)
 
 
 async def attempt(
@@ -133,7 +138,9 @@ async def attempt(
         failure = NotYet(
             exercise,
             f"{doing} raised {type(error).__name__}: {error}{where(error)}",
-            hint="read the error: it comes from your code (or from what your code called).",
+            hint=FORGOT_AWAIT_HINT
+            if "'coroutine'" in str(error)
+            else "read the error: it comes from your code (or from what your code called).",
         )
     raise failure  # outside the except blocks: no chained traceback to print
 
