@@ -115,9 +115,11 @@ class AggregateIdsPage:
 class LoggedEvent:
     """One entry of a storage adapter's ordered log (``read_log``).
 
-    ``position`` counts every event the storage accepted, starting at 1, without gaps, in the
-    order the writes were committed: a follower that remembers the last position it handled can
-    resume from there and miss nothing.
+    ``position`` is a number ≥ 1 that grows in the order a reader can see the events, so a
+    follower that remembers the last position it handled can resume from there and miss nothing.
+    In memory and on SQLite, which let one writer in at a time, positions also have no gaps and
+    follow commit order; a server database can commit a lower position after a higher one, and
+    its adapter must guard its readers against that.
     """
 
     position: int

@@ -37,7 +37,8 @@ from castore_edu import (
     Relay,
     StateCarryingMessageBus,
 )
-from castore_edu.course.pokedex import in_memory_pokedex, pokemon_leveled_up, tell_the_story
+from castore_edu.course.pokedex import pokemon_leveled_up, tell_the_story
+from castore_edu.course.scenes import castore_tasks, listening_bus, opening_scene
 from castore_edu.testing import (
     Fault,
     FaultSchedule,
@@ -46,8 +47,7 @@ from castore_edu.testing import (
     SimulatedCrash,
 )
 
-pokedex = in_memory_pokedex()
-await tell_the_story(pokedex)
+pokedex = await opening_scene()
 pokemons = pokedex.pokemons
 log = await pokemons.event_storage_adapter.read_log()
 for entry in log:
@@ -74,19 +74,7 @@ assert await pokemons.event_storage_adapter.read_log(after_position=3) == log[3:
 
 
 # %%
-def listening_bus(bus_class, bus_id, sources):
-    """A bus on an in-memory adapter; ``bus.inbox`` keeps every message its listener received."""
-    bus = bus_class(message_bus_id=bus_id, source_event_stores=sources)
-    bus.inbox = []
-
-    async def listen(message, context):
-        bus.inbox.append(message)
-
-    InMemoryMessageBusAdapter.attach_to(bus).on({}, listen)
-    return bus
-
-
-news = listening_bus(NotificationMessageBus, "POKEMON_NEWS", [pokemons])
+news, news_inbox = listening_bus(NotificationMessageBus, "POKEMON_NEWS", [pokemons])
 FaultyChannelAdapter.wrap(news, FaultSchedule.on_calls(1))
 relay = Relay(pokemons.event_storage_adapter, {"POKEMONS": news}, name="pokemon-news")
 
@@ -108,8 +96,8 @@ assert isinstance(sys.last_value, InjectedFault)
 assert relay.position == 0 and relay.failures == 1
 assert await relay.step() == 6  # the whole log, in one batch
 await news.message_channel_adapter.wait_idle()
-print("published:", [(m.event.aggregate_id, m.event.version) for m in news.inbox])
-assert [m.event for m in news.inbox] == [entry.event for entry in await relay.storage.read_log()]
+print("published:", [(m.event.aggregate_id, m.event.version) for m in news_inbox])
+assert [m.event for m in news_inbox] == [entry.event for entry in await relay.storage.read_log()]
 assert relay.position == 6 and await relay.lag() == 0
 
 # %% [markdown]
@@ -131,7 +119,7 @@ await relay.stop()
 pokemons.on_event_pushed = None
 
 await news.message_channel_adapter.wait_idle()
-assert [m.event.version for m in news.inbox[-2:]] == [6, 7]
+assert [m.event.version for m in news_inbox[-2:]] == [6, 7]
 assert not relay.running and relay.position == 8
 print(f"published {relay.published} messages; checkpoint at position {relay.position}")
 assert relay.published == 8  # 6 by the second step, 2 by the task; the failed step published none
@@ -372,14 +360,7 @@ assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 # is not.
 
 # %%
-# Nothing left running (see notebook 03, "Leaving nothing behind").
-import asyncio
-
-assert not [
-    task
-    for task in asyncio.all_tasks()
-    if "castore_edu" in getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "")
-]
+assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving nothing behind")
 
 # %% [markdown]
 # ## Recap
