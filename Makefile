@@ -16,16 +16,14 @@ SHELL := bash
 VENV        := .venv
 VENV_PY     := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
-EXTRAS      := notebooks,test
-LOCK_EXTRAS := notebooks,test,bench,e2e
+EXTRAS      := notebooks,test,lint
 STAMP       := $(VENV)/.installed-$(EXTRAS)
 BENCH_STAMP := $(VENV)/.installed-bench
-LOCK_VENV   := .lock-venv
+LOCK_CONSTRAINTS := requirements/lock-constraints.txt
 
-# The venv takes the newest Python; the lock is made on the oldest supported one, so that its
-# pins also install there (a package that drops 3.11 would otherwise slip in).
+# The venv takes the newest Python. The lock is universal: uv resolves for Python >= 3.11 on
+# every platform at once, whichever Python runs it.
 PYTHON_CANDIDATES      := $(or $(PYTHON),python3.13 python3.12 python3.11 python3)
-LOCK_PYTHON_CANDIDATES := $(or $(PYTHON),python3.11 python3.12 python3.13 python3)
 LAB_ARGS    ?=
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -41,7 +39,7 @@ help:
 	@echo "make exercises  rebuild instructor/solutions/ (run) and notebooks/exercises/ (stubs) from instructor/exercises/*.py"
 	@echo "make setup  only create/update .venv (fast when nothing changed)"
 	@echo "make e2e-setup  install Chromium and Playwright for the browser test (tests/e2e/)"
-	@echo "make lock   regenerate $(CONSTRAINTS) from a fresh install"
+	@echo "make lock   re-resolve $(CONSTRAINTS) for every platform and Python >= 3.11 (uv), check the wheels"
 	@echo "make clean  remove .venv and generated files"
 
 # $(call find_python,CANDIDATES) sets the shell variable py to the first candidate that runs and
@@ -101,22 +99,18 @@ exercises: setup
 bench: $(BENCH_STAMP)
 	$(VENV_PY) -m benchmarks --all
 
-# Resolve the newest versions allowed by pyproject.toml in a throw-away venv with every extra,
-# and write them (plus requirements/platform-pins.txt) as the new constraints.
-# Commit the result after `make test` passes with it.
-lock:
-	@$(call find_python,$(LOCK_PYTHON_CANDIDATES)); \
-	echo "Locking with $$py ($$("$$py" --version 2>&1))"; \
-	rm -rf $(LOCK_VENV); \
-	"$$py" -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/python -m pip install --quiet '.[$(LOCK_EXTRAS)]'
-	$(LOCK_VENV)/bin/python -m pip freeze --all --exclude castore_edu --exclude setuptools --exclude wheel \
-	  | $(LOCK_VENV)/bin/python requirements/lock.py $(LOCK_EXTRAS) > $(CONSTRAINTS).new
-	mv $(CONSTRAINTS).new $(CONSTRAINTS)
-	rm -rf $(LOCK_VENV)
-	@echo "Wrote $(CONSTRAINTS)"
+# Resolve the newest versions allowed by pyproject.toml, every extra, for every platform and
+# Python >= 3.11 at once (`--universal`: platform-only packages are pinned with markers), then
+# check that each pin has a wheel on Linux, macOS and Windows (tools/check_wheels.py); a gap is
+# closed in $(LOCK_CONSTRAINTS). uv is a maintainer's tool: only this target installs it (the
+# `lock` extra), so learners and CI never download it. Commit the result after `make test`.
+lock: setup
+	$(VENV_PY) -m pip install --quiet -e '.[$(EXTRAS),lock]' -c $(CONSTRAINTS)
+	$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --all-extras --upgrade \
+	  --custom-compile-command 'make lock' -c $(LOCK_CONSTRAINTS) pyproject.toml -o $(CONSTRAINTS)
+	$(VENV_PY) tools/check_wheels.py
+	@echo "Wrote $(CONSTRAINTS): update environment.yml's pins to match, then run make test"
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) build dist *.egg-info .pytest_cache bench-results test-artifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache bench-results test-artifacts
 	find . -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +

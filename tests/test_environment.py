@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 # What `make setup` installs, and therefore what environment.yml must mirror.
-SETUP_EXTRAS = ("notebooks", "test")
+SETUP_EXTRAS = ("notebooks", "test", "lint")
 
 
 # --- readers -------------------------------------------------------------------------------
@@ -83,8 +83,9 @@ def _parse_block(lines: list[tuple[int, str]], start: int) -> tuple[dict | list,
 
 
 def constraints() -> list[Requirement]:
+    """Every pin; uv's annotations (``    # via ...``) and the header are comments."""
     lines = (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
-    return [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    return [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def locked_versions() -> dict[str, str]:
@@ -163,6 +164,16 @@ def test_every_direct_dependency_is_pinned_the_same_everywhere_and_within_its_ra
         assert req.specifier.contains(locked[name]), (
             f"{req.name}=={locked[name]} (constraints) is outside {req} (pyproject.toml)"
         )
+
+
+def test_the_lock_is_universal_platform_only_packages_are_pinned_with_their_markers() -> None:
+    """`make lock` resolves for every platform: macOS- and Windows-only packages are pinned too."""
+    markers = {canonicalize_name(req.name): str(req.marker) for req in constraints() if req.marker}
+    assert 'sys_platform == "darwin"' in markers["appnope"]  # ipykernel, on macOS only
+    assert 'sys_platform == "win32"' in markers["colorama"]  # pytest, on Windows only
+    assert 'os_name == "nt"' in markers["pywinpty"]  # jupyter-server's terminals, on Windows only
+    header = (ROOT / "requirements" / "constraints.txt").read_text().splitlines()[:2]
+    assert header[-1].strip("# ") == "make lock"
 
 
 def test_the_running_environment_is_the_pinned_one() -> None:
