@@ -1,7 +1,7 @@
 # castore_edu developer commands (GNU make). `make help` lists them.
 #
 #   make lab     set up .venv if needed, then open JupyterLab on notebooks/
-#   make test    set up .venv if needed, then run every test (unit tests + nbval on notebooks/)
+#   make test    set up .venv if needed, run make lint, then every test (unit tests + nbval on notebooks/)
 #
 # Variables you may override on the command line:
 #   PYTHON=python3.12          interpreter for the new .venv (default: first of python3.13,
@@ -29,11 +29,12 @@ LAB_ARGS    ?=
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test e2e-setup bench notebooks exercises lock clean
+.PHONY: help setup lab lint test e2e-setup bench notebooks exercises lock clean
 
 help:
 	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
-	@echo "make test   set up .venv and run every test: unit tests and nbval on notebooks/"
+	@echo "make test   set up .venv, run make lint, then every test: unit tests and nbval on notebooks/"
+	@echo "make lint   ruff check, ruff format --check and mypy (configured in pyproject.toml)"
 	@echo "make bench  set up .venv and run the benchmark with the peer comparison (python -m benchmarks --all)"
 	@echo "make notebooks  rebuild notebooks/*.ipynb from tools/notebooks/*.py with fresh outputs (NOTEBOOKS=\"02 05\" for some)"
 	@echo "make exercises  rebuild instructor/solutions/ (run) and notebooks/exercises/ (stubs) from instructor/exercises/*.py"
@@ -86,7 +87,15 @@ lab: setup
 e2e-setup: setup
 	bash tools/e2e_setup.sh
 
-test: setup e2e-setup
+# All three run even when one fails, so that one report shows every problem.
+lint: setup
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+test: lint e2e-setup
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 NOTEBOOKS ?=
