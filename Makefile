@@ -95,8 +95,9 @@ lint: setup
 	$(VENV)/bin/mypy || status=1; \
 	exit $$status
 
+# --cov: branch coverage of the library, with its floor ([tool.coverage] in pyproject.toml).
 test: lint e2e-setup
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest --cov=castore_edu --cov-report=term $(PYTEST_ARGS)
 
 NOTEBOOKS ?=
 notebooks: setup
