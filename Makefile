@@ -4,8 +4,9 @@
 #   make test    set up .venv if needed, run make lint, then every test (unit tests + nbval on notebooks/)
 #
 # Variables you may override on the command line:
-#   PYTHON=python3.12          interpreter for the new .venv (default: first of python3.13,
-#                              python3.12, python3.11, python3 that is >= 3.11)
+#   PYTHON=python3.12          interpreter for the new .venv (default: the newest Python >= 3.11
+#                              that tools/pythons.sh finds, through pyenv or on PATH)
+#   OTHER_PYTHONS=             make test: no extra Pythons (default: every other one found)
 #   LAB_ARGS="--no-browser"    extra arguments for `jupyter lab`
 #   PYTEST_ARGS="-k store"     extra arguments for pytest
 
@@ -21,9 +22,14 @@ STAMP       := $(VENV)/.installed-$(EXTRAS)
 BENCH_STAMP := $(VENV)/.installed-bench
 LOCK_CONSTRAINTS := requirements/lock-constraints.txt
 
-# The venv takes the newest Python. The lock is universal: uv resolves for Python >= 3.11 on
-# every platform at once, whichever Python runs it.
-PYTHON_CANDIDATES      := $(or $(PYTHON),python3.13 python3.12 python3.11 python3)
+# Every CPython >= 3.11 here, newest first, as `3.13=/path/to/python3.13` (tools/pythons.sh:
+# pyenv's versions when pyenv is there, then python3.X on PATH). .venv takes the newest; `make
+# test` also runs the unit tests and nbval on each of the others, in .venv-3.X.
+# `make test OTHER_PYTHONS=` tests the newest only. (`=`: found only when a recipe needs it.)
+FOUND_PYTHONS      = $(shell bash tools/pythons.sh)
+PYTHON_CANDIDATES  = $(or $(PYTHON),$(word 2,$(subst =, ,$(firstword $(FOUND_PYTHONS)))),python3)
+OTHER_PYTHONS     ?= $(FOUND_PYTHONS)
+# The lock is universal: uv resolves for Python >= 3.11 on every platform at once.
 LAB_ARGS    ?=
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -96,8 +102,26 @@ lint: setup
 	exit $$status
 
 # --cov: branch coverage of the library, with its floor ([tool.coverage] in pyproject.toml).
+# Then, for every other Python found (not .venv's), a venv .venv-3.X with the notebook and test
+# extras and the unit tests plus nbval there (no lint, no browser test: those are the same on
+# every Python).
 test: lint e2e-setup
+	@echo "== Python $$($(VENV_PY) -c 'import platform; print(platform.python_version())') (.venv): the whole suite"
 	$(VENV_PY) -m pytest --cov=castore_edu --cov-report=term $(PYTEST_ARGS)
+	@main=$$($(VENV_PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	newest=$(firstword $(FOUND_PYTHONS)); \
+	if [ -z "$(PYTHON)" ] && [ -n "$$newest" ] && [ "$${newest%%=*}" != "$$main" ]; then \
+	  echo "note: .venv runs Python $$main, the newest here is $${newest%%=*}: make clean, then make test, to move"; \
+	fi; \
+	for found in $(OTHER_PYTHONS); do \
+	  minor=$${found%%=*}; \
+	  if [ "$$minor" = "$$main" ]; then continue; fi; \
+	  SECONDS=0; \
+	  echo "== Python $$minor (.venv-$$minor): unit tests and nbval"; \
+	  $(MAKE) --no-print-directory setup VENV=.venv-$$minor PYTHON=$${found#*=} EXTRAS=notebooks,test; \
+	  .venv-$$minor/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS); \
+	  echo "== Python $$minor: done in $$SECONDS s"; \
+	done
 
 NOTEBOOKS ?=
 notebooks: setup
@@ -122,5 +146,5 @@ lock: setup
 	@echo "Wrote $(CONSTRAINTS): update environment.yml's pins to match, then run make test"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache bench-results test-artifacts
+	rm -rf $(VENV) .venv-3.* build dist *.egg-info .pytest_cache bench-results test-artifacts
 	find . -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +
