@@ -72,6 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test in JupyterLab and headless Chromium (slow)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-playwright's Playwright lives for the whole session, and its sync API keeps an event
+    # loop running in this thread: any `asyncio.run` after it would fail. So the browser test
+    # runs last, whatever else the session holds.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     # Keep each phase's report on the item, so that fixtures can tell whether the test failed.
