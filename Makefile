@@ -1,11 +1,12 @@
 # castore_edu developer commands (GNU make). `make help` lists them.
 #
 #   make lab     set up .venv if needed, then open JupyterLab on notebooks/
-#   make test    set up .venv if needed, then run every test (unit tests + nbval on notebooks/)
+#   make test    set up .venv if needed, run make lint, then every test (unit tests + nbval on notebooks/)
 #
 # Variables you may override on the command line:
-#   PYTHON=python3.12          interpreter for the new .venv (default: first of python3.13,
-#                              python3.12, python3.11, python3 that is >= 3.11)
+#   PYTHON=python3.12          interpreter for the new .venv (default: the newest Python >= 3.11
+#                              that tools/pythons.sh finds, through pyenv or on PATH)
+#   OTHER_PYTHONS=             make test: no extra Pythons (default: every other one found)
 #   LAB_ARGS="--no-browser"    extra arguments for `jupyter lab`
 #   PYTEST_ARGS="-k store"     extra arguments for pytest
 
@@ -16,32 +17,36 @@ SHELL := bash
 VENV        := .venv
 VENV_PY     := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
-EXTRAS      := notebooks,test
-LOCK_EXTRAS := notebooks,test,bench,e2e
+EXTRAS      := notebooks,test,lint
 STAMP       := $(VENV)/.installed-$(EXTRAS)
 BENCH_STAMP := $(VENV)/.installed-bench
-LOCK_VENV   := .lock-venv
+LOCK_CONSTRAINTS := requirements/lock-constraints.txt
 
-# The venv takes the newest Python; the lock is made on the oldest supported one, so that its
-# pins also install there (a package that drops 3.11 would otherwise slip in).
-PYTHON_CANDIDATES      := $(or $(PYTHON),python3.13 python3.12 python3.11 python3)
-LOCK_PYTHON_CANDIDATES := $(or $(PYTHON),python3.11 python3.12 python3.13 python3)
+# Every CPython >= 3.11 here, newest first, as `3.13=/path/to/python3.13` (tools/pythons.sh:
+# pyenv's versions when pyenv is there, then python3.X on PATH). .venv takes the newest; `make
+# test` also runs the unit tests and nbval on each of the others, in .venv-3.X.
+# `make test OTHER_PYTHONS=` tests the newest only. (`=`: found only when a recipe needs it.)
+FOUND_PYTHONS      = $(shell bash tools/pythons.sh)
+PYTHON_CANDIDATES  = $(or $(PYTHON),$(word 2,$(subst =, ,$(firstword $(FOUND_PYTHONS)))),python3)
+OTHER_PYTHONS     ?= $(FOUND_PYTHONS)
+# The lock is universal: uv resolves for Python >= 3.11 on every platform at once.
 LAB_ARGS    ?=
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test e2e-setup bench notebooks exercises lock clean
+.PHONY: help setup lab lint test e2e-setup bench notebooks exercises lock clean
 
 help:
 	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
-	@echo "make test   set up .venv and run every test: unit tests and nbval on notebooks/"
+	@echo "make test   set up .venv, run make lint, then every test: unit tests and nbval on notebooks/"
+	@echo "make lint   ruff check, ruff format --check and mypy (configured in pyproject.toml)"
 	@echo "make bench  set up .venv and run the benchmark with the peer comparison (python -m benchmarks --all)"
 	@echo "make notebooks  rebuild notebooks/*.ipynb from tools/notebooks/*.py with fresh outputs (NOTEBOOKS=\"02 05\" for some)"
 	@echo "make exercises  rebuild instructor/solutions/ (run) and notebooks/exercises/ (stubs) from instructor/exercises/*.py"
 	@echo "make setup  only create/update .venv (fast when nothing changed)"
 	@echo "make e2e-setup  install Chromium and Playwright for the browser test (tests/e2e/)"
-	@echo "make lock   regenerate $(CONSTRAINTS) from a fresh install"
+	@echo "make lock   re-resolve $(CONSTRAINTS) for every platform and Python >= 3.11 (uv), check the wheels"
 	@echo "make clean  remove .venv and generated files"
 
 # $(call find_python,CANDIDATES) sets the shell variable py to the first candidate that runs and
@@ -88,8 +93,35 @@ lab: setup
 e2e-setup: setup
 	bash tools/e2e_setup.sh
 
-test: setup e2e-setup
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+# All three run even when one fails, so that one report shows every problem.
+lint: setup
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+# --cov: branch coverage of the library, with its floor ([tool.coverage] in pyproject.toml).
+# Then, for every other Python found (not .venv's), a venv .venv-3.X with the notebook and test
+# extras and the unit tests plus nbval there (no lint, no browser test: those are the same on
+# every Python).
+test: lint e2e-setup
+	@echo "== Python $$($(VENV_PY) -c 'import platform; print(platform.python_version())') (.venv): the whole suite"
+	$(VENV_PY) -m pytest --cov=castore_edu --cov-report=term $(PYTEST_ARGS)
+	@main=$$($(VENV_PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	newest=$(firstword $(FOUND_PYTHONS)); \
+	if [ -z "$(PYTHON)" ] && [ -n "$$newest" ] && [ "$${newest%%=*}" != "$$main" ]; then \
+	  echo "note: .venv runs Python $$main, the newest here is $${newest%%=*}: make clean, then make test, to move"; \
+	fi; \
+	for found in $(OTHER_PYTHONS); do \
+	  minor=$${found%%=*}; \
+	  if [ "$$minor" = "$$main" ]; then continue; fi; \
+	  SECONDS=0; \
+	  echo "== Python $$minor (.venv-$$minor): unit tests and nbval"; \
+	  $(MAKE) --no-print-directory setup VENV=.venv-$$minor PYTHON=$${found#*=} EXTRAS=notebooks,test; \
+	  .venv-$$minor/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS); \
+	  echo "== Python $$minor: done in $$SECONDS s"; \
+	done
 
 NOTEBOOKS ?=
 notebooks: setup
@@ -101,22 +133,18 @@ exercises: setup
 bench: $(BENCH_STAMP)
 	$(VENV_PY) -m benchmarks --all
 
-# Resolve the newest versions allowed by pyproject.toml in a throw-away venv with every extra,
-# and write them (plus requirements/platform-pins.txt) as the new constraints.
-# Commit the result after `make test` passes with it.
-lock:
-	@$(call find_python,$(LOCK_PYTHON_CANDIDATES)); \
-	echo "Locking with $$py ($$("$$py" --version 2>&1))"; \
-	rm -rf $(LOCK_VENV); \
-	"$$py" -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/python -m pip install --quiet '.[$(LOCK_EXTRAS)]'
-	$(LOCK_VENV)/bin/python -m pip freeze --all --exclude castore_edu --exclude setuptools --exclude wheel \
-	  | $(LOCK_VENV)/bin/python requirements/lock.py $(LOCK_EXTRAS) > $(CONSTRAINTS).new
-	mv $(CONSTRAINTS).new $(CONSTRAINTS)
-	rm -rf $(LOCK_VENV)
-	@echo "Wrote $(CONSTRAINTS)"
+# Resolve the newest versions allowed by pyproject.toml, every extra, for every platform and
+# Python >= 3.11 at once (`--universal`: platform-only packages are pinned with markers), then
+# check that each pin has a wheel on Linux, macOS and Windows (tools/check_wheels.py); a gap is
+# closed in $(LOCK_CONSTRAINTS). uv is a maintainer's tool: only this target installs it (the
+# `lock` extra), so learners and CI never download it. Commit the result after `make test`.
+lock: setup
+	$(VENV_PY) -m pip install --quiet -e '.[$(EXTRAS),lock]' -c $(CONSTRAINTS)
+	$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --all-extras --upgrade \
+	  --custom-compile-command 'make lock' -c $(LOCK_CONSTRAINTS) pyproject.toml -o $(CONSTRAINTS)
+	$(VENV_PY) tools/check_wheels.py
+	@echo "Wrote $(CONSTRAINTS): update environment.yml's pins to match, then run make test"
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) build dist *.egg-info .pytest_cache bench-results test-artifacts
+	rm -rf $(VENV) .venv-3.* build dist *.egg-info .pytest_cache bench-results test-artifacts
 	find . -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -8,6 +8,7 @@ these drifts from the others, so these tests do.
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import json
 import re
@@ -18,6 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -25,66 +27,26 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 # What `make setup` installs, and therefore what environment.yml must mirror.
-SETUP_EXTRAS = ("notebooks", "test")
+SETUP_EXTRAS = ("notebooks", "test", "lint")
+PACKAGE = ROOT / "castore_edu"
+# The rooms of the library proper (tests/test_layout.py orders them); testing/ and course/ are
+# teaching aids that may use the notebook extra (widgets, plots).
+LIBRARY = ("core", "storage", "messaging", "connected", "replay", "reliability")
 
 
 # --- readers -------------------------------------------------------------------------------
 
 
-def parse_environment_yml(text: str) -> dict:
-    """Parse the small YAML subset environment.yml uses (stdlib only, no PyYAML).
-
-    Supported: `key: value`, `key:` followed by an indented block, `- item` lists whose items are
-    scalars or a single `key:` opening a nested block (conda's `- pip:`), full-line comments.
-    Anything else raises ValueError rather than being misread.
-    """
-    lines = [
-        (len(raw) - len(raw.lstrip(" ")), raw.strip())
-        for raw in text.splitlines()
-        if raw.strip() and not raw.lstrip().startswith("#")
-    ]
-    value, end = _parse_block(lines, 0)
-    if end != len(lines):
-        raise ValueError(f"unexpected indentation at {lines[end][1]!r}")
-    return value
-
-
-def _parse_block(lines: list[tuple[int, str]], start: int) -> tuple[dict | list, int]:
-    """Parse the mapping or list whose first line is lines[start]; return it and the next index."""
-    indent = lines[start][0]
-    is_list = lines[start][1].startswith("- ")
-    result: dict | list = [] if is_list else {}
-    i = start
-    while i < len(lines) and lines[i][0] == indent:
-        text = lines[i][1]
-        if text.startswith("- ") != is_list:
-            raise ValueError(f"list and mapping mixed at {text!r}")
-        if is_list:
-            text = text[2:].strip()
-        key, colon, rest = text.partition(":")
-        opens_block = bool(colon) and not rest.strip() and " " not in key
-        i += 1
-        if opens_block:
-            # The block is indented deeper, or (YAML allows it) is a list at the key's own indent.
-            child = lines[i] if i < len(lines) else (-1, "")
-            same_indent_list = not is_list and child[0] == indent and child[1].startswith("- ")
-            if not (child[0] > indent or same_indent_list):
-                raise ValueError(f"{key!r} opens an empty block")
-            nested, i = _parse_block(lines, i)
-        if is_list:
-            result.append({key: nested} if opens_block else text)
-        elif opens_block:
-            result[key] = nested
-        elif colon:
-            result[key.strip()] = rest.strip()
-        else:
-            raise ValueError(f"neither `key: value` nor a list item: {text!r}")
-    return result, i
+def read_environment_yml() -> dict:
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert isinstance(environment, dict), "environment.yml must be a mapping"
+    return environment
 
 
 def constraints() -> list[Requirement]:
+    """Every pin; uv's annotations (``    # via ...``) and the header are comments."""
     lines = (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
-    return [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    return [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def locked_versions() -> dict[str, str]:
@@ -115,7 +77,7 @@ def direct_requirements(*extras: str) -> dict[str, Requirement]:
 
 
 def environment_pip_lines() -> list[str]:
-    environment = parse_environment_yml((ROOT / "environment.yml").read_text())
+    environment = read_environment_yml()
     sections = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict)]
     assert len(sections) == 1, "environment.yml needs exactly one `- pip:` list"
     return sections[0]
@@ -132,26 +94,42 @@ def environment_pins() -> dict[str, str]:
     return pins
 
 
-# --- the reader itself -------------------------------------------------------------------
-
-
-def test_yaml_subset_parser_reads_nested_lists_and_rejects_what_it_does_not_know() -> None:
-    text = "name: demo\n# comment\ndependencies:\n  - python>=3.11\n  - pip:\n      - -e .\n"
-    assert parse_environment_yml(text) == {
-        "name": "demo",
-        "dependencies": ["python>=3.11", {"pip": ["-e ."]}],
-    }
-    with pytest.raises(ValueError):
-        parse_environment_yml("dependencies:\n  - a\n    - b\n")
-    with pytest.raises(ValueError):
-        parse_environment_yml("just a sentence\n")
-
-
 # --- pyproject.toml and the constraints --------------------------------------------------
 
 
 def test_core_depends_on_the_standard_library_only() -> None:
     assert PROJECT["dependencies"] == []
+
+
+def imported_top_level_modules(path: Path) -> set[str]:
+    """The top-level names of every absolute import in a file (``import a.b`` gives ``a``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("room", LIBRARY)
+def test_the_library_rooms_import_only_the_standard_library(room: str) -> None:
+    """What ``pip install castore_edu`` gives must run with no extra: the library rooms use the
+    standard library only (testing/ and course/ may use the notebook extra: widgets, plots)."""
+    assert (PACKAGE / room / "__init__.py").is_file(), f"no room {room}/ in castore_edu"
+    allowed = sys.stdlib_module_names | {"castore_edu"}
+    outside = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (PACKAGE / room).rglob("*.py")
+        for name in imported_top_level_modules(path) - allowed
+    }
+    assert outside == set()
+
+
+def test_the_standard_library_check_catches_a_third_party_import(tmp_path: Path) -> None:
+    module = tmp_path / "bad.py"
+    module.write_text("import os.path\nfrom castore_edu.core import EventStore\nfrom numpy import array\n")
+    assert imported_top_level_modules(module) - sys.stdlib_module_names == {"castore_edu", "numpy"}
 
 
 def test_every_direct_dependency_is_pinned_the_same_everywhere_and_within_its_range() -> None:
@@ -163,6 +141,16 @@ def test_every_direct_dependency_is_pinned_the_same_everywhere_and_within_its_ra
         assert req.specifier.contains(locked[name]), (
             f"{req.name}=={locked[name]} (constraints) is outside {req} (pyproject.toml)"
         )
+
+
+def test_the_lock_is_universal_platform_only_packages_are_pinned_with_their_markers() -> None:
+    """`make lock` resolves for every platform: macOS- and Windows-only packages are pinned too."""
+    markers = {canonicalize_name(req.name): str(req.marker) for req in constraints() if req.marker}
+    assert 'sys_platform == "darwin"' in markers["appnope"]  # ipykernel, on macOS only
+    assert 'sys_platform == "win32"' in markers["colorama"]  # pytest, on Windows only
+    assert 'os_name == "nt"' in markers["pywinpty"]  # jupyter-server's terminals, on Windows only
+    header = (ROOT / "requirements" / "constraints.txt").read_text().splitlines()[:2]
+    assert header[-1].strip("# ") == "make lock"
 
 
 def test_the_running_environment_is_the_pinned_one() -> None:
@@ -185,7 +173,7 @@ def test_environment_yml_lists_the_setup_dependencies_at_their_pinned_versions()
 
 
 def test_environment_yml_installs_python_pip_the_constraints_and_the_package() -> None:
-    environment = parse_environment_yml((ROOT / "environment.yml").read_text())
+    environment = read_environment_yml()
     assert environment["name"] == PROJECT["name"]
     assert environment["channels"] == ["conda-forge"]
     conda_packages = [d for d in environment["dependencies"] if isinstance(d, str)]

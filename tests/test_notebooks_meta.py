@@ -21,8 +21,10 @@ from tools.build_notebooks import (  # noqa: E402
     NOTEBOOKS,
     notebook_path,
     output_texts,
+    parse_source,
     sources_match,
     stems,
+    to_notebook,
 )
 
 STEMS = stems()
@@ -55,6 +57,52 @@ def test_every_notebook_has_a_source_and_the_course_starts_with_its_seven() -> N
 @pytest.mark.parametrize("stem", STEMS)
 def test_the_notebook_matches_its_source(stem: str) -> None:
     assert sources_match(stem) == []
+
+
+def test_the_build_reads_a_percent_source_into_cells_with_ids_and_tags_only() -> None:
+    text = (
+        "# %% [markdown]\n# # A title\n#\n# Some prose.\n\n"
+        '# %% tags=["raises-exception"]\nraise ValueError("on purpose")\n\n\n'
+        "# %%\n\nx = 1\n"
+    )
+    cells = parse_source(text)
+    assert [(cell.kind, cell.source, cell.tags) for cell in cells] == [
+        ("markdown", "# A title\n\nSome prose.", []),
+        ("code", 'raise ValueError("on purpose")', ["raises-exception"]),
+        ("code", "x = 1", []),
+    ]
+    notebook = to_notebook("99_demo", cells)
+    assert [cell.id for cell in notebook.cells] == ["99_demo-00", "99_demo-01", "99_demo-02"]
+    # jupytext's layout metadata (lines_to_next_cell after the two blank lines) is not kept
+    assert [dict(cell.metadata) for cell in notebook.cells] == [{}, {"tags": ["raises-exception"]}, {}]
+    assert set(notebook.metadata) == {"kernelspec", "language_info"}
+
+
+@pytest.mark.parametrize(
+    "text, complaint",
+    [
+        ("import os\n\n# %%\nx = 1\n", "before the first"),
+        (
+            "# ---\n# jupyter:\n#   jupytext:\n#     formats: py:percent\n# ---\n\n# %%\nx = 1\n",
+            "before the first",
+        ),
+        ("# %% [raw]\nraw text\n", "raw cell"),
+        ("# %% Setting up\nx = 1\n", "title"),
+        ('# %% slideshow={"slide_type": "slide"}\nx = 1\n', "slideshow"),
+    ],
+)
+def test_the_build_refuses_what_the_stored_notebook_would_silently_lose(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        parse_source(text)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_it_stores_deterministic_ids_and_no_jupytext_or_timing_metadata(stem: str) -> None:
+    notebook = load(stem)
+    # "widgets" is the widget state of the run (nbclient saves it, like an output)
+    assert set(notebook.metadata) - {"widgets"} == {"kernelspec", "language_info"}
+    assert [cell.id for cell in notebook.cells] == [f"{stem}-{i:02d}" for i in range(len(notebook.cells))]
+    assert all(set(cell.metadata) <= {"tags"} for cell in notebook.cells)
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -1,8 +1,8 @@
 """Build the course notebooks from readable sources, run each in a fresh kernel, store the outputs.
 
 Why sources at all: a ``.ipynb`` file is JSON with outputs inside, painful to review and to
-merge. The course is written in ``tools/notebooks/NN_name.py``, plain Python files in the
-"percent" format that editors (and jupytext) understand::
+merge. The course is written in ``tools/notebooks/NN_name.py``, plain Python files in jupytext's
+"percent" format, which editors understand too (jupytext reads them here)::
 
     # %% [markdown]
     # # A title
@@ -13,6 +13,10 @@ merge. The course is written in ``tools/notebooks/NN_name.py``, plain Python fil
 
     # %% tags=["raises-exception"]
     code_that_raises()
+
+A source starts with a cell header (no jupytext header: the notebook metadata is the build's),
+and a cell carries tags at most: anything else jupytext would read there (a raw cell, a title,
+other metadata) is refused rather than silently dropped.
 
 This script turns each source into ``notebooks/NN_name.ipynb``, executes it with nbclient (a
 fresh kernel per notebook, working directory ``notebooks/``, as nbval uses), and writes it
@@ -33,7 +37,6 @@ tests run it.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -41,13 +44,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "tools" / "notebooks"
 NOTEBOOKS = ROOT / "notebooks"
 BUILD_TIME = "{{build_time}}"
-CELL_HEADER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
+CELL_HEADER = "# %%"
+# Cell metadata with which jupytext records the layout of the text (blank lines, markers): it
+# describes the source file, not the notebook, so the build drops it.
+LAYOUT_METADATA = frozenset({"cell_marker", "lines_to_next_cell", "lines_to_end_of_cell_marker"})
 MEMORY_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 BUDGET_SECONDS = 10.0  # per notebook, fresh kernel included (tests/test_notebooks_meta.py checks it)
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -61,41 +68,25 @@ class SourceCell:
 
 
 def parse_source(text: str) -> list[SourceCell]:
-    """Split a percent-format source into cells. Markdown lines lose their leading ``# ``."""
-    cells: list[SourceCell] = []
-    lines: list[str] = []
-    current: SourceCell | None = None
+    """The cells of a percent-format source, read by jupytext (markdown loses its ``# ``).
 
-    def close() -> None:
-        if current is None:
-            if any(line.strip() for line in lines):
-                raise ValueError("text before the first '# %%' cell header")
-            return
-        body = "\n".join(lines).strip("\n")
-        if current.kind == "markdown":
-            body = "\n".join(_unprefix(line) for line in body.splitlines())
-        current.source = body
-        cells.append(current)
-
-    for line in text.splitlines():
-        header = CELL_HEADER.match(line)
-        if header is None:
-            lines.append(line)
-            continue
-        close()
-        tags = json.loads(header["tags"]) if header["tags"] else []
-        current = SourceCell("markdown" if header["markdown"] else "code", "", tags)
-        lines = []
-    close()
+    Raises ValueError for what the stored notebook could not keep: text before the first cell
+    header (jupytext would make it a cell, or notebook metadata), a cell neither markdown nor
+    code, metadata other than tags.
+    """
+    first = next((line for line in text.splitlines() if line.strip()), CELL_HEADER)
+    if not first.startswith(CELL_HEADER):
+        raise ValueError(f"text before the first '{CELL_HEADER}' cell header: {first!r}")
+    cells = []
+    for index, cell in enumerate(jupytext.reads(text, fmt="py:percent").cells):
+        if cell.cell_type not in ("markdown", "code"):
+            raise ValueError(f"cell {index}: a {cell.cell_type} cell; only markdown and code are built")
+        extra = set(cell.metadata) - LAYOUT_METADATA - {"tags"}
+        if extra:
+            raise ValueError(f"cell {index}: metadata {sorted(extra)}; a cell header may carry tags only")
+        tags = list(cell.metadata.get("tags", []))
+        cells.append(SourceCell(cell.cell_type, cell.source.strip("\n"), tags))
     return cells
-
-
-def _unprefix(line: str) -> str:
-    if line == "#":
-        return ""
-    if not line.startswith("# "):
-        raise ValueError(f"a markdown line must start with '# ': {line!r}")
-    return line[2:]
 
 
 def to_notebook(stem: str, cells: list[SourceCell]) -> nbformat.NotebookNode:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what the browser test (tests/e2e/test_jupyterlab.py) needs, and nothing else:
 #
-#   1. Playwright's Python package into .venv, at the version pinned in
-#      requirements/constraints.txt, when that version is not already there.
+#   1. Playwright's Python package and pytest-playwright into .venv, at the versions pinned in
+#      requirements/constraints.txt, when those versions are not already there.
 #   2. Chromium, when /usr/bin/chromium is missing: Debian's package (`apt-get install chromium`)
 #      where apt-get exists — Playwright drives it through `executable_path` and downloads
 #      nothing; elsewhere (macOS) Playwright's own build (`playwright install chromium`).
@@ -35,18 +35,17 @@ if [ ! -x "$VENV_PY" ]; then
   make setup
 fi
 
-# The pinned version, e.g. "1.65.2", or empty when the constraints do not pin playwright yet.
-pinned=$(sed -n 's/^playwright==\([^ ;]*\).*/\1/p' "$CONSTRAINTS" | head -n 1)
-installed=$("$VENV_PY" -c 'import importlib.metadata as m; print(m.version("playwright"))' 2>/dev/null || true)
-if [ -n "$installed" ] && { [ -z "$pinned" ] || [ "$installed" = "$pinned" ]; }; then
-  echo "e2e setup: playwright $installed already installed"
-else
-  if [ -z "$pinned" ]; then
-    echo "warning: $CONSTRAINTS pins no playwright version; installing the newest." >&2
+# Playwright and pytest-playwright (its browser fixture), at their pinned versions.
+for package in playwright pytest-playwright; do
+  pinned=$(sed -n "s/^$package==\([^ ;]*\).*/\1/p" "$CONSTRAINTS" | head -n 1)
+  installed=$("$VENV_PY" -c "import importlib.metadata as m; print(m.version('$package'))" 2>/dev/null || true)
+  if [ -n "$installed" ] && [ "$installed" = "$pinned" ]; then
+    echo "e2e setup: $package $installed already installed"
+  else
+    echo "e2e setup: installing $package${pinned:+==$pinned} into .venv"
+    "$VENV_PY" -m pip install --quiet -c "$CONSTRAINTS" "$package"
   fi
-  echo "e2e setup: installing playwright${pinned:+==$pinned} into .venv"
-  "$VENV_PY" -m pip install --quiet -c "$CONSTRAINTS" playwright
-fi
+done
 
 if [ -x "$CHROMIUM" ]; then
   echo "e2e setup: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM") already installed"

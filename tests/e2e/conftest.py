@@ -11,10 +11,14 @@ are shut down through its API, then the lab itself; its process group and every 
 spawned are killed if still alive. Playwright closes the browser. Screenshots and logs of a
 failed test go to ``test-artifacts/``.
 
-The browser is the system's Chromium (``/usr/bin/chromium`` from Debian, or ``$E2E_CHROMIUM``),
-driven through ``executable_path``; where there is none (macOS), Playwright's own Chromium, which
-``make e2e-setup`` (``tools/e2e_setup.sh``) installs. When neither is there the test fails: a
-browser test that did not run must not look like one that passed.
+The browser comes from pytest-playwright's ``browser`` fixture (one per session; its command
+line options work, e.g. ``--headed``, ``--slowmo 200``), launched with the options set here in
+``browser_type_launch_args``: the system's Chromium (``/usr/bin/chromium`` from Debian, or
+``$E2E_CHROMIUM``) through ``executable_path``, headless, with the flags below; where there is none
+(macOS), Playwright's own Chromium, which ``make e2e-setup`` (``tools/e2e_setup.sh``) installs.
+When neither is there the test fails: a browser test that did not run must not look like one
+that passed. The tab stays ours (``lab_app``, ``page``): pytest-playwright's ``page`` is a new
+context per test, and loading JupyterLab once per module instead saves seconds per test.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ LAB_SETTINGS = {
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test in JupyterLab and headless Chromium (slow)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-playwright's Playwright lives for the whole session, and its sync API keeps an event
+    # loop running in this thread: any `asyncio.run` after it would fail. So the browser test
+    # runs last, whatever else the session holds.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -228,26 +239,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium, driven by Playwright's sync API; closed at the end."""
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        _missing("playwright is not installed in this environment")
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's launch options (from its command line), plus this machine's Chromium."""
     # The system's Chromium when there is one, else the one `playwright install` put in its cache.
-    executable = str(CHROMIUM) if CHROMIUM.exists() else None
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(
-                executable_path=executable, headless=True, args=CHROMIUM_ARGS
-            )
-        except Error as error:
-            _missing(f"no Chromium could be started ({str(error).splitlines()[0]})")
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    executable = {"executable_path": str(CHROMIUM)} if CHROMIUM.exists() else {}
+    return {"headless": True, **browser_type_launch_args, **executable, "args": CHROMIUM_ARGS}
 
 
 @dataclass
@@ -264,8 +261,16 @@ class LabApp:
 
 
 @pytest.fixture(scope="module")
-def lab_app(browser: Any, lab: Lab) -> Iterator[LabApp]:
+def lab_app(request: pytest.FixtureRequest, lab: Lab) -> Iterator[LabApp]:
     """JupyterLab in a browser tab, loaded once: each test opens and closes its notebook in it."""
+    if not request.config.pluginmanager.hasplugin("playwright"):
+        _missing("pytest-playwright (and playwright) is not installed in this environment")
+    from playwright.sync_api import Error
+
+    try:
+        browser = request.getfixturevalue("browser")  # pytest-playwright's, closed by it
+    except Error as error:
+        _missing(f"no Chromium could be started ({str(error).splitlines()[0]})")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     app = LabApp(context.new_page(), [])
