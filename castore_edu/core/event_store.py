@@ -30,7 +30,6 @@ from castore_edu.core.events import (
     PushEventResult,
     validate_event,
 )
-from castore_edu.core.hot_paths import build_push_result
 
 if TYPE_CHECKING:  # only a type here: core does not depend on storage
     from castore_edu.storage.protocol import EventStorageAdapter
@@ -186,7 +185,7 @@ class EventStore:
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
-        result = build_push_result(stored, self._next_aggregate(prev_aggregate, stored))
+        result = PushEventResult(event=stored, next_aggregate=self._next_aggregate(prev_aggregate, stored))
         if self.on_event_pushed is not None:
             await self.on_event_pushed(result)
         return result

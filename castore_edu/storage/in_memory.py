@@ -18,7 +18,6 @@ from typing import NamedTuple
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
-from castore_edu.core.hot_paths import build_event
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import check_log_read, check_read, group_context_ids, stamp_for_storage
 
@@ -38,13 +37,13 @@ class _StoredEvent(NamedTuple):
         if self.payload is None and self.metadata is None:
             return self.event  # frozen and holds nothing mutable: safe to share
         event = self.event
-        return build_event(
-            event.aggregate_id,
-            event.version,
-            event.type,
-            event.timestamp,
-            None if self.payload is None else json.loads(self.payload),
-            None if self.metadata is None else json.loads(self.metadata),
+        return EventDetail(
+            aggregate_id=event.aggregate_id,
+            version=event.version,
+            type=event.type,
+            timestamp=event.timestamp,
+            payload=None if self.payload is None else json.loads(self.payload),
+            metadata=None if self.metadata is None else json.loads(self.metadata),
         )
 
 

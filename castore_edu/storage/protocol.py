@@ -8,10 +8,10 @@ must survive a restart) changes where events live, never what the event store do
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
-from castore_edu.core.hot_paths import with_timestamp
 
 
 @runtime_checkable
@@ -83,7 +83,7 @@ def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, 
     and return it with the JSON text of its payload and metadata."""
     payload, metadata = validate_event(event)
     if event.timestamp is None:
-        event = with_timestamp(event, timestamp)
+        event = replace(event, timestamp=timestamp)
     return event, payload, metadata
 
 

@@ -32,7 +32,6 @@ from typing import Any
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
-from castore_edu.core.hot_paths import build_event
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import check_log_read, check_read, group_context_ids, stamp_for_storage
 
@@ -260,11 +259,11 @@ class SQLiteEventStorageAdapter:
 
 def _to_event(row: Sequence[Any]) -> EventDetail:
     aggregate_id, version, type_, timestamp, payload, metadata = row
-    return build_event(
-        aggregate_id,
-        version,
-        type_,
-        timestamp,
-        None if payload is None else json.loads(payload),
-        None if metadata is None else json.loads(metadata),
+    return EventDetail(
+        aggregate_id=aggregate_id,
+        version=version,
+        type=type_,
+        timestamp=timestamp,
+        payload=None if payload is None else json.loads(payload),
+        metadata=None if metadata is None else json.loads(metadata),
     )
