@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import logging
 import math
@@ -41,12 +40,6 @@ class TaskContext:
     attempt: int
     retry_attempts_left: int
     replay: bool
-
-
-@functools.lru_cache(maxsize=128)
-def _shared_context(attempt: int, retry_attempts_left: int, replay: bool) -> TaskContext:
-    """Contexts are immutable, so deliveries can share equal ones: cheaper than one per delivery."""
-    return TaskContext(attempt, retry_attempts_left, replay)
 
 
 Consumer: TypeAlias = Callable[[Any, TaskContext], Awaitable[None]]
@@ -191,7 +184,7 @@ class InMemoryChannelAdapter:
 
     def _task_context(self, attempt: int, replay: bool) -> TaskContext:
         """The context of delivery number ``attempt``."""
-        return _shared_context(attempt, self.retry_attempts - (attempt - 1), replay)
+        return TaskContext(attempt, self.retry_attempts - (attempt - 1), replay)
 
     def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: Exception) -> bool:
         """Delivery number ``attempt`` failed with ``error``: True if another one is due.
