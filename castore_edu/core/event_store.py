@@ -194,9 +194,12 @@ class EventStore:
         """Prepare ``event`` for :meth:`push_event_group`; nothing is stored yet.
 
         A bad event fails here, where the mistake is made, rather than when the group is pushed.
+        The grouped event keeps the outcome of that check, so the adapter does not check (and
+        JSON-encode) the same event again when the group is pushed.
         """
-        validate_event(event)
+        payload, metadata = validate_event(event)
         grouped = self.get_event_storage_adapter().group_event(event)
+        grouped.validated = (event, payload, metadata)
         grouped.event_store = self
         grouped.context = EventStoreContext(self.event_store_id)
         if prev_aggregate is not None:

@@ -19,7 +19,13 @@ from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
-from castore_edu.storage.protocol import check_log_read, check_read, group_context_ids, stamp_for_storage
+from castore_edu.storage.protocol import (
+    check_log_read,
+    check_read,
+    group_context_ids,
+    stamp_for_storage,
+    stamp_grouped_for_storage,
+)
 
 
 class _StoredEvent(NamedTuple):
@@ -161,7 +167,9 @@ class InMemoryEventStorageAdapter:
                     f"Event group event #{index} is not connected to an InMemoryEventStorageAdapter"
                 )
         group_timestamp = self.clock()  # events without a timestamp share one
-        stamped = [self._stamped(grouped.event, group_timestamp) for grouped in grouped_events]
+        stamped = [
+            _StoredEvent(*stamp_grouped_for_storage(grouped, group_timestamp)) for grouped in grouped_events
+        ]
         written: list[tuple[InMemoryEventStorageAdapter, EventDetail, _StoredEvent | None]] = []
         try:
             for grouped, store_id, stored in zip(grouped_events, store_ids, stamped, strict=True):

@@ -18,9 +18,11 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 class EventStorageAdapter(Protocol):
     """The five calls an event store makes to its storage.
 
-    An adapter is the last line of defence: ``push_event`` and ``push_event_group`` call
-    :func:`~castore_edu.core.events.validate_event` on every event before writing any of them, so a
-    bad event is refused whole, on every adapter alike.
+    An adapter is the last line of defence: ``push_event`` and ``push_event_group`` make sure
+    every event passed :func:`~castore_edu.core.events.validate_event` before writing any of them,
+    so a bad event is refused whole, on every adapter alike. Each event is checked once per push:
+    for a group, the check ``EventStore.group_event`` made stands (see
+    :func:`stamp_grouped_for_storage`).
     """
 
     async def get_events(
@@ -78,13 +80,34 @@ def innermost_adapter(adapter: Any) -> Any:
 
 
 def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:
-    """What every adapter does before a write: check the event (see
+    """What every adapter does before writing an event: check it (see
     :func:`~castore_edu.core.events.validate_event`), stamp it with ``timestamp`` unless it has one,
     and return it with the JSON text of its payload and metadata."""
     payload, metadata = validate_event(event)
-    if event.timestamp is None:
-        event = replace(event, timestamp=timestamp)
-    return event, payload, metadata
+    return _stamped(event, timestamp), payload, metadata
+
+
+def stamp_grouped_for_storage(
+    grouped: GroupedEvent, timestamp: str
+) -> tuple[EventDetail, str | None, str | None]:
+    """:func:`stamp_for_storage` for an event of a group, which is checked once per push too.
+
+    ``EventStore.group_event`` has already validated the event, where the mistake was made, and
+    kept the outcome in ``grouped.validated``; checking it again would only encode the same JSON
+    twice. That outcome stands as long as it is about the very event being pushed (``is``: an
+    event is frozen, but a grouped event's ``event`` can be swapped). Any other grouped event —
+    one made by hand, or whose event changed after grouping — is validated here, so a bad event
+    is refused before anything is written, whoever made the group.
+    """
+    validated = grouped.validated
+    if validated is None or validated[0] is not grouped.event:
+        return stamp_for_storage(grouped.event, timestamp)
+    event, payload, metadata = validated
+    return _stamped(event, timestamp), payload, metadata
+
+
+def _stamped(event: EventDetail, timestamp: str) -> EventDetail:
+    return event if event.timestamp is not None else replace(event, timestamp=timestamp)
 
 
 def check_limit(limit: int | None) -> None:

@@ -33,7 +33,13 @@ from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
-from castore_edu.storage.protocol import check_log_read, check_read, group_context_ids, stamp_for_storage
+from castore_edu.storage.protocol import (
+    check_log_read,
+    check_read,
+    group_context_ids,
+    stamp_for_storage,
+    stamp_grouped_for_storage,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -65,6 +71,10 @@ ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
 )
 
 COLUMNS = "aggregate_id, version, type, timestamp, payload, metadata"
+
+# What is written for one event: its event store id, the checked and stamped event, and the JSON
+# text of its payload and metadata.
+_Row = tuple[str, EventDetail, str | None, str | None]
 
 
 class SQLiteEventStorageAdapter:
@@ -196,7 +206,7 @@ class SQLiteEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        return self._write_all([(event_store_id, event)], self.clock(), force)[0]
+        return self._write_all([(event_store_id, *stamp_for_storage(event, self.clock()))], force)[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
@@ -213,16 +223,15 @@ class SQLiteEventStorageAdapter:
                     f"Event group event #{index} is not stored in the same SQLite database as "
                     f"the first one ({self.path}); a group is one transaction in one database"
                 )
-        events = [
-            (store_id, grouped.event) for store_id, grouped in zip(store_ids, grouped_events, strict=True)
+        timestamp = self.clock()  # events without a timestamp share one
+        rows = [
+            (store_id, *stamp_grouped_for_storage(grouped, timestamp))
+            for store_id, grouped in zip(store_ids, grouped_events, strict=True)
         ]
-        return self._write_all(events, self.clock(), force)
+        return self._write_all(rows, force)
 
-    def _write_all(
-        self, events: list[tuple[str, EventDetail]], timestamp: str, force: bool
-    ) -> list[EventDetail]:
-        """Validate everything, then insert everything in one transaction."""
-        rows = [(event_store_id, *stamp_for_storage(event, timestamp)) for event_store_id, event in events]
+    def _write_all(self, rows: list[_Row], force: bool) -> list[EventDetail]:
+        """Insert checked, stamped events in one transaction: all of them, or none."""
         statement = UPSERT if force else INSERT
         # BEGIN IMMEDIATE takes the write lock now, so two writers queue up instead of both
         # reading first and then failing to upgrade their locks.
