@@ -231,34 +231,39 @@ class SQLiteEventStorageAdapter:
         return self._write_all(rows, force)
 
     def _write_all(self, rows: list[_Row], force: bool) -> list[EventDetail]:
-        """Insert checked, stamped events in one transaction: all of them, or none."""
+        """Insert checked, stamped events in one transaction and one statement: all, or none.
+
+        ``executemany`` runs the INSERT once per row, in order, and stops at the first row the
+        database refuses. It does not say which row that was, but the connection counts the rows
+        it changed (``total_changes``): as many rows went in as came before the refused one.
+        """
         statement = UPSERT if force else INSERT
+        parameters = [
+            (
+                event_store_id,
+                event.aggregate_id,
+                event.version,
+                event.type,
+                event.timestamp,
+                payload,
+                metadata,
+            )
+            for event_store_id, event, payload, metadata in rows
+        ]
         # BEGIN IMMEDIATE takes the write lock now, so two writers queue up instead of both
         # reading first and then failing to upgrade their locks.
         self.connection.execute("BEGIN IMMEDIATE")
+        changes_before = self.connection.total_changes
         try:
-            for event_store_id, event, payload, metadata in rows:
-                try:
-                    self.connection.execute(
-                        statement,
-                        (
-                            event_store_id,
-                            event.aggregate_id,
-                            event.version,
-                            event.type,
-                            event.timestamp,
-                            payload,
-                            metadata,
-                        ),
-                    )
-                except sqlite3.IntegrityError as error:
-                    if "UNIQUE" not in str(error):
-                        raise
-                    raise EventAlreadyExistsError(
-                        event_store_id=event_store_id,
-                        aggregate_id=event.aggregate_id,
-                        version=event.version,
-                    ) from None
+            try:
+                self.connection.executemany(statement, parameters)
+            except sqlite3.IntegrityError as error:
+                if "UNIQUE" not in str(error):
+                    raise
+                event_store_id, event, _, _ = rows[self.connection.total_changes - changes_before]
+                raise EventAlreadyExistsError(
+                    event_store_id=event_store_id, aggregate_id=event.aggregate_id, version=event.version
+                ) from None
             self.connection.execute("COMMIT")
         except BaseException:
             self.connection.execute("ROLLBACK")
