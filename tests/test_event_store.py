@@ -649,6 +649,21 @@ async def test_each_event_is_validated_and_encoded_once_per_push(
     assert [id(value) for value in encoded if value is not None] == [id(level) for level in [*levels, single]]
 
 
+@pytest.mark.parametrize("make_adapter", [InMemoryEventStorageAdapter, SQLiteEventStorageAdapter])
+async def test_only_events_without_a_timestamp_ask_the_clock(make_adapter: Any) -> None:
+    calls: list[str] = []
+
+    def clock() -> str:
+        calls.append(STAMP)
+        return STAMP
+
+    adapter = make_adapter(clock=clock)
+    await adapter.push_event(PIKACHU_APPEARED, event_store_id="POKEMONS")  # it has a timestamp
+    assert calls == []
+    stamped = await adapter.push_event(replace(PIKACHU_CAUGHT, timestamp=None), event_store_id="POKEMONS")
+    assert (stamped.timestamp, calls) == (STAMP, [STAMP])
+
+
 async def test_an_event_swapped_in_after_group_event_is_checked_and_nothing_is_stored(
     storage: EventStorageAdapter,
 ) -> None:

@@ -70,7 +70,7 @@ class InMemoryEventStorageAdapter:
         self._aggregates: dict[str, dict[int, _StoredEvent]] = {}
         self._log: list[tuple[str, str, int]] = []  # (event_store_id, aggregate_id, version)
         for event in initial_events:
-            self._write(event_store_id, self._stamped(event, clock()), force=False)
+            self._write(event_store_id, _StoredEvent(*stamp_for_storage(event, clock)), force=False)
 
     def __repr__(self) -> str:
         return f"InMemoryEventStorageAdapter(aggregates={len(self._aggregates)}, events={len(self._log)})"
@@ -144,7 +144,7 @@ class InMemoryEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str = "", force: bool = False
     ) -> EventDetail:
-        stored = self._stamped(event, self.clock())
+        stored = _StoredEvent(*stamp_for_storage(event, self.clock))
         self._write(event_store_id, stored, force)
         return stored.event
 
@@ -180,10 +180,6 @@ class InMemoryEventStorageAdapter:
                 adapter._undo(event, replaced)
             raise
         return [stored.event for stored in stamped]
-
-    @staticmethod
-    def _stamped(event: EventDetail, timestamp: str) -> _StoredEvent:
-        return _StoredEvent(*stamp_for_storage(event, timestamp))
 
     def _write(self, event_store_id: str, stored: _StoredEvent, force: bool) -> _StoredEvent | None:
         """Store one validated, stamped event; return the one it overwrote (``force``), if any."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
+from castore_edu.core.clock import Clock
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
 
 
@@ -79,12 +80,15 @@ def innermost_adapter(adapter: Any) -> Any:
     return adapter
 
 
-def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:
+def stamp_for_storage(event: EventDetail, clock: Clock) -> tuple[EventDetail, str | None, str | None]:
     """What every adapter does before writing an event: check it (see
-    :func:`~castore_edu.core.events.validate_event`), stamp it with ``timestamp`` unless it has one,
-    and return it with the JSON text of its payload and metadata."""
+    :func:`~castore_edu.core.events.validate_event`), stamp it with ``clock()`` unless it has a
+    timestamp (an event that has one costs no call of the clock), and return it with the JSON
+    text of its payload and metadata."""
     payload, metadata = validate_event(event)
-    return _stamped(event, timestamp), payload, metadata
+    if event.timestamp is None:
+        event = replace(event, timestamp=clock())
+    return event, payload, metadata
 
 
 def stamp_grouped_for_storage(
@@ -97,17 +101,18 @@ def stamp_grouped_for_storage(
     twice. That outcome stands as long as it is about the very event being pushed (``is``: an
     event is frozen, but a grouped event's ``event`` can be swapped). Any other grouped event —
     one made by hand, or whose event changed after grouping — is validated here, so a bad event
-    is refused before anything is written, whoever made the group.
+    is refused before anything is written, whoever made the group. The events of a group that
+    have no timestamp all get ``timestamp``.
     """
     validated = grouped.validated
-    if validated is None or validated[0] is not grouped.event:
-        return stamp_for_storage(grouped.event, timestamp)
-    event, payload, metadata = validated
-    return _stamped(event, timestamp), payload, metadata
-
-
-def _stamped(event: EventDetail, timestamp: str) -> EventDetail:
-    return event if event.timestamp is not None else replace(event, timestamp=timestamp)
+    if validated is not None and validated[0] is grouped.event:
+        event, payload, metadata = validated
+    else:
+        event = grouped.event
+        payload, metadata = validate_event(event)
+    if event.timestamp is None:
+        event = replace(event, timestamp=timestamp)
+    return event, payload, metadata
 
 
 def check_limit(limit: int | None) -> None:

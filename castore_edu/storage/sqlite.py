@@ -206,7 +206,7 @@ class SQLiteEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        return self._write_all([(event_store_id, *stamp_for_storage(event, self.clock()))], force)[0]
+        return self._write_all([(event_store_id, *stamp_for_storage(event, self.clock))], force)[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
