@@ -176,6 +176,7 @@ class InMemoryChannelAdapter:
             if not task.done():
                 self._hold(task)
         else:  # Python 3.11 has no eager tasks: take the first step by hand, a task takes the rest
+            # (during that step ``asyncio.current_task()`` is still the publisher's, not a task of its own)
             context = contextvars.copy_context()
             try:
                 first_wait = context.run(coroutine.send, None)
