@@ -498,7 +498,7 @@ class Bench:
             count,
             seconds,
             "store",
-            {"es save": ("eventsourcing POPO: Application.save", 2.0)},
+            {"es save": ("eventsourcing POPO: Application.save", 4.0)},
         )
         self.add_rate_rows(
             group,
@@ -542,7 +542,7 @@ class Bench:
             "store",
             {
                 "es save": ("eventsourcing SQLite: Application.save", 1.0),
-                "raw": ("raw sqlite3, 1 row per transaction", 0.8),
+                "raw": ("raw sqlite3, 1 row per transaction", 0.85),
             },
         )
         self.add_rate_rows(
@@ -591,7 +591,7 @@ class Bench:
             "sqlite",
             {
                 "es sqlite": ("eventsourcing SQLite: Application.save", None),
-                "raw": (f"raw sqlite3, {BATCH} rows per transaction", None),
+                "raw": (f"raw sqlite3, {BATCH} rows per transaction", 0.6),
             },
         )
         return elapsed()
@@ -725,7 +725,7 @@ class Bench:
             "relay",
             {
                 "es": ("eventsourcing: Follower.pull_and_process", None),
-                "raw": ("raw sqlite3: read the log, json.loads", None),
+                "raw": ("raw sqlite3: read the log, json.loads", 0.4),
             },
         )
         return elapsed()

@@ -11,12 +11,13 @@ import asyncio
 import datetime
 import inspect
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
+import castore_edu.core.events as events_module
 from castore_edu import (
     AggregateIdEntry,
     AggregateIdsPage,
@@ -34,6 +35,7 @@ from castore_edu import (
     SQLiteEventStorageAdapter,
     UndefinedEventStorageAdapterError,
 )
+from castore_edu.storage.protocol import EventStorageAdapter
 from tests.pokemon import (
     CHARIZARD_LEVELED_UP,
     PIKACHU_APPEARED,
@@ -606,6 +608,73 @@ async def test_failed_group_calls_no_on_event_pushed_and_stores_nothing() -> Non
         )
     assert recorder.results == []
     assert await stored_events(adapter) == [PIKACHU_CAUGHT]  # the appeared event was not kept
+
+
+def encoded_values(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every value ``validate_event`` JSON-encodes from now on (payloads and metadata)."""
+    encoded: list[Any] = []
+    encode_json = events_module.encode_json
+
+    def counting(value: Any, field_name: str) -> str | None:
+        encoded.append(value)
+        return encode_json(value, field_name)
+
+    monkeypatch.setattr(events_module, "encode_json", counting)
+    return encoded
+
+
+@pytest.fixture(params=["in memory", "SQLite"])
+def storage(request: pytest.FixtureRequest) -> Iterator[EventStorageAdapter]:
+    if request.param == "in memory":
+        yield InMemoryEventStorageAdapter()
+    else:
+        with SQLiteEventStorageAdapter() as adapter:
+            yield adapter
+
+
+async def test_each_event_is_validated_and_encoded_once_per_push(
+    storage: EventStorageAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = pokemons_event_store(storage)
+    encoded = encoded_values(monkeypatch)
+    levels = [{"level": level} for level in range(3)]
+    group = [
+        store.group_event(replace(PIKACHU_LEVELED_UP, version=version, payload=level))
+        for version, level in enumerate(levels, start=2)  # not 1: no aggregate is folded
+    ]
+    assert [id(value) for value in encoded if value is not None] == [id(level) for level in levels]
+    await EventStore.push_event_group(*group)  # group_event's check stands: nothing encoded again
+    single = {"level": 99}
+    await store.push_event(replace(PIKACHU_LEVELED_UP, version=5, payload=single))
+    assert [id(value) for value in encoded if value is not None] == [id(level) for level in [*levels, single]]
+
+
+@pytest.mark.parametrize("make_adapter", [InMemoryEventStorageAdapter, SQLiteEventStorageAdapter])
+async def test_only_events_without_a_timestamp_ask_the_clock(make_adapter: Any) -> None:
+    calls: list[str] = []
+
+    def clock() -> str:
+        calls.append(STAMP)
+        return STAMP
+
+    adapter = make_adapter(clock=clock)
+    await adapter.push_event(PIKACHU_APPEARED, event_store_id="POKEMONS")  # it has a timestamp
+    assert calls == []
+    stamped = await adapter.push_event(replace(PIKACHU_CAUGHT, timestamp=None), event_store_id="POKEMONS")
+    assert (stamped.timestamp, calls) == (STAMP, [STAMP])
+
+
+async def test_an_event_swapped_in_after_group_event_is_checked_and_nothing_is_stored(
+    storage: EventStorageAdapter,
+) -> None:
+    store = pokemons_event_store(storage)
+    first, second = store.group_event(PIKACHU_APPEARED), store.group_event(PIKACHU_LEVELED_UP)
+    second.event = replace(PIKACHU_LEVELED_UP, payload={"level": math.nan})
+    with pytest.raises(InvalidEventError) as raised:
+        await EventStore.push_event_group(first, second)
+    assert raised.value.field == "payload"
+    assert await store.get_events(PIKACHU_ID) == []
+    assert await store.list_aggregate_ids() == AggregateIdsPage([])
 
 
 # -- list_aggregate_ids ---------------------------------------------------------------------

@@ -148,7 +148,7 @@ async def test_every_matching_handler_has_started_when_publish_returns() -> None
     finished = (len(first.finished), len(second.finished))
     first.gate.set()
     await adapter.wait_idle()
-    assert started, finished == ((1, 1), (0, 0))
+    assert (started, finished) == ((1, 1), (0, 0))
     assert first.finished == second.finished == [appeared_message]
 
 
@@ -331,6 +331,18 @@ def test_a_waiting_handler_finishes_in_a_task_that_forwards_results_errors_and_c
     asyncio.run(body())  # asyncio.run cancels what is left when it ends
     assert log == ["a result", "an error", "cancelled"]
     assert adapter.dead_letters == []
+
+
+async def test_a_handler_that_never_waits_is_over_when_publish_returns() -> None:
+    finished: list[object] = []
+
+    async def handler(message: object, context: TaskContext) -> None:
+        finished.append(message)
+
+    adapter = InMemoryMessageBusAdapter()
+    adapter.on({}, handler)
+    await adapter.publish_message(appeared_message)
+    assert finished == [appeared_message]  # no turn of the event loop was needed
 
 
 async def test_the_first_step_of_a_handler_cannot_change_the_publisher_context() -> None:

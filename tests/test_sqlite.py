@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from castore_edu import EventAlreadyExistsError, SQLiteEventStorageAdapter
+from castore_edu import EventAlreadyExistsError, EventDetail, EventStore, SQLiteEventStorageAdapter
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
 
@@ -77,11 +77,38 @@ def test_the_database_uses_write_ahead_logging_and_full_sync(tmp_path: Path) -> 
 
 
 async def test_two_private_memory_databases_cannot_share_a_group() -> None:
-    from castore_edu import EventStore
-
     a, b = store("A", SQLiteEventStorageAdapter()), store("B", SQLiteEventStorageAdapter())
     with pytest.raises(ValueError, match="same SQLite database"):
         await EventStore.push_event_group(a.group_event(event("x")), b.group_event(event("y")))
+
+
+@pytest.mark.parametrize(
+    ("taken", "conflicting"),
+    [
+        (event("ash", 2), ("TRAINERS", "ash", 2)),  # already in the database
+        (None, ("POKEMONS", "pikachu", 1)),  # the group's first event, again
+    ],
+)
+async def test_a_group_whose_third_event_conflicts_names_that_event_and_stores_nothing(
+    tmp_path: Path, taken: EventDetail | None, conflicting: tuple[str, str, int]
+) -> None:
+    """The group goes in as one ``executemany``; the error still names the event refused."""
+    with SQLiteEventStorageAdapter(tmp_path / "db.sqlite") as adapter:
+        pokemons, trainers = store("POKEMONS", adapter), store("TRAINERS", adapter)
+        if taken is not None:
+            await trainers.push_event(taken)
+        third = trainers.group_event(event("ash", 2)) if taken else pokemons.group_event(event("pikachu"))
+        with pytest.raises(EventAlreadyExistsError) as caught:
+            await EventStore.push_event_group(
+                pokemons.group_event(event("pikachu")),
+                trainers.group_event(event("ash")),
+                third,
+                pokemons.group_event(event("eevee")),
+            )
+        error = caught.value
+        assert (error.event_store_id, error.aggregate_id, error.version) == conflicting
+        rows = adapter.connection.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        assert rows == (0 if taken is None else 1)  # nothing of the group
 
 
 async def test_close_releases_the_connection(tmp_path: Path) -> None:

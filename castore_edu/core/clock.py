@@ -6,7 +6,6 @@ notebooks can inject a fixed or stepping clock and get the same output on every 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -20,21 +19,12 @@ def format_timestamp(moment: datetime) -> str:
     return utc.isoformat(timespec="milliseconds") + "Z"
 
 
-_last_stamp: tuple[int, str] = (-1, "")  # (milliseconds since the epoch, its stamp)
-
-
 def utc_now() -> str:
-    """The default clock: now, in UTC.
+    """The default clock: now, in UTC, in the format of :func:`format_timestamp`.
 
-    Stamping is on the path of every push, and pushes in a loop get many per millisecond, so
-    the stamp of the current millisecond is formatted once and reused.
+    A time in UTC prints its offset as ``+00:00``; castore writes ``Z`` instead.
     """
-    global _last_stamp
-    millis = int(time.time() * 1000)
-    if _last_stamp[0] != millis:
-        second, milli = divmod(millis, 1000)
-        _last_stamp = (millis, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{milli:03d}Z")
-    return _last_stamp[1]
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def stepping_clock(start: str = "2024-01-01T00:00:00.000Z", step_ms: int = 1000) -> Clock:

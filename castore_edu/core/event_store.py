@@ -30,7 +30,6 @@ from castore_edu.core.events import (
     PushEventResult,
     validate_event,
 )
-from castore_edu.core.hot_paths import build_push_result
 
 if TYPE_CHECKING:  # only a type here: core does not depend on storage
     from castore_edu.storage.protocol import EventStorageAdapter
@@ -186,7 +185,7 @@ class EventStore:
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
-        result = build_push_result(stored, self._next_aggregate(prev_aggregate, stored))
+        result = PushEventResult(event=stored, next_aggregate=self._next_aggregate(prev_aggregate, stored))
         if self.on_event_pushed is not None:
             await self.on_event_pushed(result)
         return result
@@ -195,9 +194,12 @@ class EventStore:
         """Prepare ``event`` for :meth:`push_event_group`; nothing is stored yet.
 
         A bad event fails here, where the mistake is made, rather than when the group is pushed.
+        The grouped event keeps the outcome of that check, so the adapter does not check (and
+        JSON-encode) the same event again when the group is pushed.
         """
-        validate_event(event)
+        payload, metadata = validate_event(event)
         grouped = self.get_event_storage_adapter().group_event(event)
+        grouped.validated = (event, payload, metadata)
         grouped.event_store = self
         grouped.context = EventStoreContext(self.event_store_id)
         if prev_aggregate is not None:

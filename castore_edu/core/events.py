@@ -68,6 +68,11 @@ class GroupedEvent:
 
     Made by ``event_store.group_event(...)``, which fills ``context`` and ``event_store``;
     ``EventStore.push_event_group`` hands the whole group to the first event's adapter.
+
+    ``group_event`` also validates the event, and keeps what :func:`validate_event` returned in
+    ``validated``: the event it checked and the JSON text of its payload and metadata. The
+    adapter that stores the group uses that text instead of checking the same event a second
+    time (see :func:`~castore_edu.storage.protocol.stamp_grouped_for_storage`).
     """
 
     event: EventDetail
@@ -75,6 +80,7 @@ class GroupedEvent:
     context: EventStoreContext | None = None
     prev_aggregate: Any = None
     event_store: EventStore | None = None
+    validated: tuple[EventDetail, str | None, str | None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

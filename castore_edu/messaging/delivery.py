@@ -12,9 +12,11 @@ Delivery is fire-and-forget: the publisher is never told about a consumer's fail
 a real broker. So that lost work stays visible, a message that is given up on is logged (logger
 ``castore_edu``, level ERROR) and kept in ``adapter.dead_letters``.
 
-Consumers run in asyncio tasks of the loop that publishes (a bus starts each handler eagerly, so
-a handler that never waits needs no task at all); the adapter keeps a reference to each task
-until it ends (asyncio itself keeps only weak ones). ``await adapter.wait_idle()`` returns once
+Consumers run in asyncio tasks of the loop that publishes. A bus starts each handler as an
+*eager task*: its first step runs at once, inside ``publish_message``, and a handler that never
+waits is over before the loop sees it (Python 3.12's ``asyncio.Task(..., eager_start=True)``; on
+Python 3.11, which lacks it, ``_start_eagerly`` takes that first step by hand). The adapter keeps
+a reference to each task until it ends (asyncio itself keeps only weak ones). ``await adapter.wait_idle()`` returns once
 none of them is running or waiting for a retry — handy in tests and notebooks. Nothing here is tied
 to one event loop: an adapter made outside any loop works inside every later ``asyncio.run``.
 """
@@ -23,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeAlias
+from typing import Any, Self, TypeAlias, TypeGuard
 
 logger = logging.getLogger("castore_edu")
 
@@ -41,12 +43,6 @@ class TaskContext:
     attempt: int
     retry_attempts_left: int
     replay: bool
-
-
-@functools.lru_cache(maxsize=128)
-def _shared_context(attempt: int, retry_attempts_left: int, replay: bool) -> TaskContext:
-    """Contexts are immutable, so deliveries can share equal ones: cheaper than one per delivery."""
-    return TaskContext(attempt, retry_attempts_left, replay)
 
 
 Consumer: TypeAlias = Callable[[Any, TaskContext], Awaitable[None]]
@@ -88,35 +84,24 @@ def require_async_callable(consumer: object, role: str = "handler") -> Consumer:
     return consumer  # type: ignore[return-value]
 
 
-async def _resume(coroutine: Coroutine[Any, Any, None], first_wait: Any) -> None:
-    """Finish a coroutine that has already run up to ``first_wait`` (see ``_start_eagerly``)."""
-    await _Resumed(coroutine, first_wait)
-
-
-class _Resumed:
-    """An awaitable that hands ``first_wait`` to the task first, then drives the rest of ``coroutine``.
-
-    The loop below is what ``yield from coroutine`` would do, had the first step not run already.
-    """
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], first_wait: Any) -> None:
-        self.coroutine, self.first_wait = coroutine, first_wait
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        waiting = self.first_wait
-        while True:
+def _rest_of(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, None, None]:
+    """Python 3.11 only (see ``_start_eagerly``): run ``coroutine`` on from ``waiting``, where its
+    first step, taken by hand, stopped. This is ``yield from coroutine`` minus that first step: the
+    task (3.11 tasks still accept a generator) waits on what we yield, resumes us, and we pass that
+    on to the coroutine."""
+    while True:
+        try:
             try:
-                try:
-                    outcome = yield waiting  # the task waits on it, then resumes us
-                except BaseException as error:  # e.g. cancellation: it belongs to the coroutine
-                    waiting = self.coroutine.throw(error)
-                else:
-                    waiting = self.coroutine.send(outcome)
-            except StopIteration:
-                return
+                yield waiting
+            except BaseException as error:  # e.g. a cancellation: it belongs to the coroutine
+                waiting = coroutine.throw(error)
+            else:
+                waiting = coroutine.send(None)
+        except StopIteration:
+            return
 
 
-def is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[float]:
     """An int or a float, neither infinite nor NaN; not a bool (``True`` is an int in Python)."""
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
@@ -170,28 +155,40 @@ class InMemoryChannelAdapter:
     ) -> asyncio.Task[None]:
         """Run ``coroutine`` in a task of the running loop, and hold on to the task until it ends."""
         task = asyncio.get_running_loop().create_task(coroutine, context=context)
+        self._hold(task)
+        return task
+
+    def _hold(self, task: asyncio.Task[None]) -> None:
+        """Keep a reference to ``task`` until it ends: asyncio itself keeps only weak ones."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
 
     def _start_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` now, up to its first real wait; a task runs the rest, if any.
 
-        This is what Python 3.12's "eager tasks" do, and for the same reasons: a handler that
-        never waits costs no task and no trip through the event loop, and one that waits has at
-        least started. As there, the first step runs in a copy of the caller's context variables
-        (and ``asyncio.current_task()`` is still the publisher's during that step).
+        That is an *eager task* (Python 3.12 and later): a handler that never waits is over
+        before this returns, without a trip through the event loop, and one that waits has at
+        least started. Its first step runs in a copy of the caller's context variables, so it
+        cannot change the caller's.
         """
-        context = contextvars.copy_context()
-        try:
-            first_wait = context.run(coroutine.send, None)
-        except StopIteration:
-            return
-        self._spawn(_resume(coroutine, first_wait), context)
+        if sys.version_info >= (3, 12):
+            task = asyncio.Task(coroutine, loop=asyncio.get_running_loop(), eager_start=True)
+            if not task.done():
+                self._hold(task)
+        else:  # Python 3.11 has no eager tasks: take the first step by hand, a task takes the rest
+            # (during that step ``asyncio.current_task()`` is still the publisher's, not a task of its own)
+            context = contextvars.copy_context()
+            try:
+                first_wait = context.run(coroutine.send, None)
+            except StopIteration:
+                return
+            self._hold(
+                asyncio.get_running_loop().create_task(_rest_of(coroutine, first_wait), context=context)
+            )
 
     def _task_context(self, attempt: int, replay: bool) -> TaskContext:
         """The context of delivery number ``attempt``."""
-        return _shared_context(attempt, self.retry_attempts - (attempt - 1), replay)
+        return TaskContext(attempt, self.retry_attempts - (attempt - 1), replay)
 
     def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: Exception) -> bool:
         """Delivery number ``attempt`` failed with ``error``: True if another one is due.

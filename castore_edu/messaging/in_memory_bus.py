@@ -14,13 +14,13 @@ per message. (Castore differs on one point: there, ``event_type`` without ``even
 matches everything.)
 
 Publishing does not wait for the handlers — a bus does not know who listens, let alone how long
-they take. ``publish_message`` runs each matching handler up to its first real wait (a handler
-that never waits is over by then), and leaves the rest to an asyncio task. So every handler has
-been *started* when ``publish_message`` returns, as in Castore, where listeners are called
-synchronously. (Plain ``asyncio.create_task`` would start them only at the event loop's next turn,
-and cost a task per handler and message even for handlers that never wait.) A failing handler is
-retried on its own; the other handlers of the message are not run again. See ``delivery`` for
-retries, dead letters and ``wait_idle``.
+they take. ``publish_message`` starts each matching handler as an *eager task*: the handler runs
+at once, up to its first real wait (a handler that never waits is over by then), and the task
+runs the rest. So every handler has been *started* when ``publish_message`` returns, as in
+Castore, where listeners are called synchronously. (A plain ``asyncio.create_task`` would start
+them only at the event loop's next turn, after ``publish_message`` has returned.) A failing handler
+is retried on its own; the other handlers of the message are not run again. See ``delivery`` for
+eager tasks on Python 3.11, retries, dead letters and ``wait_idle``.
 """
 
 from __future__ import annotations

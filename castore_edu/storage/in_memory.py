@@ -18,9 +18,14 @@ from typing import NamedTuple
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
-from castore_edu.core.hot_paths import build_event
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
-from castore_edu.storage.protocol import check_log_read, check_read, group_context_ids, stamp_for_storage
+from castore_edu.storage.protocol import (
+    check_log_read,
+    check_read,
+    group_context_ids,
+    stamp_for_storage,
+    stamp_grouped_for_storage,
+)
 
 
 class _StoredEvent(NamedTuple):
@@ -38,13 +43,13 @@ class _StoredEvent(NamedTuple):
         if self.payload is None and self.metadata is None:
             return self.event  # frozen and holds nothing mutable: safe to share
         event = self.event
-        return build_event(
-            event.aggregate_id,
-            event.version,
-            event.type,
-            event.timestamp,
-            None if self.payload is None else json.loads(self.payload),
-            None if self.metadata is None else json.loads(self.metadata),
+        return EventDetail(
+            aggregate_id=event.aggregate_id,
+            version=event.version,
+            type=event.type,
+            timestamp=event.timestamp,
+            payload=None if self.payload is None else json.loads(self.payload),
+            metadata=None if self.metadata is None else json.loads(self.metadata),
         )
 
 
@@ -65,7 +70,7 @@ class InMemoryEventStorageAdapter:
         self._aggregates: dict[str, dict[int, _StoredEvent]] = {}
         self._log: list[tuple[str, str, int]] = []  # (event_store_id, aggregate_id, version)
         for event in initial_events:
-            self._write(event_store_id, self._stamped(event, clock()), force=False)
+            self._write(event_store_id, _StoredEvent(*stamp_for_storage(event, clock)), force=False)
 
     def __repr__(self) -> str:
         return f"InMemoryEventStorageAdapter(aggregates={len(self._aggregates)}, events={len(self._log)})"
@@ -139,7 +144,7 @@ class InMemoryEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str = "", force: bool = False
     ) -> EventDetail:
-        stored = self._stamped(event, self.clock())
+        stored = _StoredEvent(*stamp_for_storage(event, self.clock))
         self._write(event_store_id, stored, force)
         return stored.event
 
@@ -162,7 +167,9 @@ class InMemoryEventStorageAdapter:
                     f"Event group event #{index} is not connected to an InMemoryEventStorageAdapter"
                 )
         group_timestamp = self.clock()  # events without a timestamp share one
-        stamped = [self._stamped(grouped.event, group_timestamp) for grouped in grouped_events]
+        stamped = [
+            _StoredEvent(*stamp_grouped_for_storage(grouped, group_timestamp)) for grouped in grouped_events
+        ]
         written: list[tuple[InMemoryEventStorageAdapter, EventDetail, _StoredEvent | None]] = []
         try:
             for grouped, store_id, stored in zip(grouped_events, store_ids, stamped, strict=True):
@@ -173,10 +180,6 @@ class InMemoryEventStorageAdapter:
                 adapter._undo(event, replaced)
             raise
         return [stored.event for stored in stamped]
-
-    @staticmethod
-    def _stamped(event: EventDetail, timestamp: str) -> _StoredEvent:
-        return _StoredEvent(*stamp_for_storage(event, timestamp))
 
     def _write(self, event_store_id: str, stored: _StoredEvent, force: bool) -> _StoredEvent | None:
         """Store one validated, stamped event; return the one it overwrote (``force``), if any."""

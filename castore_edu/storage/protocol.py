@@ -35,19 +35,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
+from castore_edu.core.clock import Clock
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
-from castore_edu.core.hot_paths import with_timestamp
 
 
 @runtime_checkable
 class EventStorageAdapter(Protocol):
     """The five calls an event store makes to its storage.
 
-    An adapter is the last line of defence: ``push_event`` and ``push_event_group`` call
-    :func:`~castore_edu.core.events.validate_event` on every event before writing any of them, so a
-    bad event is refused whole, on every adapter alike.
+    An adapter is the last line of defence: ``push_event`` and ``push_event_group`` make sure
+    every event passed :func:`~castore_edu.core.events.validate_event` before writing any of them,
+    so a bad event is refused whole, on every adapter alike. Each event is checked once per push:
+    for a group, the check ``EventStore.group_event`` made stands (see
+    :func:`stamp_grouped_for_storage`).
     """
 
     async def get_events(
@@ -146,13 +149,38 @@ def require_ordered_log(storage: object) -> OrderedLogStorage:
     return storage
 
 
-def stamp_for_storage(event: EventDetail, timestamp: str) -> tuple[EventDetail, str | None, str | None]:
-    """What every adapter does before a write: check the event (see
-    :func:`~castore_edu.core.events.validate_event`), stamp it with ``timestamp`` unless it has one,
-    and return it with the JSON text of its payload and metadata."""
+def stamp_for_storage(event: EventDetail, clock: Clock) -> tuple[EventDetail, str | None, str | None]:
+    """What every adapter does before writing an event: check it (see
+    :func:`~castore_edu.core.events.validate_event`), stamp it with ``clock()`` unless it has a
+    timestamp (an event that has one costs no call of the clock), and return it with the JSON
+    text of its payload and metadata."""
     payload, metadata = validate_event(event)
     if event.timestamp is None:
-        event = with_timestamp(event, timestamp)
+        event = replace(event, timestamp=clock())
+    return event, payload, metadata
+
+
+def stamp_grouped_for_storage(
+    grouped: GroupedEvent, timestamp: str
+) -> tuple[EventDetail, str | None, str | None]:
+    """:func:`stamp_for_storage` for an event of a group, which is checked once per push too.
+
+    ``EventStore.group_event`` has already validated the event, where the mistake was made, and
+    kept the outcome in ``grouped.validated``; checking it again would only encode the same JSON
+    twice. That outcome stands as long as it is about the very event being pushed (``is``: an
+    event is frozen, but a grouped event's ``event`` can be swapped). Any other grouped event —
+    one made by hand, or whose event changed after grouping — is validated here, so a bad event
+    is refused before anything is written, whoever made the group. The events of a group that
+    have no timestamp all get ``timestamp``.
+    """
+    validated = grouped.validated
+    if validated is not None and validated[0] is grouped.event:
+        event, payload, metadata = validated
+    else:
+        event = grouped.event
+        payload, metadata = validate_event(event)
+    if event.timestamp is None:
+        event = replace(event, timestamp=timestamp)
     return event, payload, metadata
 
 

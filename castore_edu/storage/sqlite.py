@@ -32,9 +32,14 @@ from typing import Any
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
-from castore_edu.core.hot_paths import build_event
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
-from castore_edu.storage.protocol import check_log_read, check_read, group_context_ids, stamp_for_storage
+from castore_edu.storage.protocol import (
+    check_log_read,
+    check_read,
+    group_context_ids,
+    stamp_for_storage,
+    stamp_grouped_for_storage,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -66,6 +71,10 @@ ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
 )
 
 COLUMNS = "aggregate_id, version, type, timestamp, payload, metadata"
+
+# What is written for one event: its event store id, the checked and stamped event, and the JSON
+# text of its payload and metadata.
+_Row = tuple[str, EventDetail, str | None, str | None]
 
 
 class SQLiteEventStorageAdapter:
@@ -198,7 +207,7 @@ class SQLiteEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        return self._write_all([(event_store_id, event)], self.clock(), force)[0]
+        return self._write_all([(event_store_id, *stamp_for_storage(event, self.clock))], force)[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
@@ -215,43 +224,47 @@ class SQLiteEventStorageAdapter:
                     f"Event group event #{index} is not stored in the same SQLite database as "
                     f"the first one ({self.path}); a group is one transaction in one database"
                 )
-        events = [
-            (store_id, grouped.event) for store_id, grouped in zip(store_ids, grouped_events, strict=True)
+        timestamp = self.clock()  # events without a timestamp share one
+        rows = [
+            (store_id, *stamp_grouped_for_storage(grouped, timestamp))
+            for store_id, grouped in zip(store_ids, grouped_events, strict=True)
         ]
-        return self._write_all(events, self.clock(), force)
+        return self._write_all(rows, force)
 
-    def _write_all(
-        self, events: list[tuple[str, EventDetail]], timestamp: str, force: bool
-    ) -> list[EventDetail]:
-        """Validate everything, then insert everything in one transaction."""
-        rows = [(event_store_id, *stamp_for_storage(event, timestamp)) for event_store_id, event in events]
+    def _write_all(self, rows: list[_Row], force: bool) -> list[EventDetail]:
+        """Insert checked, stamped events in one transaction and one statement: all, or none.
+
+        ``executemany`` runs the INSERT once per row, in order, and stops at the first row the
+        database refuses. It does not say which row that was, but the connection counts the rows
+        it changed (``total_changes``): as many rows went in as came before the refused one.
+        """
         statement = UPSERT if force else INSERT
+        parameters = [
+            (
+                event_store_id,
+                event.aggregate_id,
+                event.version,
+                event.type,
+                event.timestamp,
+                payload,
+                metadata,
+            )
+            for event_store_id, event, payload, metadata in rows
+        ]
         # BEGIN IMMEDIATE takes the write lock now, so two writers queue up instead of both
         # reading first and then failing to upgrade their locks.
         self.connection.execute("BEGIN IMMEDIATE")
+        changes_before = self.connection.total_changes
         try:
-            for event_store_id, event, payload, metadata in rows:
-                try:
-                    self.connection.execute(
-                        statement,
-                        (
-                            event_store_id,
-                            event.aggregate_id,
-                            event.version,
-                            event.type,
-                            event.timestamp,
-                            payload,
-                            metadata,
-                        ),
-                    )
-                except sqlite3.IntegrityError as error:
-                    if "UNIQUE" not in str(error):
-                        raise
-                    raise EventAlreadyExistsError(
-                        event_store_id=event_store_id,
-                        aggregate_id=event.aggregate_id,
-                        version=event.version,
-                    ) from None
+            try:
+                self.connection.executemany(statement, parameters)
+            except sqlite3.IntegrityError as error:
+                if "UNIQUE" not in str(error):
+                    raise
+                event_store_id, event, _, _ = rows[self.connection.total_changes - changes_before]
+                raise EventAlreadyExistsError(
+                    event_store_id=event_store_id, aggregate_id=event.aggregate_id, version=event.version
+                ) from None
             self.connection.execute("COMMIT")
         except BaseException:
             self.connection.execute("ROLLBACK")
@@ -261,11 +274,11 @@ class SQLiteEventStorageAdapter:
 
 def _to_event(row: Sequence[Any]) -> EventDetail:
     aggregate_id, version, type_, timestamp, payload, metadata = row
-    return build_event(
-        aggregate_id,
-        version,
-        type_,
-        timestamp,
-        None if payload is None else json.loads(payload),
-        None if metadata is None else json.loads(metadata),
+    return EventDetail(
+        aggregate_id=aggregate_id,
+        version=version,
+        type=type_,
+        timestamp=timestamp,
+        payload=None if payload is None else json.loads(payload),
+        metadata=None if metadata is None else json.loads(metadata),
     )
