@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from castore_edu.core.errors import AggregateNotFoundError, UndefinedEventStorageAdapterError
 from castore_edu.core.events import (
@@ -37,6 +37,29 @@ if TYPE_CHECKING:  # only a type here: core does not depend on storage
 Reducer = Callable[[Any, EventDetail], Any]
 OnEventPushed = Callable[[PushEventResult], Awaitable[Any]]
 SideEffectSimulator = Callable[[dict[Any, EventDetail], EventDetail], dict[Any, EventDetail]]
+
+
+class GroupingEventStore(Protocol):
+    """What ``EventStore.push_event_group`` needs from the store that grouped an event: its
+    ``reducer``, to compute the ``next_aggregate``, and its ``on_event_pushed`` callback, awaited
+    once the whole group is stored. An :class:`EventStore` is one, and so is a
+    :class:`~castore_edu.connected.connected_event_store.ConnectedEventStore` (whose callback
+    also publishes), without being an ``EventStore`` subclass.
+    """
+
+    @property
+    def reducer(self) -> Reducer: ...
+
+    @property
+    def on_event_pushed(self) -> OnEventPushed | None: ...
+
+
+def next_aggregate(reducer: Reducer, prev_aggregate: Any, event: EventDetail) -> Any:
+    """The aggregate after ``event``, when it can be had without reading storage: from the
+    previous aggregate, or from nothing at version 1. Else ``None``."""
+    if prev_aggregate is not None or event.version == 1:
+        return reducer(prev_aggregate, event)
+    return None
 
 
 def index_by_version(indexed_events: dict[Any, EventDetail], event: EventDetail) -> dict[Any, EventDetail]:
@@ -165,12 +188,6 @@ class EventStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _next_aggregate(self, prev_aggregate: Any, event: EventDetail) -> Any:
-        """The aggregate after ``event``, if it can be had without reading storage."""
-        if prev_aggregate is not None or event.version == 1:
-            return self.reducer(prev_aggregate, event)
-        return None
-
     async def push_event(
         self, event: EventDetail, *, prev_aggregate: Any = None, force: bool = False
     ) -> PushEventResult:
@@ -185,7 +202,9 @@ class EventStore:
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
-        result = PushEventResult(event=stored, next_aggregate=self._next_aggregate(prev_aggregate, stored))
+        result = PushEventResult(
+            event=stored, next_aggregate=next_aggregate(self.reducer, prev_aggregate, stored)
+        )
         if self.on_event_pushed is not None:
             await self.on_event_pushed(result)
         return result
@@ -226,7 +245,7 @@ class EventStore:
                 event=event,
                 next_aggregate=None
                 if grouped.event_store is None
-                else grouped.event_store._next_aggregate(grouped.prev_aggregate, event),
+                else next_aggregate(grouped.event_store.reducer, grouped.prev_aggregate, event),
             )
             for grouped, event in zip(grouped_events, stored, strict=True)
         ]

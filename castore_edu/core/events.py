@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from castore_edu.core.errors import InvalidEventError
 
 if TYPE_CHECKING:
-    from castore_edu.core.event_store import EventStore
+    from castore_edu.core.event_store import GroupingEventStore
     from castore_edu.storage.protocol import EventStorageAdapter
 
 REPLAYED_EVENT_TYPE = "__REPLAYED__"
@@ -79,7 +79,7 @@ class GroupedEvent:
     event_storage_adapter: EventStorageAdapter
     context: EventStoreContext | None = None
     prev_aggregate: Any = None
-    event_store: EventStore | None = None
+    event_store: GroupingEventStore | None = None
     validated: tuple[EventDetail, str | None, str | None] | None = field(default=None, repr=False)
 
 
