@@ -23,7 +23,7 @@ class TestInMemoryAdapter(StorageAdapterContract):
     def make_stranger(self, adapter: Any) -> Any:
         from castore_edu import SQLiteEventStorageAdapter
 
-        return SQLiteEventStorageAdapter()
+        return self.opened(SQLiteEventStorageAdapter())
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
         # one adapter (and so one log) per store

@@ -32,7 +32,7 @@ class TestThroughTheWrapperInMemory(StorageAdapterContract):
         return SimulatedLatencyAdapter(InMemoryEventStorageAdapter(clock=adapter.inner.clock), latency_ms=0)
 
     def make_stranger(self, adapter: Any) -> SimulatedLatencyAdapter:
-        return SimulatedLatencyAdapter(SQLiteEventStorageAdapter(), latency_ms=0)
+        return SimulatedLatencyAdapter(self.opened(SQLiteEventStorageAdapter()), latency_ms=0)
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
         return [
@@ -47,7 +47,7 @@ class TestThroughTheWrapperOnSQLite(StorageAdapterContract):
     """...and so do the SQLite adapter's, groups (one transaction) included."""
 
     def make_adapter(self, clock: Clock = utc_now) -> SimulatedLatencyAdapter:
-        return SimulatedLatencyAdapter(SQLiteEventStorageAdapter(clock=clock), latency_ms=0)
+        return SimulatedLatencyAdapter(self.opened(SQLiteEventStorageAdapter(clock=clock)), latency_ms=0)
 
     def make_sibling(self, adapter: Any) -> SimulatedLatencyAdapter:
         return adapter  # one SQLite database holds both stores

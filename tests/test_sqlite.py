@@ -19,25 +19,17 @@ pytestmark = pytest.mark.anyio
 
 class TestSQLiteAdapter(StorageAdapterContract):
     @pytest.fixture(autouse=True)
-    def _database(self, tmp_path: Path) -> Any:
+    def _database(self, tmp_path: Path) -> None:
         self.path = tmp_path / "events.sqlite"
-        self.opened: list[SQLiteEventStorageAdapter] = []
-        yield
-        for adapter in self.opened:
-            adapter.close()
 
     def make_adapter(self, clock: Clock = utc_now) -> SQLiteEventStorageAdapter:
-        adapter = SQLiteEventStorageAdapter(self.path, clock=clock)
-        self.opened.append(adapter)
-        return adapter
+        return self.opened(SQLiteEventStorageAdapter(self.path, clock=clock))
 
     def make_sibling(self, adapter: Any) -> SQLiteEventStorageAdapter:
         return self.make_adapter(adapter.clock)  # a second connection to the same file
 
     def make_stranger(self, adapter: Any) -> SQLiteEventStorageAdapter:
-        other = SQLiteEventStorageAdapter(self.path.with_name("other.sqlite"))
-        self.opened.append(other)
-        return other
+        return self.opened(SQLiteEventStorageAdapter(self.path.with_name("other.sqlite")))
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
         # one file, one log for both stores

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -72,9 +73,32 @@ class AdapterWithoutLog:
 YEARS = [f"{year}-01-01T00:00:00.000Z" for year in (2021, 2022, 2023, 2024)]
 
 
+class _HasClose(Protocol):
+    def close(self) -> None: ...
+
+
+_Closable = TypeVar("_Closable", bound=_HasClose)
+
+
 class StorageAdapterContract:
     """Subclasses implement ``make_adapter`` and ``make_sibling`` (an adapter that may share an
-    event group with the given one: another in-memory adapter, or the same SQLite file)."""
+    event group with the given one: another in-memory adapter, or the same SQLite file).
+
+    An adapter that holds a connection is handed to :meth:`opened` when it is made; the suite
+    closes it when the test ends.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _close_opened_adapters(self) -> Iterator[None]:
+        self._opened: list[Any] = []
+        yield
+        for adapter in self._opened:
+            adapter.close()
+
+    def opened(self, adapter: _Closable) -> _Closable:
+        """``adapter``, to be closed when the test ends."""
+        self._opened.append(adapter)
+        return adapter
 
     def make_adapter(self, clock: Clock = utc_now) -> OrderedLogStorage:
         raise NotImplementedError
