@@ -56,6 +56,11 @@ EXPECTED_ROWS = {
         "eventsourcing: Follower.pull_and_process",
     ),
     ("relay from the SQLite log", "Relay.catch_up, 1 no-op handler", "raw sqlite3: read the log, json.loads"),
+    (
+        "relay from the SQLite log",
+        "Relay.catch_up, 1 no-op handler",
+        "raw sqlite3: read, json.loads, commit the position per page",
+    ),
 }
 
 

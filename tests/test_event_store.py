@@ -8,6 +8,7 @@ the store asked its storage for, and what it did with the answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import inspect
 import math
@@ -35,7 +36,7 @@ from castore_edu import (
     SQLiteEventStorageAdapter,
     UndefinedEventStorageAdapterError,
 )
-from castore_edu.storage.protocol import EventStorageAdapter
+from castore_edu.storage.protocol import EventStorageAdapter, with_timestamp
 from tests.pokemon import (
     CHARIZARD_LEVELED_UP,
     PIKACHU_APPEARED,
@@ -647,6 +648,17 @@ async def test_each_event_is_validated_and_encoded_once_per_push(
     single = {"level": 99}
     await store.push_event(replace(PIKACHU_LEVELED_UP, version=5, payload=single))
     assert [id(value) for value in encoded if value is not None] == [id(level) for level in [*levels, single]]
+
+
+def test_the_stamped_copy_keeps_every_field_of_the_event() -> None:
+    """with_timestamp spells out EventDetail's fields: it must be replace(event, timestamp=...),
+    also for a field added later."""
+    # A value of its own in every field, whatever fields EventDetail has.
+    event = EventDetail(**{each.name: [each.name] for each in dataclasses.fields(EventDetail)})
+    stamped = with_timestamp(event, "2024-01-01T00:00:00.000Z")
+    assert stamped == replace(event, timestamp="2024-01-01T00:00:00.000Z")
+    assert stamped.payload is event.payload and stamped.metadata is event.metadata
+    assert event.timestamp == ["timestamp"]  # the original is left alone
 
 
 @pytest.mark.parametrize("make_adapter", [InMemoryEventStorageAdapter, SQLiteEventStorageAdapter])
