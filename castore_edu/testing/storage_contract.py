@@ -120,7 +120,7 @@ class StorageAdapterContract:
 
         for version in (2, 3, 1):
             await adapter.push_event(event(version=version), event_store_id="S")
-        assert ([e.version for e in await adapter.get_events("pikachu", event_store_id="S")]) == [1, 2, 3]
+        assert [e.version for e in await adapter.get_events("pikachu", event_store_id="S")] == [1, 2, 3]
 
     async def test_min_max_limit_reverse(self) -> None:
         adapter = self.make_adapter()
