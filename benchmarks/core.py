@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sqlite3
 import statistics
@@ -101,17 +102,35 @@ def raw_connection(path: str) -> sqlite3.Connection:
     return connection
 
 
-def raw_inserts(path: str, count: int, per_transaction: int) -> float:
-    """``count`` rows of castore_edu's INSERT, ``per_transaction`` rows per transaction."""
+def raw_inserts(path: str, count: int, per_transaction: int, *, build_rows: bool = False) -> float:
+    """``count`` rows of castore_edu's INSERT, ``per_transaction`` rows per transaction.
+
+    The rows are made before the clock starts, unless ``build_rows``: then each transaction also
+    builds its rows and JSON-encodes their payloads, as any event store must do with its events.
+    """
     connection = raw_connection(path)
-    rows = [
-        ("COUNTERS", "counter", version, "INCREMENTED", "2024-01-01T00:00:00.000Z", '{"by":1}', None)
-        for version in range(1, count + 1)
-    ]
+
+    def rows(first: int, last: int) -> list[tuple[object, ...]]:
+        return [
+            (
+                "COUNTERS",
+                "counter",
+                version,
+                "INCREMENTED",
+                "2024-01-01T00:00:00.000Z",
+                json.dumps({"by": 1}),
+                None,
+            )
+            for version in range(first, last + 1)
+        ]
+
+    ready = [] if build_rows else rows(1, count)
     elapsed = stopwatch()
     for start in range(0, count, per_transaction):
+        end = min(start + per_transaction, count)
+        batch = rows(start + 1, end) if build_rows else ready[start:end]
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(INSERT, rows[start : start + per_transaction])
+        connection.executemany(INSERT, batch)
         connection.execute("COMMIT")
     seconds = elapsed()
     connection.close()

@@ -582,6 +582,9 @@ class Bench:
             "memory": lambda: castore_push_batches(counter_store(InMemoryEventStorageAdapter()), batches),
             "sqlite": sqlite_round,
             "raw": peer_only(lambda: raw_inserts(self.path("raw-batch"), durable * BATCH, BATCH)),
+            "raw built": peer_only(
+                lambda: raw_inserts(self.path("raw-built"), durable * BATCH, BATCH, build_rows=True)
+            ),
         }
         if eventsourcing_installed():
             variants["es memory"] = peer_only(lambda: es_save(POPO, batches, BATCH))
@@ -607,6 +610,7 @@ class Bench:
             {
                 "es sqlite": ("eventsourcing SQLite: Application.save", None),
                 "raw": (f"raw sqlite3, {BATCH} rows per transaction", 0.6),
+                "raw built": (f"raw sqlite3, {BATCH} rows per transaction, built and JSON-encoded", None),
             },
         )
         return elapsed()

@@ -34,6 +34,11 @@ EXPECTED_ROWS = {
     ("push in batches of 100", "in memory: push_event_group", "eventsourcing POPO: Application.save"),
     ("push in batches of 100", "SQLite: push_event_group", "eventsourcing SQLite: Application.save"),
     ("push in batches of 100", "SQLite: push_event_group", "raw sqlite3, 100 rows per transaction"),
+    (
+        "push in batches of 100",
+        "SQLite: push_event_group",
+        "raw sqlite3, 100 rows per transaction, built and JSON-encoded",
+    ),
     ("rebuild a 1,000-event aggregate", "in memory: get_aggregate", "eventsourcing POPO: repository.get"),
     ("rebuild a 1,000-event aggregate", "SQLite: get_aggregate", "eventsourcing SQLite: repository.get"),
     ("rebuild a 1,000-event aggregate", "SQLite: get_aggregate", "raw sqlite3: select, json.loads, fold"),
