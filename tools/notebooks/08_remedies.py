@@ -347,10 +347,10 @@ assert bytes(simulator.chart.value).startswith(b"\x89PNG")
 # `python -m benchmarks.relay` (figures vary with the machine, the disk above all;
 # `docs/benchmarks.md` has the full table):
 #
-# - the relay moves about 50,000 events/s from an SQLite log on disk to an in-memory bus in
-#   batches of 500, under 3,000 events/s with a durable checkpoint after every event;
-# - pushing one event at a time is bounded by the database commit: about 2,950 pushes/s on
-#   disk, 2,800 through a connected store, 2,800 pushed then relayed;
+# - the relay moves about 45,000 events/s from an SQLite log on disk to an in-memory bus in
+#   batches of 500, under 4,000 events/s with a durable checkpoint after every event;
+# - pushing one event at a time is bounded by the database commit: about 4,500 pushes/s on
+#   disk, 4,300 through a connected store, 4,200 pushed then relayed;
 # - at 100 pushes/s, a relay polling every 50 ms delivers about 25 ms after the push (median);
 #   nudged by `on_event_pushed`, under a millisecond — as fast, in practice, as the connected
 #   store, which publishes inside the push.
