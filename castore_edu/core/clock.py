@@ -20,11 +20,8 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def utc_now() -> str:
-    """The default clock: now, in UTC, in the format of :func:`format_timestamp`.
-
-    A time in UTC prints its offset as ``+00:00``; castore writes ``Z`` instead.
-    """
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The default clock: now, in UTC, formatted by :func:`format_timestamp`."""
+    return format_timestamp(datetime.now(UTC))
 
 
 def stepping_clock(start: str = "2024-01-01T00:00:00.000Z", step_ms: int = 1000) -> Clock:

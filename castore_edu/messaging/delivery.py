@@ -15,10 +15,11 @@ a real broker. So that lost work stays visible, a message that is given up on is
 Consumers run in asyncio tasks of the loop that publishes. A bus starts each handler as an
 *eager task*: its first step runs at once, inside ``publish_message``, and a handler that never
 waits is over before the loop sees it (Python 3.12's ``asyncio.Task(..., eager_start=True)``; on
-Python 3.11, which lacks it, ``_start_eagerly`` takes that first step by hand). The adapter keeps
-a reference to each task until it ends (asyncio itself keeps only weak ones). ``await adapter.wait_idle()`` returns once
-none of them is running or waiting for a retry — handy in tests and notebooks. Nothing here is tied
-to one event loop: an adapter made outside any loop works inside every later ``asyncio.run``.
+Python 3.11, which lacks it, ``_start_eagerly`` takes that first step by hand). The adapter
+keeps a reference to each task until it ends (asyncio itself keeps only weak ones).
+``await adapter.wait_idle()`` returns once none of them is running or waiting for a retry —
+handy in tests and notebooks. Nothing here is tied to one event loop: an adapter made outside
+any loop works inside every later ``asyncio.run``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ there needs more than a sequence (a later notebook, 09, shows the guard).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from castore_edu.core.clock import Clock
@@ -101,16 +101,22 @@ class OrderedLogStorage(EventStorageAdapter, Protocol):
         """The position of the last event in the log; 0 while it is empty."""
 
 
-def innermost_adapter(adapter: Any) -> Any:
-    """The adapter under any wrappers around it.
+def adapter_layers(adapter: Any) -> Iterator[Any]:
+    """``adapter``, then every adapter it wraps, down to the real storage.
 
     A wrapper (the fault injector and the latency simulator of ``castore_edu.testing``) names the
-    adapter it wraps in its ``inner`` attribute; code that needs the real storage (a relay
-    choosing where to keep its checkpoint) follows ``inner`` down to the end.
+    adapter it wraps in its ``inner`` attribute; following ``inner`` to the end finds the storage.
     """
-    while (inner := getattr(adapter, "inner", None)) is not None:
-        adapter = inner
-    return adapter
+    while adapter is not None:
+        yield adapter
+        adapter = getattr(adapter, "inner", None)
+
+
+def innermost_adapter(adapter: Any) -> Any:
+    """The real storage under any wrappers (what a relay asks when it chooses where to keep its
+    checkpoint)."""
+    *_, innermost = adapter_layers(adapter)
+    return innermost
 
 
 LOG_CALLS = ("read_log", "last_position")
@@ -130,8 +136,7 @@ def require_ordered_log(storage: object) -> OrderedLogStorage:
     A wrapper (the fault injector, the latency simulator) passes on the log of the adapter it wraps
     in ``inner``, so every layer down to the real adapter must have one.
     """
-    layer: object = storage
-    while layer is not None:
+    for layer in adapter_layers(storage):
         missing = missing_log_calls(layer)
         if missing:
             wrapped = "" if layer is storage else f", because the adapter it wraps, {layer!r}, has none"
@@ -140,7 +145,6 @@ def require_ordered_log(storage: object) -> OrderedLogStorage:
                 f"{storage!r} keeps no ordered log{wrapped}: it lacks {needed}. "
                 "Only a storage adapter with an ordered log can be followed (see OrderedLogStorage)."
             )
-        layer = getattr(layer, "inner", None)
     if not isinstance(storage, OrderedLogStorage):
         raise TypeError(
             f"{storage!r} is not a storage adapter: it lacks some of the calls of EventStorageAdapter"
