@@ -6,5 +6,6 @@ bench``). They print figures and assert nothing; ``docs/benchmarks.md`` has the 
 - ``core``: push and read on each storage adapter, against raw ``sqlite3``;
 - ``messaging``: the connected store's overhead and the ``prev_aggregate`` scaling;
 - ``relay``: the relay's throughput and lag;
-- ``peers``: the same work done by the ``eventsourcing`` library and raw ``sqlite3``.
+- ``peers``: the same work done by the ``eventsourcing`` library and raw ``sqlite3``;
+- ``floor``: the least a group push and a relay can cost, from the parts the API requires.
 """

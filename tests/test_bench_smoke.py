@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import peers as bench_peers
+from benchmarks import floor as bench_floor, peers as bench_peers
 from benchmarks.peers import QUICK, Results, eventsourcing_installed
 
 # Every (group, workload, peer) the table must have. The eventsourcing rows are there even when
@@ -124,3 +124,21 @@ def test_it_prints_progress_the_table_and_writes_the_plots(
         pytest.skip("matplotlib is not installed: no plots")
     for name in ("benchmarks-prev-aggregate.png", "benchmarks-peers.png"):
         assert (plots / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_floor_command_prints_both_floors(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m benchmarks.floor --quick``: every part is timed, and the best ratio it derives is
+    a fraction (raw sqlite3 alone can only be faster than raw sqlite3 plus the parts)."""
+    best = bench_floor.main(["--quick"])
+    printed = capsys.readouterr().out
+    assert set(best) == {"push_event_group of 100, SQLite", "Relay.catch_up from SQLite"}
+    for workload, ratio in best.items():
+        assert 0 < ratio < 1, (workload, ratio)
+        assert workload in printed
+    for part in (
+        "validate_event (checks + JSON)",
+        "stamped copy (with_timestamp)",
+        "checkpoint commit, per event",
+    ):
+        assert part in printed
+    assert printed.count("best possible ratio to raw sqlite3") == 2
