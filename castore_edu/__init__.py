@@ -37,6 +37,7 @@ from castore_edu.core import (
     LoggedEvent,
     MessageChannelEventStoreNotFoundError,
     PushEventResult,
+    ServerUnavailableError,
     UndefinedEventStorageAdapterError,
     UndefinedMessageChannelAdapterError,
     is_event_already_exists_error,
@@ -97,6 +98,21 @@ from castore_edu.testing.doubles import MockedEventStore, mock_event_store, mute
 
 __version__ = "0.1.0"
 
+# Adapters for real servers need their drivers (an extra: ``pip install -e '.[postgres]'``), so
+# they are imported on first use, not with the package: ``import castore_edu`` needs nothing.
+_SERVER_ADAPTERS = {
+    "PostgresEventStorageAdapter": "castore_edu.storage.postgres",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _SERVER_ADAPTERS:
+        import importlib
+
+        return getattr(importlib.import_module(_SERVER_ADAPTERS[name]), name)
+    raise AttributeError(f"module 'castore_edu' has no attribute {name!r}")
+
+
 __all__ = [
     "AggregateExistsMessage",
     "AggregateExistsMessageBus",
@@ -142,6 +158,7 @@ __all__ = [
     "SQLiteEventStorageAdapter",
     "SQLiteProcessedMessages",
     "ScanInfo",
+    "ServerUnavailableError",
     "StateCarryingMessage",
     "StateCarryingMessageBus",
     "StateCarryingMessageChannel",

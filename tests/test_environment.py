@@ -27,11 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 # What `make setup` installs, and therefore what environment.yml must mirror.
-SETUP_EXTRAS = ("notebooks", "test", "lint")
+SETUP_EXTRAS = ("notebooks", "test", "lint", "postgres", "servers")
 PACKAGE = ROOT / "castore_edu"
 # The rooms of the library proper (tests/test_layout.py orders them); testing/ and course/ are
 # teaching aids that may use the notebook extra (widgets, plots).
 LIBRARY = ("core", "storage", "messaging", "connected", "replay", "reliability")
+# The one exception: an adapter for a real server imports that server's driver (an extra), and
+# nothing else in the library imports that adapter.
+DRIVERS = {"castore_edu/storage/postgres.py": {"psycopg"}}
 
 
 # --- readers -------------------------------------------------------------------------------
@@ -121,9 +124,25 @@ def test_the_library_rooms_import_only_the_standard_library(room: str) -> None:
     outside = {
         f"{path.relative_to(ROOT)}: {name}"
         for path in (PACKAGE / room).rglob("*.py")
-        for name in imported_top_level_modules(path) - allowed
+        for name in imported_top_level_modules(path)
+        - allowed
+        - DRIVERS.get(str(path.relative_to(ROOT)), set())
     }
     assert outside == set()
+
+
+def test_importing_the_package_loads_no_driver() -> None:
+    """``import castore_edu`` (and every name of ``import *``) works without the server extras:
+    the PostgreSQL adapter, and with it psycopg, load only when asked for by name."""
+    code = (
+        "import sys; from castore_edu import *; import castore_edu.storage, castore_edu.reliability; "
+        "print(sorted({'psycopg', 'castore_edu.storage.postgres'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
+    code = "import sys; from castore_edu import PostgresEventStorageAdapter; print('psycopg' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "True"
 
 
 def test_the_standard_library_check_catches_a_third_party_import(tmp_path: Path) -> None:
@@ -137,7 +156,11 @@ def test_every_direct_dependency_is_pinned_the_same_everywhere_and_within_its_ra
     locked = locked_versions()
     for name, req in direct_requirements(*PROJECT["optional-dependencies"]).items():
         assert name in locked, f"{req.name} is not in requirements/constraints.txt: run `make lock`"
-        assert pinned_anywhere[name].marker is None, f"{req.name} must pin one version everywhere"
+        # one version everywhere, or everywhere the requirement applies (a server binary that has
+        # no Windows wheel is required with a marker, and pinned with the same one)
+        assert str(pinned_anywhere[name].marker) == str(req.marker), (
+            f"{req.name} must pin one version everywhere"
+        )
         assert req.specifier.contains(locked[name]), (
             f"{req.name}=={locked[name]} (constraints) is outside {req} (pyproject.toml)"
         )

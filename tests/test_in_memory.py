@@ -25,14 +25,7 @@ class TestInMemoryAdapter(StorageAdapterContract):
 
         return self.opened(SQLiteEventStorageAdapter())
 
-    def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
-        # one adapter (and so one log) per store
-        return [
-            ("POKEMONS", 1, "pikachu", 1),
-            ("POKEMONS", 2, "pikachu", 2),
-            ("POKEMONS", 3, "mew", 1),
-            ("TRAINERS", 1, "ash", 1),
-        ]
+    one_log_for_all_stores = False  # one adapter (and so one log) per store
 
 
 async def test_initial_events_are_stored_in_order() -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import pytest
 from castore_edu import EventAlreadyExistsError, EventDetail, EventStore, SQLiteEventStorageAdapter
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
+from tests.racing_counter import run_racing_counters
 
 pytestmark = pytest.mark.anyio
 
@@ -30,15 +28,6 @@ class TestSQLiteAdapter(StorageAdapterContract):
 
     def make_stranger(self, adapter: Any) -> SQLiteEventStorageAdapter:
         return self.opened(SQLiteEventStorageAdapter(self.path.with_name("other.sqlite")))
-
-    def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
-        # one file, one log for both stores
-        return [
-            ("POKEMONS", 1, "pikachu", 1),
-            ("POKEMONS", 3, "pikachu", 2),
-            ("POKEMONS", 4, "mew", 1),
-            ("TRAINERS", 2, "ash", 1),
-        ]
 
 
 async def test_events_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
@@ -110,53 +99,10 @@ async def test_close_releases_the_connection(tmp_path: Path) -> None:
         await adapter.get_events("a", event_store_id="S")
 
 
-WORKER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from castore_edu import Command, EventDetail, EventStore, SQLiteEventStorageAdapter
-
-    path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    counter = EventStore(event_store_id="COUNTERS", event_types=[],
-                         reducer=lambda aggregate, event: event.version,
-                         event_storage_adapter=SQLiteEventStorageAdapter(path))
-
-    async def increment(_input, stores):
-        [counters] = stores
-        result = await counters.get_aggregate("shared")
-        version = (result.aggregate or 0) + 1
-        await counters.push_event(EventDetail(aggregate_id="shared", version=version,
-                                              type="INCREMENTED", payload={"by": name}))
-
-    command = Command(command_id="INCREMENT", required_event_stores=[counter], handler=increment,
-                      event_already_exists_retries=10_000)
-
-    async def main():
-        for _ in range(count):
-            await command.handler(None, [counter])
-
-    asyncio.run(main())
-    """
-)
-
-
 async def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: Path) -> None:
     """Optimistic concurrency across OS processes: the unique constraint is the referee."""
     path, per_process = tmp_path / "shared.sqlite", 150
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    root = str(Path(__file__).resolve().parents[1])
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(path), name, str(per_process)],
-            env={"PYTHONPATH": root},
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("ash", "misty")
-    ]
-    for worker in workers:
-        _, errors = worker.communicate(timeout=120)
-        assert worker.returncode == 0, errors
+    run_racing_counters("sqlite", str(path), ["ash", "misty"], per_process)
     with SQLiteEventStorageAdapter(path) as adapter:
         events = await adapter.get_events("shared", event_store_id="COUNTERS")
         assert [e.version for e in events] == list(range(1, 2 * per_process + 1))

@@ -90,3 +90,19 @@ class InvalidEventError(ValueError):
     def __init__(self, message: str, *, field: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class ServerUnavailableError(ConnectionError):
+    """An adapter could not talk to its server (PostgreSQL, NATS): it is not running, the address
+    is wrong, or it went away in the middle of a call.
+
+    ``server`` says which server, as the adapter was told to find it (never with a password).
+    A call that fails this way may or may not have reached the server: a write whose answer was
+    lost might have committed. Nothing is retried behind your back; the adapter connects again on
+    its next call, so it works again once the server is back.
+    """
+
+    def __init__(self, *, server: str, reason: str) -> None:
+        self.server = server
+        self.reason = reason
+        super().__init__(f"Cannot reach {server}: {reason}. Is the server running, and is the address right?")

@@ -34,7 +34,7 @@ there needs more than a sequence (a later notebook, 09, shows the guard).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from castore_edu.core.clock import Clock
@@ -203,6 +203,35 @@ def stamp_grouped_for_storage(
     if event.timestamp is None:
         event = with_timestamp(event, timestamp)
     return event, payload, metadata
+
+
+# What a database adapter writes for one event: its event store id, the checked and stamped
+# event, and the JSON text of its payload and metadata.
+StampedRow = tuple[str, EventDetail, str | None, str | None]
+
+
+def stamp_group_for_one_database(
+    grouped_events: Sequence[GroupedEvent],
+    clock: Clock,
+    *,
+    same_database: Callable[[object], bool],
+    database: str,
+) -> list[StampedRow]:
+    """The rows of a group that a database adapter writes in one transaction, after checking that
+    every grouped event belongs to that database (``same_database(adapter)``; ``database`` names
+    it in the error). The events of a group that have no timestamp share one stamp."""
+    store_ids = group_context_ids(grouped_events)
+    for index, grouped in enumerate(grouped_events):
+        if not same_database(grouped.event_storage_adapter):
+            raise ValueError(
+                f"Event group event #{index} is not stored in the same {database} as the first one; "
+                "a group is one transaction in one database"
+            )
+    timestamp = clock()
+    return [
+        (store_id, *stamp_grouped_for_storage(grouped, timestamp))
+        for store_id, grouped in zip(store_ids, grouped_events, strict=True)
+    ]
 
 
 def check_limit(limit: int | None) -> None:

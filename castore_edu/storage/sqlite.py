@@ -34,12 +34,13 @@ from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
+    StampedRow,
     check_log_read,
     check_read,
-    group_context_ids,
     stamp_for_storage,
-    stamp_grouped_for_storage,
+    stamp_group_for_one_database,
 )
+from castore_edu.storage.sql import COLUMNS, select_events
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -69,12 +70,6 @@ ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
     payload = excluded.payload, metadata = excluded.metadata
 """
 )
-
-COLUMNS = "aggregate_id, version, type, timestamp, payload, metadata"
-
-# What is written for one event: its event store id, the checked and stamped event, and the JSON
-# text of its payload and metadata.
-_Row = tuple[str, EventDetail, str | None, str | None]
 
 
 class SQLiteEventStorageAdapter:
@@ -143,18 +138,15 @@ class SQLiteEventStorageAdapter:
         reverse: bool = False,
     ) -> list[EventDetail]:
         check_read(aggregate_id, min_version, max_version, limit)
-        query = f"SELECT {COLUMNS} FROM events WHERE event_store_id = ? AND aggregate_id = ?"
-        parameters: list[object] = [event_store_id, aggregate_id]
-        if min_version is not None:
-            query += " AND version >= ?"
-            parameters.append(min_version)
-        if max_version is not None:
-            query += " AND version <= ?"
-            parameters.append(max_version)
-        query += " ORDER BY version DESC" if reverse else " ORDER BY version"
-        if limit is not None:
-            query += " LIMIT ?"
-            parameters.append(limit)
+        query, parameters = select_events(
+            event_store_id,
+            aggregate_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+            placeholder="?",
+        )
         return [_to_event(row) for row in self.connection.execute(query, parameters)]
 
     async def list_aggregate_ids(
@@ -216,22 +208,17 @@ class SQLiteEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
-        store_ids = group_context_ids(grouped_events)
-        for index, grouped in enumerate(grouped_events):
-            adapter = grouped.event_storage_adapter
-            if not isinstance(adapter, SQLiteEventStorageAdapter) or adapter.database != self.database:
-                raise ValueError(
-                    f"Event group event #{index} is not stored in the same SQLite database as "
-                    f"the first one ({self.path}); a group is one transaction in one database"
-                )
-        timestamp = self.clock()  # events without a timestamp share one
-        rows = [
-            (store_id, *stamp_grouped_for_storage(grouped, timestamp))
-            for store_id, grouped in zip(store_ids, grouped_events, strict=True)
-        ]
+        rows = stamp_group_for_one_database(
+            grouped_events,
+            self.clock,
+            same_database=lambda adapter: (
+                isinstance(adapter, SQLiteEventStorageAdapter) and adapter.database == self.database
+            ),
+            database=f"SQLite database ({self.path})",
+        )
         return self._write_all(rows, force)
 
-    def _write_all(self, rows: list[_Row], force: bool) -> list[EventDetail]:
+    def _write_all(self, rows: list[StampedRow], force: bool) -> list[EventDetail]:
         """Insert checked, stamped events in one transaction and one statement: all, or none.
 
         ``executemany`` runs the INSERT once per row, in order, and stops at the first row the

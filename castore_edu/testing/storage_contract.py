@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Protocol, TypeVar
 
 import pytest
@@ -74,26 +74,47 @@ YEARS = [f"{year}-01-01T00:00:00.000Z" for year in (2021, 2022, 2023, 2024)]
 
 
 class _HasClose(Protocol):
-    def close(self) -> None: ...
+    def close(self) -> object: ...
 
 
 _Closable = TypeVar("_Closable", bound=_HasClose)
 
 
+# The log of the group test of two stores: a database keeps one log for all its stores, so the
+# two stores' events share the positions; in memory, each store's adapter keeps its own log.
+ONE_LOG_FOR_BOTH_STORES = [
+    ("POKEMONS", 1, "pikachu", 1),
+    ("POKEMONS", 3, "pikachu", 2),
+    ("POKEMONS", 4, "mew", 1),
+    ("TRAINERS", 2, "ash", 1),
+]
+ONE_LOG_PER_STORE = [
+    ("POKEMONS", 1, "pikachu", 1),
+    ("POKEMONS", 2, "pikachu", 2),
+    ("POKEMONS", 3, "mew", 1),
+    ("TRAINERS", 1, "ash", 1),
+]
+
+
 class StorageAdapterContract:
     """Subclasses implement ``make_adapter`` and ``make_sibling`` (an adapter that may share an
-    event group with the given one: another in-memory adapter, or the same SQLite file).
+    event group with the given one: another in-memory adapter, or the same database), and say
+    whether one adapter keeps ``one_log_for_all_stores`` (a database does).
 
     An adapter that holds a connection is handed to :meth:`opened` when it is made; the suite
-    closes it when the test ends.
+    closes it when the test ends (``close()`` may be a coroutine, as on a server database).
     """
 
     @pytest.fixture(autouse=True)
-    def _close_opened_adapters(self) -> Iterator[None]:
+    async def _close_opened_adapters(self) -> AsyncIterator[None]:
         self._opened: list[Any] = []
         yield
         for adapter in self._opened:
-            adapter.close()
+            closing = adapter.close()
+            if inspect.isawaitable(closing):
+                await closing
+
+    one_log_for_all_stores = True
 
     def opened(self, adapter: _Closable) -> _Closable:
         """``adapter``, to be closed when the test ends."""
@@ -432,7 +453,8 @@ class StorageAdapterContract:
         assert by_store == self.expected_log_of_two_stores()
 
     def expected_log_of_two_stores(self) -> list[tuple[str, int, str, int]]:
-        raise NotImplementedError
+        """``(event_store_id, position, aggregate_id, version)`` of each event of the two stores."""
+        return ONE_LOG_FOR_BOTH_STORES if self.one_log_for_all_stores else ONE_LOG_PER_STORE
 
     async def test_the_log_reads_after_a_position_with_a_limit(self) -> None:
         adapter = self.make_adapter()
@@ -446,7 +468,7 @@ class StorageAdapterContract:
         with pytest.raises(ValueError, match="after_position"):
             await adapter.read_log(after_position=-1)
 
-    def test_both_log_calls_are_coroutine_functions(self) -> None:
+    async def test_both_log_calls_are_coroutine_functions(self) -> None:
         """So that code written against the protocol awaits them on every adapter alike (a server
         database can only serve the log as a coroutine)."""
         adapter = self.make_adapter()
@@ -454,7 +476,7 @@ class StorageAdapterContract:
         for name in LOG_CALLS:
             assert inspect.iscoroutinefunction(getattr(adapter, name)), f"{name} is not async def"
 
-    def test_a_relay_follows_the_adapter_and_refuses_it_without_its_log(self) -> None:
+    async def test_a_relay_follows_the_adapter_and_refuses_it_without_its_log(self) -> None:
         """The relay's gate: it takes an adapter of this suite, and refuses, by name, the same
         adapter behind a wrapper that forwards only the five event store calls."""
         adapter = self.make_adapter()

@@ -1,0 +1,373 @@
+"""An event storage adapter on PostgreSQL: a server database, for many writers on many machines.
+
+The table is the SQLite adapter's, and so is the rule that makes concurrent writers safe::
+
+    UNIQUE (event_store_id, aggregate_id, version)
+
+Two writers that both append version ``n``, in two processes on two machines, cannot both
+succeed: the server refuses the second row, and we turn that refusal into
+:class:`EventAlreadyExistsError`. Payloads and metadata are stored as ``json`` (not ``jsonb``,
+which would reorder their keys), so what you read back equals what you wrote.
+
+**The ordered log, and the one thing a server database changes.** Every row takes the next
+``position`` from an identity column, and ``read_log`` returns rows after a position, as on
+SQLite. But SQLite lets one writer in at a time; PostgreSQL lets many transactions write at
+once, and a number taken from a sequence is not a commit order. Transaction A takes position 1,
+transaction B takes position 2 and commits first: for a moment the log shows 2 without 1. A relay
+that reads then moves its checkpoint to 2, and when A commits, position 1 is behind the
+checkpoint: skipped for good, and no error anywhere. (Notebook 09 reproduces it.)
+
+This adapter closes the gap the way eventsourcing's PostgreSQL recorder does: every write
+transaction begins with ``LOCK TABLE events IN EXCLUSIVE MODE``. The lock lets readers in (a
+plain ``SELECT`` never waits for it) but only one writer at a time, and it is released only
+after the commit is visible. So a writer takes its positions after every earlier writer has
+committed, positions become visible in order, and a reader can never see position 2 before 1.
+The cost: writers to one database queue up, one commit after another, so a database takes at
+most about one write transaction per commit time (a few milliseconds on a small disk) however
+many writers there are; a group of many events in one transaction pays that price once.
+
+The other well-known guard keeps writers parallel and makes the *reader* careful instead: store
+each row's transaction id (``pg_current_xact_id()``) and read only rows of transactions older
+than the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``). Its log order
+is then the transaction ids' order, not a plain number, which is more than this course's
+``position`` can carry; notebook 09 shows it next to the lock.
+
+**Waking a reader.** Each write transaction also sends ``NOTIFY castore_edu_events``. PostgreSQL
+delivers a notification only once the transaction has committed, and only to connections that
+are listening at that moment: it is a wake-up, not a delivery. :meth:`commits` listens, and a
+relay nudged by it reads the log at once instead of at its next poll; whatever a listener misses
+(it was disconnected), the log still has.
+
+**Connections.** The adapter connects on first use, with psycopg 3's async API, one connection
+per adapter; calls from concurrent tasks take turns on it. It reconnects when used from a new
+event loop (a notebook's kernel, a later ``asyncio.run``) and after the server went away: a call
+that fails raises :class:`ServerUnavailableError`, and the next one connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import psycopg
+import psycopg.conninfo
+
+from castore_edu.core.clock import Clock, utc_now
+from castore_edu.core.errors import EventAlreadyExistsError, ServerUnavailableError
+from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
+from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
+from castore_edu.storage.protocol import (
+    StampedRow,
+    check_log_read,
+    check_read,
+    stamp_for_storage,
+    stamp_group_for_one_database,
+)
+from castore_edu.storage.sql import COLUMNS, select_events
+
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        position       BIGINT  PRIMARY KEY,  -- 1, 2, 3... in commit order (see INSERT)
+        event_store_id TEXT    NOT NULL,
+        aggregate_id   TEXT    NOT NULL,
+        version        INTEGER NOT NULL,
+        type           TEXT    NOT NULL,
+        timestamp      TEXT    NOT NULL,
+        payload        JSON,
+        metadata       JSON,
+        UNIQUE (event_store_id, aggregate_id, version)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS relay_checkpoints (
+        relay_name TEXT   PRIMARY KEY,
+        position   BIGINT NOT NULL
+    )
+    """,
+)
+
+# The next position is the last one plus one. That is only safe because writers hold the table's
+# lock (see _write_all): no other transaction can take the same number or commit a lower one later.
+# So, as on SQLite, positions have no gaps and follow commit order.
+INSERT = """
+INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
+VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json)
+"""
+
+# Without force, a taken version inserts nothing and returns no row: that is how we learn which
+# event of a group conflicts. With force, the event is overwritten in place (same log position).
+INSERT_NEW = INSERT + "ON CONFLICT DO NOTHING RETURNING position"
+UPSERT = (
+    INSERT
+    + """
+ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
+    type = excluded.type, timestamp = excluded.timestamp,
+    payload = excluded.payload, metadata = excluded.metadata
+RETURNING position
+"""
+)
+
+NOTIFY_CHANNEL = "castore_edu_events"
+# Any fixed number: the advisory lock that lets one process at a time create the tables.
+SCHEMA_LOCK = 7_210_245
+
+
+def describe_server(conninfo: str) -> str:
+    """``PostgreSQL at host:port, database name``: where ``conninfo`` points, without secrets."""
+    settings = psycopg.conninfo.conninfo_to_dict(conninfo)
+    host = settings.get("host") or settings.get("hostaddr") or "localhost"
+    port = settings.get("port") or 5432
+    return f"PostgreSQL at {host}:{port}, database {settings.get('dbname') or settings.get('user') or '?'}"
+
+
+class PostgresEventStorageAdapter:
+    """Events in a PostgreSQL database, given by a libpq connection string (``conninfo``), for
+    example ``"postgresql://user@127.0.0.1:5432/pokedex"``.
+
+    One database holds any number of event stores. Use it as an async context manager, or
+    ``await adapter.close()``, to release its connection.
+    """
+
+    kind = "PostgresEventStorageAdapter"
+
+    def __init__(self, conninfo: str, *, clock: Clock = utc_now) -> None:
+        try:
+            self.server = describe_server(conninfo)
+        except psycopg.ProgrammingError as error:
+            raise ValueError(f"not a PostgreSQL connection string: {conninfo!r} ({error})") from None
+        self.conninfo = conninfo
+        self.clock = clock
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turns = asyncio.Lock()
+        self._tables_ready = False
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStorageAdapter({self.server})"
+
+    # -- connecting ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The connection, for one call at a time; connected (again) when needed."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A connection and a lock belong to the loop they were made in; that loop may be
+            # gone (a finished asyncio.run), so the old connection is dropped, not awaited.
+            self._forget_connection()
+            self._loop, self._turns = loop, asyncio.Lock()
+        async with self._turns:
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = await self._connect()
+                yield self._connection
+            except psycopg.OperationalError as error:
+                self._forget_connection()
+                raise ServerUnavailableError(server=self.server, reason=first_line(error)) from error
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        # autocommit: a read is one statement; writes open their transaction explicitly.
+        connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=10)
+        if not self._tables_ready:
+            # Several processes may open a fresh database at once, and two concurrent
+            # CREATE TABLE IF NOT EXISTS can still collide: one creator at a time.
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                for statement in SCHEMA:
+                    await connection.execute(statement)
+            self._tables_ready = True
+        return connection
+
+    def _forget_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.closed:
+            connection.pgconn.finish()  # closes the socket without the event loop
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if self._loop is asyncio.get_running_loop():
+                await connection.close()
+            else:
+                connection.pgconn.finish()
+
+    async def __aenter__(self) -> PostgresEventStorageAdapter:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _rows(self, query: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
+        async with self._session() as connection:
+            cursor = await connection.execute(query, parameters)
+            return await cursor.fetchall()
+
+    async def get_events(
+        self,
+        aggregate_id: str,
+        *,
+        event_store_id: str,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[EventDetail]:
+        check_read(aggregate_id, min_version, max_version, limit)
+        query, parameters = select_events(
+            event_store_id,
+            aggregate_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+            placeholder="%s",
+        )
+        return [_to_event(row) for row in await self._rows(query, parameters)]
+
+    async def list_aggregate_ids(
+        self,
+        *,
+        event_store_id: str,
+        limit: int | None = None,
+        page_token: str | None = None,
+        initial_event_after: str | None = None,
+        initial_event_before: str | None = None,
+        reverse: bool | None = None,
+    ) -> AggregateIdsPage:
+        options = resolve_options(
+            self.kind,
+            limit=limit,
+            page_token=page_token,
+            initial_event_after=initial_event_after,
+            initial_event_before=initial_event_before,
+            reverse=reverse,
+        )
+        # Each aggregate's first event (lowest version); its position says when it was created.
+        rows = await self._rows(
+            """
+            SELECT DISTINCT ON (aggregate_id) timestamp, position, aggregate_id FROM events
+            WHERE event_store_id = %s ORDER BY aggregate_id, version
+            """,
+            (event_store_id,),
+        )
+        return paginate(self.kind, [ListedAggregate(*row) for row in rows], options)
+
+    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
+        """Every event of every event store in this database, after a position, in log order
+        (which, thanks to the writers' lock, is commit order: see the module docstring)."""
+        check_log_read(after_position, limit)
+        rows = await self._rows(
+            f"SELECT position, event_store_id, {COLUMNS} FROM events"
+            " WHERE position > %s ORDER BY position LIMIT %s",
+            (after_position, limit),
+        )
+        return [LoggedEvent(row[0], row[1], _to_event(row[2:])) for row in rows]
+
+    async def last_position(self) -> int:
+        [(position,)] = await self._rows("SELECT COALESCE(MAX(position), 0) FROM events", ())
+        return int(position)
+
+    async def commits(self) -> AsyncIterator[None]:
+        """Yield once after each committed write to this database, by anyone, for as long as
+        you iterate: ``async for _ in adapter.commits(): relay.nudge()``.
+
+        A wake-up, not a delivery: notifications sent while nobody listens are gone, and several
+        may arrive as one. Read the log to know what is new. Uses a connection of its own.
+        """
+        try:
+            connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        except psycopg.OperationalError as error:
+            raise ServerUnavailableError(server=self.server, reason=first_line(error)) from error
+        try:
+            await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            async for _ in connection.notifies():
+                yield None
+        except psycopg.OperationalError as error:
+            raise ServerUnavailableError(server=self.server, reason=first_line(error)) from error
+        finally:
+            await connection.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def push_event(
+        self, event: EventDetail, *, event_store_id: str, force: bool = False
+    ) -> EventDetail:
+        stamped, payload, metadata = stamp_for_storage(event, self.clock)
+        return (await self._write_all([(event_store_id, stamped, payload, metadata)], force))[0]
+
+    def group_event(self, event: EventDetail) -> GroupedEvent:
+        return GroupedEvent(event=event, event_storage_adapter=self)
+
+    async def push_event_group(
+        self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
+    ) -> list[EventDetail]:
+        """All events in one transaction: a conflict anywhere rolls every one of them back."""
+        rows = stamp_group_for_one_database(
+            grouped_events,
+            self.clock,
+            same_database=lambda adapter: (
+                isinstance(adapter, PostgresEventStorageAdapter) and adapter.conninfo == self.conninfo
+            ),
+            database=f"PostgreSQL database ({self.server})",
+        )
+        return await self._write_all(rows, force)
+
+    async def _write_all(self, rows: list[StampedRow], force: bool) -> list[EventDetail]:
+        """Insert checked, stamped events in one transaction: all, or none.
+
+        Each row's INSERT returns its position, or nothing when its version is taken; the first
+        row that returned nothing is the conflict, and raising inside the transaction block
+        rolls everything back.
+        """
+        parameters = [
+            (
+                event_store_id,
+                event.aggregate_id,
+                event.version,
+                event.type,
+                event.timestamp,
+                payload,
+                metadata,
+            )
+            for event_store_id, event, payload, metadata in rows
+        ]
+        async with self._session() as connection, connection.transaction():
+            # One writer at a time, so that positions become visible in order (module docstring).
+            await connection.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            async with connection.cursor() as cursor:
+                await cursor.executemany(UPSERT if force else INSERT_NEW, parameters, returning=True)
+                for event_store_id, event, _, _ in rows:
+                    if await cursor.fetchone() is None:
+                        raise EventAlreadyExistsError(
+                            event_store_id=event_store_id,
+                            aggregate_id=event.aggregate_id,
+                            version=event.version,
+                        )
+                    cursor.nextset()
+            await connection.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # delivered at commit
+        return [event for _, event, _, _ in rows]
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _to_event(row: Sequence[Any]) -> EventDetail:
+    aggregate_id, version, type_, timestamp, payload, metadata = row
+    # psycopg decodes json columns itself (with json.loads).
+    return EventDetail(
+        aggregate_id=aggregate_id,
+        version=version,
+        type=type_,
+        timestamp=timestamp,
+        payload=payload,
+        metadata=metadata,
+    )
