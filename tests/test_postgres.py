@@ -24,7 +24,7 @@ from castore_edu import (
     ServerUnavailableError,
 )
 from castore_edu.core.clock import Clock, utc_now
-from castore_edu.reliability.relay import Relay
+from castore_edu.reliability.relay import PostgresCheckpointStore, Relay
 from castore_edu.storage.postgres import INSERT_NEW, PostgresEventStorageAdapter
 from castore_edu.testing.servers import PostgresServer, free_port
 from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
@@ -269,3 +269,33 @@ async def test_commits_names_a_server_it_cannot_reach() -> None:
     with pytest.raises(ServerUnavailableError, match=r"Cannot reach PostgreSQL at 127\.0\.0\.1"):
         async for _ in adapter.commits():
             pass
+
+
+async def test_a_relay_keeps_its_checkpoint_in_the_database_and_a_new_process_continues(
+    postgres_conninfo: str,
+) -> None:
+    """The relay's checkpoint lives in ``relay_checkpoints`` beside the events: a relay on a new
+    adapter (as in a new process, on any machine) starts where the old one stopped."""
+    published: list[int] = []
+
+    async def handler(message: Any, context: Any) -> None:
+        published.append(message.event.version)
+
+    def relay_on(adapter: PostgresEventStorageAdapter) -> Relay:
+        bus = NotificationMessageBus(message_bus_id="bus", source_event_stores=[store("POKEMONS", adapter)])
+        InMemoryMessageBusAdapter.attach_to(bus).on({}, handler)
+        return Relay(adapter, {"POKEMONS": bus}, batch_size=2)
+
+    async with PostgresEventStorageAdapter(postgres_conninfo) as adapter:
+        for version in (1, 2, 3):
+            await store("POKEMONS", adapter).push_event(event(version=version))
+        relay = relay_on(adapter)
+        assert isinstance(relay.checkpoints, PostgresCheckpointStore)
+        assert await relay.step() == 2 and await relay.checkpoint() == 2
+    assert rows(postgres_conninfo, "SELECT relay_name, position FROM relay_checkpoints") == [("relay", 2)]
+    async with PostgresEventStorageAdapter(postgres_conninfo) as adapter:
+        await store("POKEMONS", adapter).push_event(event(version=4))
+        relay = relay_on(adapter)
+        assert (await relay.checkpoint(), await relay.lag()) == (2, 2)
+        assert await relay.catch_up() == 2
+    assert published == [1, 2, 3, 4]  # each once, in order

@@ -96,9 +96,9 @@ async def test_step_publishes_a_batch_in_log_order_and_moves_the_checkpoint() ->
     await push_all(store, events)
     bus, published = recording_bus(store)
     relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=5)
-    assert (relay.position, await relay.lag()) == (0, 12)
+    assert (await relay.checkpoint(), await relay.lag()) == (0, 12)
     assert await relay.step() == 5
-    assert (relay.position, await relay.lag()) == (5, 7)
+    assert (await relay.checkpoint(), await relay.lag()) == (5, 7)
     assert await relay.catch_up() == 7
     assert await relay.step() == 0
     stored = [entry.event for entry in await store.event_storage_adapter.read_log()]
@@ -143,10 +143,10 @@ async def test_a_failed_publish_keeps_the_checkpoint_before_it_and_is_retried() 
     relay = Relay(store.event_storage_adapter, {"POKEMONS": bus}, batch_size=10)
     with pytest.raises(InjectedFault):
         await relay.step()
-    assert relay.position == 2 and relay.failures == 1
+    assert await relay.checkpoint() == 2 and relay.failures == 1
     with pytest.raises(InjectedFault):
         await relay.step()
-    assert relay.position == 2
+    assert await relay.checkpoint() == 2
     assert await relay.step() == 10
     await relay.catch_up()
     assert keys(published) == [(e.aggregate_id, e.version) for e in events]
@@ -167,7 +167,7 @@ async def test_catch_up_gives_up_after_max_failures_in_a_row() -> None:
     relay = Relay(store.event_storage_adapter, {"POKEMONS": bus})
     with pytest.raises(InjectedFault):
         await relay.catch_up(max_failures=3)
-    assert relay.failures == 4 and relay.position == 0
+    assert relay.failures == 4 and await relay.checkpoint() == 0
 
 
 async def test_a_crash_saves_nothing_and_the_next_relay_repeats_the_batch() -> None:
@@ -177,7 +177,7 @@ async def test_a_crash_saves_nothing_and_the_next_relay_repeats_the_batch() -> N
     checkpoints = InMemoryCheckpointStore()
     with pytest.raises(SimulatedCrash):
         await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).step()
-    assert checkpoints.load("relay") == 0
+    assert await checkpoints.load("relay") == 0
     await Relay(store.event_storage_adapter, {"POKEMONS": bus}, checkpoints=checkpoints).catch_up()
     assert [version for _, version in keys(published)] == [1, 2, 1, 2, 3, 4]
 
@@ -191,7 +191,7 @@ async def test_events_of_stores_without_a_route_are_passed_over() -> None:
         bus, published = recording_bus(pokemons)
         relay = Relay(adapter, {"POKEMONS": bus})
         assert await relay.step() == 3
-        assert relay.position == 3 and keys(published) == [("pikachu", 1), ("pikachu", 2)]
+        assert await relay.checkpoint() == 3 and keys(published) == [("pikachu", 1), ("pikachu", 2)]
 
 
 def test_routes_are_checked_when_the_relay_is_built() -> None:
@@ -260,7 +260,7 @@ async def test_lag_and_wait_until_published_await_the_end_of_the_log() -> None:
         await relay.wait_until_published()
     finally:
         await relay.stop()
-    assert (relay.position, await relay.lag()) == (3, 0)
+    assert (await relay.checkpoint(), await relay.lag()) == (3, 0)
     assert keys(published) == [("pokemon0", 1), ("pokemon0", 2), ("pokemon0", 3)]
 
 
@@ -275,10 +275,10 @@ async def test_sqlite_checkpoints_live_in_the_events_database_and_survive_a_rest
         with SQLiteEventStorageAdapter(path) as adapter:
             bus, published = recording_bus(store_on(adapter))
             relay = Relay(adapter, {"POKEMONS": bus}, name="news")
-            assert relay.position == 5
+            assert await relay.checkpoint() == 5
             await relay.catch_up()
             other = Relay(adapter, {"POKEMONS": bus}, name="audit")  # a relay of its own
-            assert other.position == 0
+            assert await other.checkpoint() == 0
             return keys(published)
 
     with SQLiteEventStorageAdapter(path) as adapter:
@@ -355,7 +355,7 @@ async def test_cancelling_the_relay_task_at_every_step_loses_nothing(tmp_path: P
             relay.start()
             for _ in range(k):
                 await asyncio.sleep(0)
-            finished = relay.position == len(events)
+            finished = await relay.checkpoint() == len(events)
             await relay.stop()
             await consumer.adapter.wait_idle()
         with SQLiteEventStorageAdapter(path) as adapter:
@@ -394,9 +394,9 @@ async def test_a_chain_of_relays_each_killed_after_its_first_checkpoint_delivers
             relay = Relay(adapter, {"POKEMONS": consumer.bus}, batch_size=3, poll_interval=3600)
             if await relay.lag() == 0:
                 break
-            start = relay.position
+            start = await relay.checkpoint()
             relay.start()
-            while relay.position == start:
+            while await relay.checkpoint() == start:
                 await asyncio.sleep(0)
             delivered = len(consumer.deliveries)
             while await relay.lag() and len(consumer.deliveries) == delivered:
@@ -460,7 +460,7 @@ async def test_a_crashed_relay_task_reports_the_crash_when_stopped() -> None:
         await relay.wait_until_published()
     with pytest.raises(SimulatedCrash):
         await relay.stop()
-    assert relay.position == 1
+    assert await relay.checkpoint() == 1
 
 
 def test_a_relay_made_outside_a_loop_runs_in_later_loops() -> None:

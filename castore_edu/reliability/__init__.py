@@ -12,12 +12,18 @@ from castore_edu.reliability.idempotency import (
     idempotent,
     message_key,
 )
-from castore_edu.reliability.relay import InMemoryCheckpointStore, Relay, SQLiteCheckpointStore
+from castore_edu.reliability.relay import (
+    InMemoryCheckpointStore,
+    PostgresCheckpointStore,
+    Relay,
+    SQLiteCheckpointStore,
+)
 
 __all__ = [
     "IdempotentHandler",
     "InMemoryCheckpointStore",
     "InMemoryProcessedMessages",
+    "PostgresCheckpointStore",
     "Relay",
     "SQLiteCheckpointStore",
     "SQLiteProcessedMessages",

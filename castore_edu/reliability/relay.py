@@ -28,11 +28,12 @@ later at a position the relay has already passed. That holds for SQLite and memo
 lets one writer in at a time, and memory appends to a list). On a server database many
 transactions write at once, and one that took a lower position can commit *after* one that took
 a higher position: a relay that had already passed the higher one would skip the lower one for
-good. A relay there needs a guard, which a later notebook (09) shows.
+good. The PostgreSQL adapter guards its log against that (its writers take turns; see
+``storage/postgres.py`` and notebook 09), so the relay follows it as it follows SQLite.
 
-Checkpoints live where the events live: for an SQLite adapter in the table ``relay_checkpoints``
-of the same database (keyed by the relay's name), so a relay started after a restart continues
-where the old one stopped. For the in-memory adapter, an :class:`InMemoryCheckpointStore` plays
+Checkpoints live where the events live: for an SQLite or PostgreSQL adapter in the table
+``relay_checkpoints`` of the same database (keyed by the relay's name), so a relay started after
+a restart continues where the old one stopped. For the in-memory adapter, an :class:`InMemoryCheckpointStore` plays
 that part: keep the object to "survive" a simulated restart.
 
 A forced overwrite (``push_event(..., force=True)`` on an existing version) changes an event in
@@ -49,7 +50,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from castore_edu.core.events import LoggedEvent
 from castore_edu.messaging.channels import (
@@ -61,15 +62,21 @@ from castore_edu.messaging.messages import NotificationMessage, StateCarryingMes
 from castore_edu.storage.protocol import EventStorageAdapter, innermost_adapter, require_ordered_log
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
+if TYPE_CHECKING:  # a type only: importing it would import its driver
+    from castore_edu.storage.postgres import PostgresEventStorageAdapter
+
 logger = logging.getLogger("castore_edu")
 
 
 class CheckpointStore(Protocol):
-    """Where a relay remembers the last log position it has published, by relay name."""
+    """Where a relay remembers the last log position it has published, by relay name.
 
-    def load(self, relay_name: str) -> int: ...
+    Both calls are coroutines: a checkpoint kept on a server database is a query away.
+    """
 
-    def save(self, relay_name: str, position: int) -> None: ...
+    async def load(self, relay_name: str) -> int: ...
+
+    async def save(self, relay_name: str, position: int) -> None: ...
 
 
 class InMemoryCheckpointStore:
@@ -78,10 +85,10 @@ class InMemoryCheckpointStore:
     def __init__(self) -> None:
         self.positions: dict[str, int] = {}
 
-    def load(self, relay_name: str) -> int:
+    async def load(self, relay_name: str) -> int:
         return self.positions.get(relay_name, 0)
 
-    def save(self, relay_name: str, position: int) -> None:
+    async def save(self, relay_name: str, position: int) -> None:
         self.positions[relay_name] = position
 
 
@@ -103,25 +110,48 @@ class SQLiteCheckpointStore:
         self.connection = adapter.connection
         self.connection.execute(self.SCHEMA)
 
-    def load(self, relay_name: str) -> int:
-        row = self.connection.execute(
-            "SELECT position FROM relay_checkpoints WHERE relay_name = ?", (relay_name,)
-        ).fetchone()
-        return 0 if row is None else row[0]
+    async def load(self, relay_name: str) -> int:
+        row = self.connection.execute(LOAD_CHECKPOINT.replace("%s", "?"), (relay_name,)).fetchone()
+        return 0 if row is None else int(row[0])
 
-    def save(self, relay_name: str, position: int) -> None:
-        self.connection.execute(
-            "INSERT INTO relay_checkpoints (relay_name, position) VALUES (?, ?)"
-            " ON CONFLICT (relay_name) DO UPDATE SET position = excluded.position",
-            (relay_name, position),
-        )
+    async def save(self, relay_name: str, position: int) -> None:
+        self.connection.execute(SAVE_CHECKPOINT.replace("%s", "?"), (relay_name, position))
+
+
+class PostgresCheckpointStore:
+    """Checkpoints in the ``relay_checkpoints`` table of the events' own PostgreSQL database
+    (the adapter creates it with its own tables), through the adapter's connection.
+
+    Like the SQLite one, each ``save`` commits on its own: a relay process started anywhere
+    after a crash continues from the last position saved.
+    """
+
+    def __init__(self, adapter: PostgresEventStorageAdapter) -> None:
+        self.adapter = adapter
+
+    async def load(self, relay_name: str) -> int:
+        rows = await self.adapter.fetch(LOAD_CHECKPOINT, (relay_name,))
+        return 0 if not rows else int(rows[0][0])
+
+    async def save(self, relay_name: str, position: int) -> None:
+        await self.adapter.fetch(SAVE_CHECKPOINT, (relay_name, position))
+
+
+# The same statements on both databases, up to the placeholder (``?`` on SQLite).
+LOAD_CHECKPOINT = "SELECT position FROM relay_checkpoints WHERE relay_name = %s"
+SAVE_CHECKPOINT = (
+    "INSERT INTO relay_checkpoints (relay_name, position) VALUES (%s, %s)"
+    " ON CONFLICT (relay_name) DO UPDATE SET position = excluded.position"
+)
 
 
 def default_checkpoints(storage: Any) -> CheckpointStore:
-    """The SQLite table for an SQLite adapter, else a fresh in-memory store."""
+    """The events' own database for an SQLite or PostgreSQL adapter, else a fresh in-memory store."""
     real = innermost_adapter(storage)
     if isinstance(real, SQLiteEventStorageAdapter):
         return SQLiteCheckpointStore(real)
+    if getattr(real, "kind", None) == "PostgresEventStorageAdapter":  # no import of its driver here
+        return PostgresCheckpointStore(real)
     return InMemoryCheckpointStore()
 
 
@@ -137,7 +167,7 @@ class Relay:
     ``await relay.stop()``; the task reads the log again ``poll_interval`` seconds after it caught
     up, or as soon as :meth:`nudge` is called (plug :meth:`on_event_pushed` into an event store to
     nudge it on every push). After a failed publish it waits ``retry_delay`` seconds (or a nudge).
-    Where it stands: :attr:`position` (its checkpoint) and ``await relay.lag()``.
+    Where it stands: ``await relay.checkpoint()`` and ``await relay.lag()``.
     """
 
     def __init__(
@@ -186,18 +216,17 @@ class Relay:
 
     # -- where it stands -------------------------------------------------------------------
 
-    @property
-    def position(self) -> int:
-        """The checkpoint: every event up to this log position has been published."""
-        return self.checkpoints.load(self.name)
+    async def checkpoint(self) -> int:
+        """The checkpoint, as saved: every event up to this log position has been published.
+
+        Read from the checkpoint store each time (``await relay.checkpoint()``), so it is also
+        right for a relay that has not stepped yet and continues where an earlier one stopped.
+        """
+        return await self.checkpoints.load(self.name)
 
     async def lag(self) -> int:
-        """Events stored but not yet published (as far as the checkpoint knows): ``await relay.lag()``.
-
-        A coroutine, unlike :attr:`position`: the checkpoint is the relay's own, but the end of the
-        log is the storage's, and asking a database for it is a query like any other.
-        """
-        return await self.storage.last_position() - self.position
+        """Events stored but not yet published (as far as the checkpoint knows): ``await relay.lag()``."""
+        return await self.storage.last_position() - await self.checkpoint()
 
     # -- step by step ----------------------------------------------------------------------
 
@@ -209,7 +238,7 @@ class Relay:
         ``BaseException`` (a cancelled task, a :class:`~castore_edu.testing.faults.SimulatedCrash`) saves
         nothing, as a real crash could not: the next relay repeats the batch.
         """
-        start = self.checkpoints.load(self.name)
+        start = await self.checkpoint()
         entries = await self.storage.read_log(after_position=start, limit=self.batch_size)
         done = start
         try:
@@ -219,9 +248,9 @@ class Relay:
         except Exception as error:
             self.failures += 1
             self.last_error = error
-            self._save(start, done)
+            await self._save(start, done)
             raise
-        self._save(start, done)
+        await self._save(start, done)
         return len(entries)
 
     async def catch_up(self, *, max_failures: int = 10) -> int:
@@ -245,9 +274,9 @@ class Relay:
             if count < self.batch_size:
                 return covered
 
-    def _save(self, start: int, done: int) -> None:
+    async def _save(self, start: int, done: int) -> None:
         if done > start:
-            self.checkpoints.save(self.name, done)
+            await self.checkpoints.save(self.name, done)
             for waiter in self._waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -364,7 +393,7 @@ class Relay:
         the log now)."""
         target = await self.storage.last_position() if position is None else position
         self.nudge()
-        while self.position < target:
+        while await self.checkpoint() < target:
             task = self._task
             if task is None or task.done():
                 raise RuntimeError(f"relay {self.name!r} is not running")

@@ -205,10 +205,14 @@ class PostgresEventStorageAdapter:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _rows(self, query: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
+    async def fetch(self, query: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on this adapter's connection (autocommit) and return its rows.
+
+        For the tables that live beside the events (the relay's checkpoints); the events
+        themselves are written only through the adapter's calls."""
         async with self._session() as connection:
             cursor = await connection.execute(query, parameters)
-            return await cursor.fetchall()
+            return await cursor.fetchall() if cursor.description is not None else []
 
     async def get_events(
         self,
@@ -230,7 +234,7 @@ class PostgresEventStorageAdapter:
             reverse=reverse,
             placeholder="%s",
         )
-        return [_to_event(row) for row in await self._rows(query, parameters)]
+        return [_to_event(row) for row in await self.fetch(query, parameters)]
 
     async def list_aggregate_ids(
         self,
@@ -251,7 +255,7 @@ class PostgresEventStorageAdapter:
             reverse=reverse,
         )
         # Each aggregate's first event (lowest version); its position says when it was created.
-        rows = await self._rows(
+        rows = await self.fetch(
             """
             SELECT DISTINCT ON (aggregate_id) timestamp, position, aggregate_id FROM events
             WHERE event_store_id = %s ORDER BY aggregate_id, version
@@ -264,7 +268,7 @@ class PostgresEventStorageAdapter:
         """Every event of every event store in this database, after a position, in log order
         (which, thanks to the writers' lock, is commit order: see the module docstring)."""
         check_log_read(after_position, limit)
-        rows = await self._rows(
+        rows = await self.fetch(
             f"SELECT position, event_store_id, {COLUMNS} FROM events"
             " WHERE position > %s ORDER BY position LIMIT %s",
             (after_position, limit),
@@ -272,7 +276,7 @@ class PostgresEventStorageAdapter:
         return [LoggedEvent(row[0], row[1], _to_event(row[2:])) for row in rows]
 
     async def last_position(self) -> int:
-        [(position,)] = await self._rows("SELECT COALESCE(MAX(position), 0) FROM events", ())
+        [(position,)] = await self.fetch("SELECT COALESCE(MAX(position), 0) FROM events", ())
         return int(position)
 
     async def commits(self) -> AsyncIterator[None]:

@@ -85,8 +85,8 @@ await check_idempotent_counter(LevelUpCounter)
 #
 # <details><summary><b>Hint</b> (click to unfold)</summary>
 #
-# `checkpoints.load(name)` and `checkpoints.save(name, position)` read and write a checkpoint (0
-# before the first save). `await storage.read_log(after_position=...)` returns `LoggedEvent`s, each
+# `await checkpoints.load(name)` and `await checkpoints.save(name, position)` read and write a
+# checkpoint (0 before the first save; both are coroutines, as a checkpoint on a server is a query away). `await storage.read_log(after_position=...)` returns `LoggedEvent`s, each
 # with its `position`, `event_store_id` and `event` (the log is read with `await`, like every call
 # to storage). *When* you save decides what a failure costs.
 # </details>
@@ -102,9 +102,9 @@ async def relay_step(storage, channel, checkpoints: InMemoryCheckpointStore, nam
     """Publish the log's events after relay `name`'s checkpoint, in order; return how many."""
     ### BEGIN SOLUTION (hint: load the checkpoint, read the log after it, publish each entry, save as you go)
     published = 0
-    for entry in await storage.read_log(after_position=checkpoints.load(name)):
+    for entry in await storage.read_log(after_position=await checkpoints.load(name)):
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
-        checkpoints.save(name, entry.position)  # only now: a failed publish is retried next step
+        await checkpoints.save(name, entry.position)  # only now: a failed publish is retried next step
         published += 1
     return published
     ### END SOLUTION

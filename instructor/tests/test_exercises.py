@@ -514,45 +514,45 @@ async def relay_from_the_start(storage: Any, channel: Any, checkpoints: Any, nam
     entries = await storage.read_log()
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
-        checkpoints.save(name, entry.position)
+        await checkpoints.save(name, entry.position)
     return len(entries)
 
 
 async def relay_saving_first(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = await storage.read_log(after_position=checkpoints.load(name))
-    checkpoints.save(name, await storage.last_position())
+    entries = await storage.read_log(after_position=await checkpoints.load(name))
+    await checkpoints.save(name, await storage.last_position())
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     return len(entries)
 
 
 async def relay_saving_at_the_end(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
-    entries = await storage.read_log(after_position=checkpoints.load(name))
+    entries = await storage.read_log(after_position=await checkpoints.load(name))
     for entry in entries:
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
     if entries:
-        checkpoints.save(name, entries[-1].position)
+        await checkpoints.save(name, entries[-1].position)
     return len(entries)
 
 
 async def relay_stopping_quietly(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in await storage.read_log(after_position=checkpoints.load(name)):
+    for entry in await storage.read_log(after_position=await checkpoints.load(name)):
         try:
             await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
         except Exception:
             break
-        checkpoints.save(name, entry.position)
+        await checkpoints.save(name, entry.position)
         published += 1
     return published
 
 
 async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in await storage.read_log(after_position=checkpoints.load("relay")):
+    for entry in await storage.read_log(after_position=await checkpoints.load("relay")):
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
-        checkpoints.save("relay", entry.position)
-        checkpoints.save(name, entry.position)
+        await checkpoints.save("relay", entry.position)
+        await checkpoints.save(name, entry.position)
         published += 1
     return published
 
@@ -643,9 +643,9 @@ async def test_the_check_fails_on_a_plausible_wrong_answer(
 
 async def relay_forgetting_await(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
     published = 0
-    for entry in storage.read_log(after_position=checkpoints.load(name)):  # no await: a coroutine
+    for entry in storage.read_log(after_position=await checkpoints.load(name)):  # no await: a coroutine
         await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
-        checkpoints.save(name, entry.position)
+        await checkpoints.save(name, entry.position)
         published += 1
     return published
 

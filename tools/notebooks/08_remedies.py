@@ -79,8 +79,8 @@ FaultyChannelAdapter.wrap(news, FaultSchedule.on_calls(1))
 relay = Relay(pokemons.event_storage_adapter, {"POKEMONS": news}, name="pokemon-news")
 
 await pokemons.push_event(pokemon_leveled_up("pikachu", version=5))  # succeeds: nothing else to do
-print(f"checkpoint {relay.position}, lag {await relay.lag()} events")
-assert (relay.position, await relay.lag()) == (0, 6)  # stored, not published yet
+print(f"checkpoint {await relay.checkpoint()}, lag {await relay.lag()} events")
+assert (await relay.checkpoint(), await relay.lag()) == (0, 6)  # stored, not published yet
 
 # %% tags=["raises-exception"]
 await relay.step()
@@ -93,12 +93,12 @@ await relay.step()
 import sys
 
 assert isinstance(sys.last_value, InjectedFault)
-assert relay.position == 0 and relay.failures == 1
+assert await relay.checkpoint() == 0 and relay.failures == 1
 assert await relay.step() == 6  # the whole log, in one batch
 await news.message_channel_adapter.wait_idle()
 print("published:", [(m.event.aggregate_id, m.event.version) for m in news_inbox])
 assert [m.event for m in news_inbox] == [entry.event for entry in await relay.storage.read_log()]
-assert relay.position == 6 and await relay.lag() == 0
+assert await relay.checkpoint() == 6 and await relay.lag() == 0
 
 # %% [markdown]
 # ### As a task, woken by the store
@@ -120,8 +120,8 @@ pokemons.on_event_pushed = None
 
 await news.message_channel_adapter.wait_idle()
 assert [m.event.version for m in news_inbox[-2:]] == [6, 7]
-assert not relay.running and relay.position == 8
-print(f"published {relay.published} messages; checkpoint at position {relay.position}")
+assert not relay.running and await relay.checkpoint() == 8
+print(f"published {relay.published} messages; checkpoint at position {await relay.checkpoint()}")
 assert relay.published == 8  # 6 by the second step, 2 by the task; the failed step published none
 
 # %% [markdown]
@@ -182,8 +182,15 @@ await tell_the_story(dex)
 try:
     await relay.catch_up()
 except SimulatedCrash as crash:
-    print("process 1:", crash, "| checkpoint:", relay.position, "of", await relay.storage.last_position())
-assert relay.position == 3
+    print(
+        "process 1:",
+        crash,
+        "| checkpoint:",
+        await relay.checkpoint(),
+        "of",
+        await relay.storage.last_position(),
+    )
+assert await relay.checkpoint() == 3
 dex.close()
 await broker.wait_idle()
 assert len(deliveries) == 4
@@ -195,8 +202,8 @@ assert len(deliveries) == 4
 
 # %%
 dex, relay = start_process()
-print("process 2 starts at checkpoint", relay.position)
-assert relay.position == 3  # where process 1 saved it
+print("process 2 starts at checkpoint", await relay.checkpoint())
+assert await relay.checkpoint() == 3  # where process 1 saved it
 await relay.catch_up()
 await broker.wait_idle()
 

@@ -699,7 +699,7 @@ async def check_relay_step(relay_step: Callable[[Any, Any, Any, str], Any]) -> N
 
     log = [(entry.event.aggregate_id, entry.event.version) for entry in await storage.read_log()]
     outcome = await step(allow=(InjectedFault,))
-    position = checkpoints.load("news")
+    position = await checkpoints.load("news")
     expect(
         isinstance(outcome, InjectedFault),
         ex,
@@ -758,7 +758,8 @@ async def check_relay_step(relay_step: Callable[[Any, Any, Any, str], Any]) -> N
     )
     audit = await step("audit")
     expect(
-        audit == len(log) + 1 and checkpoints.load("news") == checkpoints.load("audit") == len(log) + 1,
+        audit == len(log) + 1
+        and await checkpoints.load("news") == await checkpoints.load("audit") == len(log) + 1,
         ex,
         "a relay with another name should have its own checkpoint, starting from the beginning of the log.",
         hint="load and save the checkpoint under the name you were given.",
