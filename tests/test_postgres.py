@@ -205,6 +205,7 @@ async def test_commits_wake_a_relay_that_would_otherwise_sleep_a_minute(postgres
                     await asyncio.sleep(0.01)
         finally:
             listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
             await relay.stop()
             await commits.aclose()
 

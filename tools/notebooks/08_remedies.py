@@ -395,4 +395,4 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # - In this package: `castore_edu/reliability/relay.py`, `castore_edu/reliability/idempotency.py`,
 #   `castore_edu/course/experiment.py`, `benchmarks/relay.py`.
 #
-# This is the last notebook of the course. Well done!
+# Next: notebook 09 takes the event store to a PostgreSQL server, where the log needs a guard.
