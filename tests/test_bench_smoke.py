@@ -142,3 +142,23 @@ def test_the_floor_command_prints_both_floors(capsys: pytest.CaptureFixture[str]
     ):
         assert part in printed
     assert printed.count("best possible ratio to raw sqlite3") == 2
+
+
+def test_the_postgres_comparison_runs_and_fills_its_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m benchmarks.postgres --quick``, on a private server it starts and stops itself."""
+    from benchmarks import postgres as bench_postgres
+
+    results = bench_postgres.run(quick=True)
+    printed = capsys.readouterr().out
+    assert [(row.group, row.peer) for row in results.rows] == [
+        ("PostgreSQL, one event per transaction", "raw psycopg: insert + commit"),
+        ("PostgreSQL, one event per transaction", "eventsourcing PostgreSQL: Application.save"),
+        ("PostgreSQL, groups of 100", "raw psycopg: executemany of 100 rows in one transaction"),
+    ]
+    for row in results.rows:
+        assert positive(row.castore_edu), row
+        if row.peer.startswith("eventsourcing") and not eventsourcing_installed():
+            assert row.peer_value is None, row
+        else:
+            assert positive(row.peer_value) and row.target_met is not None, row
+    assert "| PostgreSQL, groups of 100: push_event_group |" in printed

@@ -25,7 +25,7 @@ from castore_edu import (
 )
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.reliability.relay import PostgresCheckpointStore, Relay
-from castore_edu.storage.postgres import INSERT_NEW, PostgresEventStorageAdapter
+from castore_edu.storage.postgres import INSERT, PostgresEventStorageAdapter
 from castore_edu.testing.servers import PostgresServer, free_port
 from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
 from tests.racing_counter import run_racing_counters
@@ -159,7 +159,7 @@ async def test_a_writer_that_holds_its_transaction_open_makes_the_others_wait(po
         try:
             await slow.execute("LOCK TABLE events IN EXCLUSIVE MODE")
             await slow.execute(
-                INSERT_NEW, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
             )
             pushes = [asyncio.ensure_future(pokemons.push_event(event(f"fast{index}"))) for index in range(3)]
             await asyncio.sleep(0.3)  # long enough for the pushes to reach the lock, if they could

@@ -54,6 +54,7 @@ from typing import Any
 
 import psycopg
 import psycopg.conninfo
+import psycopg.errors
 
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError, ServerUnavailableError
@@ -98,16 +99,25 @@ INSERT INTO events (position, event_store_id, aggregate_id, version, type, times
 VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json)
 """
 
-# Without force, a taken version inserts nothing and returns no row: that is how we learn which
-# event of a group conflicts. With force, the event is overwritten in place (same log position).
-INSERT_NEW = INSERT + "ON CONFLICT DO NOTHING RETURNING position"
+# Without force, all the events of a push go in with one statement: the columns travel as arrays,
+# and the events take the positions after the last one, in order (WITH ORDINALITY numbers them).
+INSERT_ALL = """
+INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
+SELECT last.position + event.number, event.event_store_id, event.aggregate_id, event.version,
+       event.type, event.timestamp, event.payload, event.metadata
+FROM (SELECT COALESCE(MAX(position), 0) AS position FROM events) AS last,
+     unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::json[], %s::json[])
+         WITH ORDINALITY AS event(event_store_id, aggregate_id, version, type, timestamp, payload, metadata, number)
+"""
+
+# With force, one INSERT per event, each overwriting its event in place if the version is taken
+# (same row, so the same log position).
 UPSERT = (
     INSERT
     + """
 ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
     type = excluded.type, timestamp = excluded.timestamp,
     payload = excluded.payload, metadata = excluded.metadata
-RETURNING position
 """
 )
 
@@ -327,9 +337,8 @@ class PostgresEventStorageAdapter:
     async def _write_all(self, rows: list[StampedRow], force: bool) -> list[EventDetail]:
         """Insert checked, stamped events in one transaction: all, or none.
 
-        Each row's INSERT returns its position, or nothing when its version is taken; the first
-        row that returned nothing is the conflict, and raising inside the transaction block
-        rolls everything back.
+        A taken version makes the INSERT fail, which rolls the whole transaction back; only then
+        do we ask which event it was.
         """
         parameters = [
             (
@@ -343,21 +352,39 @@ class PostgresEventStorageAdapter:
             )
             for event_store_id, event, payload, metadata in rows
         ]
-        async with self._session() as connection, connection.transaction():
-            # One writer at a time, so that positions become visible in order (module docstring).
-            await connection.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-            async with connection.cursor() as cursor:
-                await cursor.executemany(UPSERT if force else INSERT_NEW, parameters, returning=True)
-                for event_store_id, event, _, _ in rows:
-                    if await cursor.fetchone() is None:
-                        raise EventAlreadyExistsError(
-                            event_store_id=event_store_id,
-                            aggregate_id=event.aggregate_id,
-                            version=event.version,
-                        )
-                    cursor.nextset()
-            await connection.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # delivered at commit
+        try:
+            async with self._session() as connection, connection.transaction():
+                # One writer at a time, so that positions become visible in order (module docstring).
+                await connection.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+                if force:
+                    async with connection.cursor() as cursor:
+                        await cursor.executemany(UPSERT, parameters)
+                else:
+                    columns = [list(column) for column in zip(*parameters, strict=True)]
+                    await connection.execute(INSERT_ALL, columns)
+                await connection.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # delivered at commit
+        except psycopg.errors.UniqueViolation:
+            raise await self._first_conflict(rows) from None
         return [event for _, event, _, _ in rows]
+
+    async def _first_conflict(self, rows: list[StampedRow]) -> EventAlreadyExistsError:
+        """The error for the first event the database refused: the first whose version was
+        already stored, or taken by an earlier event of the same group."""
+        keys = [(event_store_id, event.aggregate_id, event.version) for event_store_id, event, _, _ in rows]
+        stored = await self.fetch(
+            "SELECT event_store_id, aggregate_id, version FROM events"
+            " WHERE (event_store_id, aggregate_id, version) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]))",
+            [list(column) for column in zip(*keys, strict=True)],
+        )
+        taken = set(stored)
+        for event_store_id, aggregate_id, version in keys:
+            if (event_store_id, aggregate_id, version) in taken:
+                return EventAlreadyExistsError(
+                    event_store_id=event_store_id, aggregate_id=aggregate_id, version=version
+                )
+            taken.add((event_store_id, aggregate_id, version))
+        raise AssertionError("a unique violation, yet no event of the group conflicts")  # pragma: no cover
 
 
 def first_line(error: BaseException) -> str:

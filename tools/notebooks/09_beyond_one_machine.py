@@ -133,14 +133,14 @@ import asyncio
 
 from castore_edu import PostgresEventStorageAdapter
 from castore_edu.course.pokedex import pokemon_leveled_up
-from castore_edu.storage.postgres import INSERT_NEW
+from castore_edu.storage.postgres import INSERT
 
 reader = PostgresEventStorageAdapter(conninfo)
 
 slow = await psycopg.AsyncConnection.connect(conninfo)
 await slow.execute("LOCK TABLE events IN EXCLUSIVE MODE")
 await slow.execute(
-    INSERT_NEW,
+    INSERT,
     (
         "POKEMONS",
         "slowpoke",
