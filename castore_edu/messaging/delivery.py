@@ -190,6 +190,26 @@ class ChannelAdapter:
         )
 
 
+class SettableWorker:
+    """The settable ``worker`` of a queue adapter, in memory or on a broker: checked when it is
+    set, after which the adapter reacts (``_worker_changed``: start or stop feeding it)."""
+
+    _worker: Consumer | None = None
+
+    @property
+    def worker(self) -> Consumer | None:
+        """``async worker(message, context)``, or ``None``: messages then wait in the queue."""
+        return self._worker
+
+    @worker.setter
+    def worker(self, worker: Consumer | None) -> None:
+        self._worker = None if worker is None else require_async_callable(worker, "worker")
+        self._worker_changed()
+
+    def _worker_changed(self) -> None:
+        raise NotImplementedError
+
+
 class InMemoryChannelAdapter(ChannelAdapter):
     """Base class of ``InMemoryMessageBusAdapter`` and ``InMemoryMessageQueueAdapter``."""
 
