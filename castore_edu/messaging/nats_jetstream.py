@@ -11,10 +11,10 @@ published while no reader ran are waiting for it.
 **Names.** Each channel has a stream of its own, named from its kind and id, and its messages
 travel on subjects below it::
 
-    stream   castore-bus-pokemon_events          (castore-queue-... for a queue)
-    subject  castore.bus.pokemon_events.live.POKEMONS.POKEMON_APPEARED
-             castore.bus.pokemon_events.replay.POKEMONS.POKEMON_APPEARED   (publish(..., replay=True))
-             castore.bus.pokemon_events.live.POKEMONS                      (an aggregate-exists message)
+    stream   castore-bus-pokemon-events          (castore-queue-... for a queue)
+    subject  castore.bus.pokemon-events.live.POKEMONS.POKEMON_APPEARED
+             castore.bus.pokemon-events.replay.POKEMONS.POKEMON_APPEARED   (publish(..., replay=True))
+             castore.bus.pokemon-events.live.POKEMONS                      (an aggregate-exists message)
 
 A NATS name allows fewer characters than a channel id or an event type may hold (no ``.``,
 spaces, ``*``, ``>``), so every part goes through :func:`token`: other characters become ``_``
@@ -30,8 +30,8 @@ last retry the message is a dead letter (``adapter.dead_letters``, logged at ERR
 
 **A reader that dies** (killed, crashed, its machine gone) never answers. The server waits
 ``ack_wait`` seconds, then delivers the message again, to whichever reader of that consumer asks
-next. So a handler must not take longer than ``ack_wait``? It may: while a handler runs, the
-reader tells the server every ``ack_wait / 3`` seconds that it is still working on the message
+next. Must a handler then finish within ``ack_wait``? No: while a handler runs, the reader tells
+the server every ``ack_wait / 3`` seconds that it is still working on the message
 (``in_progress``). Only a silent reader loses its messages, and only after ``ack_wait`` (5 s by
 default; a setting of both adapters). A message whose deliveries have run out that way, with no
 answer, becomes a dead letter too (``UnansweredDeliveriesError``).
@@ -46,7 +46,7 @@ sent by replays.
 
 **Connections and loops.** An adapter connects on first use, inside the running event loop, and
 again when it is used from a new loop (every ``asyncio.run`` has its own; the old loop's
-connection is dropped, not awaited). A first connection that fails raises
+connection is hung up without that loop, see :func:`_hang_up`). A first connection that fails raises
 ``ServerUnavailableError`` within a couple of seconds instead of retrying for ever; once
 connected, nats-py rides out a short outage by itself, and the adapter's readers keep trying
 after a longer one. ``await adapter.close()`` stops the readers and closes the connection; a
@@ -79,7 +79,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from nats.js.client import JetStreamContext
 
 from castore_edu.core.errors import ServerUnavailableError
-from castore_edu.messaging.delivery import ChannelAdapter, Consumer
+from castore_edu.messaging.delivery import ChannelAdapter, Consumer, is_finite_number
 from castore_edu.messaging.messages import is_aggregate_exists_message
 from castore_edu.messaging.wire import AggregateDecoder, decode_message, encode_message
 
@@ -136,6 +136,14 @@ class JetStreamChannelAdapter(ChannelAdapter):
     A subclass says which kind of channel it serves (``channel_kind``), how its stream keeps
     messages (``retention``), which durable consumers this process reads (``_durables``), who
     handles a message read through one of them (``_handler``) and whether it wants it (``_wants``).
+
+    The settings, shared by both adapters:
+
+    - ``servers``: the NATS URL, or a list of them (``"nats://127.0.0.1:4222"``);
+    - ``message_channel_id``: the channel, which names the stream (``attach_to`` fills it in);
+    - ``ack_wait``: seconds the server waits for an answer before it delivers a message again;
+    - ``decode_aggregate``: rebuilds a state-carrying message's aggregate from its JSON (``wire``);
+    - ``retry_attempts``, ``retry_delay_ms``, ``retry_backoff_rate``: as in memory (``delivery``).
     """
 
     channel_kind: ClassVar[str]
@@ -157,7 +165,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
             retry_delay_ms=retry_delay_ms,
             retry_backoff_rate=retry_backoff_rate,
         )
-        if not isinstance(ack_wait, int | float) or isinstance(ack_wait, bool) or not ack_wait > 0:
+        if not is_finite_number(ack_wait) or ack_wait <= 0:
             raise ValueError("Invalid ack_wait, please select a positive number of seconds.")
         self.servers = servers
         self.server = describe_servers(servers)
@@ -186,7 +194,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
 
     @property
     def stream(self) -> str:
-        """The name of the channel's stream, e.g. ``castore-bus-pokemon_events``."""
+        """The name of the channel's stream, e.g. ``castore-bus-pokemon-events``."""
         return f"castore-{self.channel_kind}-{self._channel_token()}"
 
     def subject(self, message: Any, *, replay: bool) -> str:
@@ -227,7 +235,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
         if self._loop is not loop:
             # The connection and the lock belong to the loop they were made in, which may be gone.
             _hang_up(self._client)
-            self._client, self._readers = None, {}
+            self._client, self._readers, self._delivering = None, {}, set()
             self._loop, self._connecting, self._starting = loop, asyncio.Lock(), asyncio.Lock()
         async with self._connecting:
             if self._client is None or self._client.is_closed:
@@ -282,7 +290,9 @@ class JetStreamChannelAdapter(ChannelAdapter):
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
         client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop() and not client.is_closed:
+        if self._loop is not asyncio.get_running_loop():
+            _hang_up(client)  # a connection of another (perhaps finished) loop
+        elif client is not None and not client.is_closed:
             await client.close()
 
     # -- publishing --------------------------------------------------------------------------
@@ -368,6 +378,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
     async def _read(self, durable: str) -> None:
         """Ask ``durable`` for one message at a time, for as long as this process reads it."""
         subscription: JetStreamContext.PullSubscription | None = None
+        failures = 0  # in a row: the first is a warning, the next ones (every half second) debug
         try:
             while durable in self._durables():
                 try:
@@ -378,10 +389,13 @@ class JetStreamChannelAdapter(ChannelAdapter):
                 except nats.errors.TimeoutError:
                     continue  # nothing new: ask again
                 except (nats.errors.Error, OSError, ServerUnavailableError) as error:
-                    logger.warning("%s: reading %s failed (%s); trying again", self.server, durable, error)
+                    failures += 1
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    logger.log(level, "%s: reading %s failed (%s); trying again", self.server, durable, error)
                     subscription = None
                     await asyncio.sleep(CONNECT_RETRY_SECONDS)
                     continue
+                failures = 0
                 self._delivering.add(durable)
                 try:
                     for msg in messages:
