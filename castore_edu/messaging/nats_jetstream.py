@@ -337,9 +337,10 @@ class JetStreamChannelAdapter(ChannelAdapter):
         self._spawn(self._start_readers_or_warn())
 
     async def _start_readers_or_warn(self) -> None:
+        """A background start has nobody to raise to: it warns, and the next call tries again."""
         try:
             await self._start_readers()
-        except ServerUnavailableError as error:
+        except Exception as error:
             logger.warning("%s could not start reading: %s", type(self).__name__, error)
 
     async def _start_readers(self) -> JetStreamContext:
