@@ -17,7 +17,7 @@ SHELL := bash
 VENV        := .venv
 VENV_PY     := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
-EXTRAS      := notebooks,test,lint,postgres,servers
+EXTRAS      := notebooks,test,lint,postgres,nats,servers
 STAMP       := $(VENV)/.installed-$(EXTRAS)
 BENCH_STAMP := $(VENV)/.installed-bench
 LOCK_CONSTRAINTS := requirements/lock-constraints.txt
@@ -118,7 +118,7 @@ test: lint e2e-setup
 	  if [ "$$minor" = "$$main" ]; then continue; fi; \
 	  SECONDS=0; \
 	  echo "== Python $$minor (.venv-$$minor): unit tests and nbval"; \
-	  $(MAKE) --no-print-directory setup VENV=.venv-$$minor PYTHON=$${found#*=} EXTRAS=notebooks,test,postgres,servers; \
+	  $(MAKE) --no-print-directory setup VENV=.venv-$$minor PYTHON=$${found#*=} EXTRAS=notebooks,test,postgres,nats,servers; \
 	  .venv-$$minor/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS); \
 	  echo "== Python $$minor: done in $$SECONDS s"; \
 	done

@@ -99,10 +99,12 @@ from castore_edu.testing.doubles import MockedEventStore, mock_event_store, mute
 
 __version__ = "0.1.0"
 
-# Adapters for real servers need their drivers (an extra: ``pip install -e '.[postgres]'``), so
+# Adapters for real servers need their drivers (an extra: ``pip install -e '.[postgres]'``, ``'.[nats]'``), so
 # they are imported on first use, not with the package: ``import castore_edu`` needs nothing.
 _SERVER_ADAPTERS = {
     "PostgresEventStorageAdapter": "castore_edu.storage.postgres",
+    "NatsMessageBusAdapter": "castore_edu.messaging.nats_bus",
+    "NatsMessageQueueAdapter": "castore_edu.messaging.nats_queue",
 }
 
 

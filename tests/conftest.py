@@ -5,6 +5,8 @@ test then runs in a fresh event loop, which is closed (and whatever is still run
 when the test ends, as ``asyncio.run`` would.
 
 Tests that need PostgreSQL take ``postgres_conninfo``: a schema of their own on one server per run.
+Tests that need NATS take ``nats_server_url``: one JetStream server per run (each test names its
+channels afresh, so that no test meets another's streams).
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def postgres_server_url() -> Iterator[str]:
     from castore_edu.testing.servers import postgres_url
 
     with postgres_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def nats_server_url() -> Iterator[str]:
+    """One NATS server with JetStream for the whole run: ``CASTORE_EDU_NATS_URL`` if set, else a
+    private server started here and stopped when the run ends (even a failed one)."""
+    from castore_edu.testing.servers import nats_url
+
+    with nats_url() as url:
         yield url
 
 

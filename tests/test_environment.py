@@ -27,14 +27,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 # What `make setup` installs, and therefore what environment.yml must mirror.
-SETUP_EXTRAS = ("notebooks", "test", "lint", "postgres", "servers")
+SETUP_EXTRAS = ("notebooks", "test", "lint", "postgres", "nats", "servers")
 PACKAGE = ROOT / "castore_edu"
 # The rooms of the library proper (tests/test_layout.py orders them); testing/ and course/ are
 # teaching aids that may use the notebook extra (widgets, plots).
 LIBRARY = ("core", "storage", "messaging", "connected", "replay", "reliability")
 # The one exception: an adapter for a real server imports that server's driver (an extra), and
 # nothing else in the library imports that adapter.
-DRIVERS = {"castore_edu/storage/postgres.py": {"psycopg"}}
+DRIVERS = {
+    "castore_edu/storage/postgres.py": {"psycopg"},
+    "castore_edu/messaging/nats_jetstream.py": {"nats"},
+    "castore_edu/messaging/nats_bus.py": {"nats"},
+    "castore_edu/messaging/nats_queue.py": {"nats"},
+}
 
 
 # --- readers -------------------------------------------------------------------------------
@@ -133,16 +138,25 @@ def test_the_library_rooms_import_only_the_standard_library(room: str) -> None:
 
 def test_importing_the_package_loads_no_driver() -> None:
     """``import castore_edu`` (and every name of ``import *``) works without the server extras:
-    the PostgreSQL adapter, and with it psycopg, load only when asked for by name."""
+    the PostgreSQL and NATS adapters, and with them psycopg and nats-py, load only when asked for
+    by name."""
+    drivers = "{'psycopg', 'castore_edu.storage.postgres', 'nats', 'castore_edu.messaging.nats_jetstream'}"
     code = (
-        "import sys; from castore_edu import *; import castore_edu.storage, castore_edu.reliability; "
-        "print(sorted({'psycopg', 'castore_edu.storage.postgres'} & set(sys.modules)))"
+        "import sys; from castore_edu import *; import castore_edu.storage, castore_edu.reliability, "
+        f"castore_edu.messaging; print(sorted({drivers} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
-    code = "import sys; from castore_edu import PostgresEventStorageAdapter; print('psycopg' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert done.stdout.strip() == "True"
+    for name, driver in [
+        ("PostgresEventStorageAdapter", "psycopg"),
+        ("NatsMessageBusAdapter", "nats"),
+        ("NatsMessageQueueAdapter", "nats"),
+    ]:
+        code = f"import sys; from castore_edu import {name}; print({driver!r} in sys.modules)"
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+        )
+        assert done.stdout.strip() == "True"
 
 
 def test_the_standard_library_check_catches_a_third_party_import(tmp_path: Path) -> None:

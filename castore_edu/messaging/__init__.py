@@ -4,6 +4,10 @@ A *message* says what happened (``messages``); a *channel* — a bus that fans o
 hands each message to one worker — checks where it comes from and passes it to its *adapter*
 (``channels``). The in-memory adapters (``in_memory_bus``, ``in_memory_queue``) share retries,
 dead letters and ``wait_idle`` (``delivery``). Nothing here reads or writes an event store.
+
+The NATS JetStream adapters (``nats_bus``, ``nats_queue``, on ``nats_jetstream`` and the JSON of
+``wire``) need the ``nats`` extra, so they are not imported here: import them from their modules,
+or by name from the front door (``from castore_edu import NatsMessageBusAdapter``).
 """
 
 from castore_edu.messaging.channels import (

@@ -1,4 +1,7 @@
-"""What the in-memory bus and queue adapters share: contexts, retries, dead letters, idling.
+"""What the channel adapters share: contexts, retries, dead letters, idling.
+
+``ChannelAdapter`` holds what every shipped adapter shares, in memory or on a broker (the NATS
+adapters, ``nats_jetstream``); ``InMemoryChannelAdapter`` adds how the in-memory ones deliver.
 
 Both adapters deliver a message by awaiting a consumer ``async def consumer(message, context)``
 (a bus *handler* or a queue *worker*). A consumer that raises is retried after a delay that grows
@@ -113,8 +116,10 @@ def _non_negative(name: str, value: object, kind: str) -> float:
     return value
 
 
-class InMemoryChannelAdapter:
-    """Base class of ``InMemoryMessageBusAdapter`` and ``InMemoryMessageQueueAdapter``."""
+class ChannelAdapter:
+    """What every shipped channel adapter shares, in memory or on a broker: the retry settings and
+    the delays they give, the contexts consumers are told, dead letters, ``attach_to``, and the
+    tasks the adapter holds on to. (The NATS adapters, ``nats_jetstream``, build on it too.)"""
 
     def __init__(
         self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
@@ -145,11 +150,7 @@ class InMemoryChannelAdapter:
         return round_half_up(self.retry_delay_ms * self.retry_backoff_rate ** (failed_attempt - 1))
 
     async def wait_idle(self) -> None:
-        """Return once no delivery is running or waiting for a retry."""
-        loop = asyncio.get_running_loop()
-        # Tasks of a loop that has ended can never finish in this one: they are not waited for.
-        while busy := [task for task in self._tasks if not task.done() and task.get_loop() is loop]:
-            await asyncio.wait(busy)
+        raise NotImplementedError
 
     def _spawn(
         self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context | None = None
@@ -163,6 +164,61 @@ class InMemoryChannelAdapter:
         """Keep a reference to ``task`` until it ends: asyncio itself keeps only weak ones."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _task_context(self, attempt: int, replay: bool) -> TaskContext:
+        """The context of delivery number ``attempt``."""
+        return TaskContext(attempt, self.retry_attempts - (attempt - 1), replay)
+
+    def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: Exception) -> bool:
+        """Delivery number ``attempt`` failed with ``error``: True if another one is due.
+
+        After the last allowed delivery the message becomes a dead letter, and is logged.
+        """
+        if attempt <= self.retry_attempts:
+            logger.debug(
+                "Delivery %d of %r failed, retrying in %d ms", attempt, message, self.retry_delay_for(attempt)
+            )
+            return True
+        self._dead_letter(consumer, message, attempt, error)
+        return False
+
+    def _dead_letter(self, consumer: Consumer, message: Any, attempts: int, error: BaseException) -> None:
+        """Give up on ``message``: keep it in ``dead_letters``, and log it."""
+        self.dead_letters.append(DeadLetter(message, error, attempts, consumer))
+        logger.error(
+            "%s gave up on %r after %d deliveries", type(self).__name__, message, attempts, exc_info=error
+        )
+
+
+class SettableWorker:
+    """The settable ``worker`` of a queue adapter, in memory or on a broker: checked when it is
+    set, after which the adapter reacts (``_worker_changed``: start or stop feeding it)."""
+
+    _worker: Consumer | None = None
+
+    @property
+    def worker(self) -> Consumer | None:
+        """``async worker(message, context)``, or ``None``: messages then wait in the queue."""
+        return self._worker
+
+    @worker.setter
+    def worker(self, worker: Consumer | None) -> None:
+        self._worker = None if worker is None else require_async_callable(worker, "worker")
+        self._worker_changed()
+
+    def _worker_changed(self) -> None:
+        raise NotImplementedError
+
+
+class InMemoryChannelAdapter(ChannelAdapter):
+    """Base class of ``InMemoryMessageBusAdapter`` and ``InMemoryMessageQueueAdapter``."""
+
+    async def wait_idle(self) -> None:
+        """Return once no delivery is running or waiting for a retry."""
+        loop = asyncio.get_running_loop()
+        # Tasks of a loop that has ended can never finish in this one: they are not waited for.
+        while busy := [task for task in self._tasks if not task.done() and task.get_loop() is loop]:
+            await asyncio.wait(busy)
 
     def _start_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` now, up to its first real wait; a task runs the rest, if any.
@@ -186,26 +242,6 @@ class InMemoryChannelAdapter:
             self._hold(
                 asyncio.get_running_loop().create_task(_rest_of(coroutine, first_wait), context=context)
             )
-
-    def _task_context(self, attempt: int, replay: bool) -> TaskContext:
-        """The context of delivery number ``attempt``."""
-        return TaskContext(attempt, self.retry_attempts - (attempt - 1), replay)
-
-    def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: Exception) -> bool:
-        """Delivery number ``attempt`` failed with ``error``: True if another one is due.
-
-        After the last allowed delivery the message becomes a dead letter, and is logged.
-        """
-        if attempt <= self.retry_attempts:
-            logger.debug(
-                "Delivery %d of %r failed, retrying in %d ms", attempt, message, self.retry_delay_for(attempt)
-            )
-            return True
-        self.dead_letters.append(DeadLetter(message, error, attempt, consumer))
-        logger.error(
-            "%s gave up on %r after %d deliveries", type(self).__name__, message, attempt, exc_info=error
-        )
-        return False
 
     async def _sleep_before_retry(self, failed_attempt: int) -> None:
         await asyncio.sleep(self.retry_delay_for(failed_attempt) / 1000)

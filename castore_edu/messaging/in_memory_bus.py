@@ -61,12 +61,30 @@ def matches(filter_pattern: Mapping[str, Any], message: Any, *, replay: bool) ->
 
 
 @dataclass
-class _Listener:
+class Listener:
+    """A handler and the patterns it was registered with (a bus adapter keeps a list of them)."""
+
     handler: Consumer
     filter_patterns: list[dict[str, Any]] = field(default_factory=list)
 
     def wants(self, message: Any, replay: bool) -> bool:
         return any(matches(pattern, message, replay=replay) for pattern in self.filter_patterns)
+
+
+def add_listener(listeners: list[Listener], filter_pattern: Mapping[str, Any], handler: Consumer) -> bool:
+    """Register ``handler`` for ``filter_pattern`` in ``listeners``; True if that made a new listener.
+
+    Handlers are compared with ``==`` (not ``is``), so registering ``obj.method`` twice adds a
+    second pattern to the same listener rather than a second listener.
+    """
+    pattern = check_filter_pattern(filter_pattern)
+    require_async_callable(handler, "handler")
+    for listener in listeners:
+        if listener.handler == handler:
+            listener.filter_patterns.append(pattern)
+            return False
+    listeners.append(Listener(handler, [pattern]))
+    return True
 
 
 class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
@@ -80,21 +98,12 @@ class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
             retry_delay_ms=retry_delay_ms,
             retry_backoff_rate=retry_backoff_rate,
         )
-        self._listeners: list[_Listener] = []
+        self._listeners: list[Listener] = []
 
     def on(self, filter_pattern: Mapping[str, Any], handler: Consumer) -> None:
-        """Call ``await handler(message, context)`` for each published message that matches.
-
-        Handlers are compared with ``==`` (not ``is``), so registering ``obj.method`` twice adds a
-        second pattern to the same listener rather than a second listener.
-        """
-        pattern = check_filter_pattern(filter_pattern)
-        require_async_callable(handler, "handler")
-        for listener in self._listeners:
-            if listener.handler == handler:
-                listener.filter_patterns.append(pattern)
-                return
-        self._listeners.append(_Listener(handler, [pattern]))
+        """Call ``await handler(message, context)`` for each published message that matches
+        (a handler registered again gets one more pattern: see ``add_listener``)."""
+        add_listener(self._listeners, filter_pattern, handler)
 
     async def publish_message(self, message: Any, *, replay: bool = False) -> None:
         """Start every matching handler, in registration order, without waiting for them."""

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, require_async_callable
+from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, SettableWorker
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class _Delivery:
     replay: bool
 
 
-class InMemoryMessageQueueAdapter(InMemoryChannelAdapter):
+class InMemoryMessageQueueAdapter(SettableWorker, InMemoryChannelAdapter):
     """Feeds published messages to ``worker``, one at a time, in order."""
 
     def __init__(
@@ -56,14 +56,7 @@ class InMemoryMessageQueueAdapter(InMemoryChannelAdapter):
         self._consumer: asyncio.Task[None] | None = None
         self.worker = worker
 
-    @property
-    def worker(self) -> Consumer | None:
-        """``async worker(message, context)``, or ``None``: messages then wait in the queue."""
-        return self._worker
-
-    @worker.setter
-    def worker(self, worker: Consumer | None) -> None:
-        self._worker = None if worker is None else require_async_callable(worker, "worker")
+    def _worker_changed(self) -> None:
         self._start_consuming()
 
     async def publish_message(self, message: Any, *, replay: bool = False) -> None:
