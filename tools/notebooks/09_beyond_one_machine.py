@@ -228,8 +228,8 @@ await writer.close()
 #
 # `adapter.commits()` listens and yields after each committed write. A relay nudged by it reads
 # the log at once instead of at its next poll. Below, a second adapter plays another process that
-# pushes ten level-ups at about 20 per second, and we time each event from the end of its push to
-# its delivery: once with a relay that polls every 250 ms, once with a relay that polls every
+# pushes ten level-ups at about 20 per second, and we time each event from the start of its push
+# to its delivery: once with a relay that polls every 250 ms, once with a relay that polls every
 # minute but is nudged by `commits()`. Its checkpoint lives in the database
 # (`relay_checkpoints`), as it did in the SQLite file.
 
@@ -242,7 +242,7 @@ from castore_edu.course.pokedex import pokemons_event_store
 
 
 async def measure_lag(name: str, *, poll_interval: float, nudged: bool, first_version: int) -> list[float]:
-    """Milliseconds from the end of each of ten pushes (by another adapter) to its delivery."""
+    """Milliseconds from the start of each of ten pushes (by another adapter) to its delivery."""
     pushed_at: dict[int, float] = {}
     delivered_at: dict[int, float] = {}
 
@@ -266,8 +266,9 @@ async def measure_lag(name: str, *, poll_interval: float, nudged: bool, first_ve
     elsewhere = pokemons_event_store(other_process)
     versions = range(first_version, first_version + 10)
     for version in versions:
-        await elsewhere.push_event(pokemon_leveled_up("pikachu", version=version))
+        # From the start of the push: the relay may deliver the event before push_event returns.
         pushed_at[version] = time.perf_counter()
+        await elsewhere.push_event(pokemon_leveled_up("pikachu", version=version))
         await asyncio.sleep(0.05)
     await relay.wait_until_published()
     if listening is not None:
