@@ -266,7 +266,7 @@ assert all(isinstance(message.aggregate, Pokemon) for message in board) and len(
 # | a duplicate publish dropped | SQS FIFO `MessageDeduplicationId` `{eventStoreId}#{aggregateId}#{version}`, 5-minute window | `Nats-Msg-Id` `{event_store_id}#{aggregate_id}#{version}`, 2-minute duplicate window |
 # | replays | FIFO: the same deduplication id, so a replay within the window is dropped too | no id: a replay is never dropped |
 # | a worker that dies mid-message | the visibility timeout runs out; the message becomes visible again | `ack_wait` runs out; the message is delivered again |
-# | a slow worker keeps its message | `ChangeMessageVisibility` | `in_progress` every `ack_wait / 3` s |
+# | a slow worker keeps its message | the worker extends the timeout (`ChangeMessageVisibility`) | `in_progress` every `ack_wait / 3` s |
 # | delivery count | `ApproximateReceiveCount` | `num_delivered`, as `TaskContext.attempt` |
 # | giving up | redrive policy: after `maxReceiveCount`, a dead-letter queue | after `retry_attempts` retries, `adapter.dead_letters` (and an ERROR log); the message is terminated |
 # | retry delay | the visibility timeout (or an EventBridge target's retry policy) | NAK with delay, `retry_delay_ms * retry_backoff_rate ** (attempt - 1)` |
@@ -308,6 +308,8 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 #   <https://docs.nats.io/nats-concepts/jetstream/consumers>
 # - NATS, *Message deduplication* (`Nats-Msg-Id`, duplicate window):
 #   <https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication>
+# - Castore's adapters: <https://github.com/castore-dev/castore/tree/main/packages/message-bus-adapter-event-bridge>,
+#   <https://github.com/castore-dev/castore/tree/main/packages/message-queue-adapter-sqs>
 # - Castore, *Message buses* and *Message queues*:
 #   <https://castore-dev.github.io/castore/docs/reacting-to-events/message-buses/>,
 #   <https://castore-dev.github.io/castore/docs/reacting-to-events/message-queues/>
