@@ -128,4 +128,4 @@ await check_relay_step(relay_step)
 # - Chris Richardson, *Idempotent consumer*: <https://microservices.io/patterns/communication-style/idempotent-consumer.html>
 # - Chris Richardson, *Transaction log tailing*: <https://microservices.io/patterns/data/transaction-log-tailing.html>
 #
-# This was the last exercise of the workshop. Well done!
+# Next: exercises 9–10 (`05_beyond_one_machine`), after notebooks 09 and 10.

@@ -84,6 +84,8 @@ CHECKS = {
     6: "check_rebuild_levels",
     7: "check_idempotent_counter",
     8: "check_relay_step",
+    9: "check_read_new",
+    10: "check_ack_after_commit",
 }
 CHECK_CALL = re.compile(r"^await (check_\w+)\(", re.MULTILINE)
 
@@ -105,8 +107,8 @@ def check_cells() -> list[tuple[str, int, str]]:
 # --- 1. the notebooks are their sources' --------------------------------------------------
 
 
-def test_eight_exercises_in_four_notebooks_one_check_cell_each_in_course_order() -> None:
-    assert len(STEMS) == 4
+def test_ten_exercises_in_five_notebooks_one_check_cell_each_in_course_order() -> None:
+    assert len(STEMS) == 5
     assert [name for _, _, name in check_cells()] == list(CHECKS.values())
     assert [exercise.number for exercise in EXERCISES] == list(CHECKS)
     assert sorted(path.stem for path in LEARNER_DIR.glob("*.ipynb")) == STEMS
@@ -180,7 +182,7 @@ def test_the_solution_is_stored_executed_and_every_check_prints_its_success_line
         if is_check(cell.source):
             ((kind, name, text),) = texts
             assert (kind, name) == ("stream", "stdout")
-            assert re.fullmatch(r"✅ Exercise [1-8] passed: [^\n]+\n", text)
+            assert re.fullmatch(r"✅ Exercise (?:[1-9]|10) passed: [^\n]+\n", text)
         else:
             assert texts == []
 
@@ -234,7 +236,7 @@ def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -
             f"Not yet: this exercise still raises NotImplementedError — {hint}" for hint in hints
         ]
         assert re.fullmatch(
-            r"\(Exercise [1-8] · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
+            r"\(Exercise (?:[1-9]|10) · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
         )
         hints = []
         checked += 1
@@ -557,6 +559,86 @@ async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any
     return published
 
 
+# Exercise 9: read_new
+
+
+async def read_everything_committed(log: Any, checkpoint: int) -> Any:
+    entries = await log.read_log(after_position=checkpoint)
+    return entries, entries[-1].position if entries else checkpoint
+
+
+async def read_until_a_gap(log: Any, checkpoint: int) -> Any:
+    entries = []
+    for entry in await log.read_log(after_position=checkpoint):
+        if entry.position != checkpoint + len(entries) + 1:
+            break  # waits for the gap to fill: a rolled-back position never does
+        entries.append(entry)
+    return entries, entries[-1].position if entries else checkpoint
+
+
+async def read_then_ask_for_the_horizon(log: Any, checkpoint: int) -> Any:
+    entries = await log.read_log(after_position=checkpoint)
+    horizon = await log.oldest_in_flight()  # too late: a transaction may have committed meanwhile
+    if horizon is not None:
+        entries = [entry for entry in entries if entry.position < horizon]
+    return entries, entries[-1].position if entries else checkpoint
+
+
+async def read_returning_the_entries_only(log: Any, checkpoint: int) -> Any:
+    horizon = await log.oldest_in_flight()
+    entries = await log.read_log(after_position=checkpoint)
+    return [entry for entry in entries if horizon is None or entry.position < horizon]
+
+
+# Exercise 10: work
+
+
+def level_up_key(message: Any) -> tuple[str, str, int]:
+    return (message.event_store_id, message.event.aggregate_id, message.event.version)
+
+
+async def work_acking_first(delivery: Any, board: Any) -> None:
+    await delivery.ack()
+    async with board.transaction() as tx:
+        if not tx.has_applied(level_up_key(delivery.message)):
+            tx.level_up(delivery.message.event.aggregate_id)
+            tx.remember(level_up_key(delivery.message))
+
+
+async def work_acking_inside_the_transaction(delivery: Any, board: Any) -> None:
+    async with board.transaction() as tx:
+        if not tx.has_applied(level_up_key(delivery.message)):
+            tx.level_up(delivery.message.event.aggregate_id)
+            tx.remember(level_up_key(delivery.message))
+        await delivery.ack()
+
+
+async def work_without_a_key(delivery: Any, board: Any) -> None:
+    async with board.transaction() as tx:
+        tx.level_up(delivery.message.event.aggregate_id)
+    await delivery.ack()
+
+
+async def work_skipping_without_ack(delivery: Any, board: Any) -> None:
+    async with board.transaction() as tx:
+        if tx.has_applied(level_up_key(delivery.message)):
+            return
+        tx.level_up(delivery.message.event.aggregate_id)
+        tx.remember(level_up_key(delivery.message))
+    await delivery.ack()
+
+
+async def work_swallowing_errors(delivery: Any, board: Any) -> None:
+    try:
+        async with board.transaction() as tx:
+            if not tx.has_applied(level_up_key(delivery.message)):
+                tx.level_up(delivery.message.event.aggregate_id)
+                tx.remember(level_up_key(delivery.message))
+    except Exception:
+        pass
+    await delivery.ack()
+
+
 # (exercise, what the wrong answer replaces, the wrong answer, what the check must say about it)
 WRONG_ANSWERS = [
     (1, "trainer_reducer", release_ignored, "should no longer own that Pokémon"),
@@ -618,6 +700,15 @@ WRONG_ANSWERS = [
     (8, "relay_step", relay_saving_at_the_end, "save the checkpoint after each successful publish"),
     (8, "relay_step", relay_stopping_quietly, "but relay_step returned normally"),
     (8, "relay_step", relay_with_one_checkpoint, "should have its own checkpoint"),
+    (9, "read_new", read_everything_committed, "nothing at or above await log.oldest_in_flight() is safe"),
+    (9, "read_new", read_until_a_gap, "a rolled-back transaction leaves a gap that never fills"),
+    (9, "read_new", read_then_ask_for_the_horizon, "ask for oldest_in_flight *before* reading the log"),
+    (9, "read_new", read_returning_the_entries_only, "should return a pair"),
+    (10, "work", work_acking_first, "acknowledge after the `async with board.transaction()` block"),
+    (10, "work", work_acking_inside_the_transaction, "was acknowledged before its level-up was committed"),
+    (10, "work", work_without_a_key, "was applied twice"),
+    (10, "work", work_skipping_without_ack, "was never acknowledged"),
+    (10, "work", work_swallowing_errors, "your worker returned normally"),
 ]
 
 

@@ -327,6 +327,9 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # - `NOTIFY` arrives after commit, and only to whoever listens then: a wake-up, not a delivery.
 #   A relay woken by it follows within milliseconds; polling remains its safety net.
 #
+# Notebook 10 takes the next step: the relay publishes to a broker, NATS JetStream, so that the
+# messages too live outside every process.
+#
 # *When this notebook was last built it ran in {{build_time}} in a fresh kernel.*
 #
 # **Further reading**

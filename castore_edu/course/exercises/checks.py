@@ -12,7 +12,9 @@ exercise: many exercises are asynchronous, and one way to call them all is easie
 The checks provoke what the exercises are about instead of hoping for it: a storage wrapper that
 yields on every call makes concurrent commands collide, another one lets a rival writer take a
 trainer's next version between the learner's read and write, a fault schedule fails one publish
-of the relay. instructor/tests/test_exercises.py proves that every check fails on its stub and on plausible
+of the relay, a miniature server log commits a transaction in the middle of the learner's read,
+a broker that redelivers whatever was not acknowledged meets a worker that dies mid-message.
+None needs a server. instructor/tests/test_exercises.py proves that every check fails on its stub and on plausible
 wrong answers, and passes on the instructor's solution.
 """
 
@@ -27,7 +29,7 @@ from castore_edu.connected.connected_event_store import ConnectedEventStore
 from castore_edu.core.command import Command
 from castore_edu.core.errors import EventAlreadyExistsError, is_event_already_exists_error
 from castore_edu.core.event_store import EventStore
-from castore_edu.core.events import EventDetail, EventType
+from castore_edu.core.events import EventDetail, EventType, LoggedEvent
 from castore_edu.course.exercises.feedback import Exercise, attempt, expect, passed
 from castore_edu.course.pokedex import (
     POKEMON_CAUGHT,
@@ -49,7 +51,7 @@ from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
 from castore_edu.messaging.messages import NotificationMessage
 from castore_edu.reliability.relay import InMemoryCheckpointStore
 from castore_edu.storage.protocol import EventStorageAdapter, require_ordered_log
-from castore_edu.testing.faults import FaultSchedule, FaultyChannelAdapter, InjectedFault
+from castore_edu.testing.faults import FaultSchedule, FaultyChannelAdapter, InjectedFault, SimulatedCrash
 from castore_edu.testing.latency import SimulatedLatencyAdapter
 
 REDUCER = Exercise(1, "Write a reducer")
@@ -60,7 +62,20 @@ GROUP = Exercise(5, "Push an event group")
 REPLAY = Exercise(6, "Build a read model by replaying the store")
 IDEMPOTENT = Exercise(7, "Make a consumer idempotent")
 RELAY = Exercise(8, "Make a relay resume from its checkpoint")
-EXERCISES = (REDUCER, COMMAND, LISTENER, QUEUE, GROUP, REPLAY, IDEMPOTENT, RELAY)
+LOG_READER = Exercise(9, "Read a server's log without skipping a late commit")
+ACK_AFTER_COMMIT = Exercise(10, "Acknowledge only after the read model committed")
+EXERCISES = (
+    REDUCER,
+    COMMAND,
+    LISTENER,
+    QUEUE,
+    GROUP,
+    REPLAY,
+    IDEMPOTENT,
+    RELAY,
+    LOG_READER,
+    ACK_AFTER_COMMIT,
+)
 
 # Exercise 1 adds an event to the course's domain: a trainer lets a Pokémon go.
 TRAINER_RELEASED_POKEMON = EventType("TRAINER_RELEASED_POKEMON")  # payload: {"pokemon_id": str}
@@ -768,3 +783,318 @@ async def check_relay_step(relay_step: Callable[[Any, Any, Any, str], Any]) -> N
         ex,
         "the relay resumed after a failed publish, losing and repeating nothing; each name has its checkpoint.",
     )
+
+
+# -- Exercise 9 ------------------------------------------------------------------------------
+
+
+class ServerLog:
+    """A server database's log in miniature: positions are taken at once, committed later.
+
+    On a server database many transactions write at once. Each takes its position when it writes
+    (``begin``), and its event becomes visible only when it commits (``commit``) — or never, if it
+    rolls back (``roll_back``: its position stays a gap for good). ``read_log`` shows what is
+    committed; ``oldest_in_flight`` is the lowest position still held by a running transaction
+    (``None`` when none runs), the miniature of PostgreSQL's ``pg_snapshot_xmin`` (notebook 09,
+    section 3). Both are coroutines, as a query to the server would be.
+    """
+
+    def __init__(self) -> None:
+        self._next = 1
+        self._committed: dict[int, LoggedEvent] = {}
+        self._in_flight: dict[int, LoggedEvent] = {}
+        self.commit_during_read: int | None = None  # the check's trap: a commit lands mid-read
+
+    def begin(self, event: EventDetail, event_store_id: str = POKEMONS) -> int:
+        """A transaction writes ``event``: it takes the next position, not committed yet."""
+        position, self._next = self._next, self._next + 1
+        self._in_flight[position] = LoggedEvent(position, event_store_id, event)
+        return position
+
+    def commit(self, position: int) -> None:
+        self._committed[position] = self._in_flight.pop(position)
+
+    def roll_back(self, position: int) -> None:
+        del self._in_flight[position]
+
+    def write(self, event: EventDetail) -> int:
+        """A transaction that writes ``event`` and commits at once."""
+        position = self.begin(event)
+        self.commit(position)
+        return position
+
+    async def read_log(self, after_position: int = 0) -> list[LoggedEvent]:
+        """The committed entries after ``after_position``, in position order."""
+        await asyncio.sleep(0)
+        entries = [self._committed[p] for p in sorted(self._committed) if p > after_position]
+        if self.commit_during_read is not None:  # it commits right after the read saw the table
+            self.commit(self.commit_during_read)
+            self.commit_during_read = None
+        return entries
+
+    async def oldest_in_flight(self) -> int | None:
+        """The lowest position a running transaction holds, or ``None``: below it, nothing can change."""
+        await asyncio.sleep(0)
+        return min(self._in_flight, default=None)
+
+
+def _positions(entries: Any) -> Any:
+    try:
+        return [entry.position for entry in entries]
+    except (TypeError, AttributeError):
+        return entries
+
+
+async def check_read_new(read_new: Callable[[Any, int], Any]) -> None:
+    """Read a log whose transactions commit out of order, one rolls back, one commits mid-read."""
+    ex = LOG_READER
+    log = ServerLog()
+    names = ["pikachu", "charmander", "slowpoke", "bulbasaur", "eevee", "mew", "psyduck", "snorlax", "onix"]
+
+    def appeared(index: int) -> EventDetail:
+        name = names[index]
+        return pokemon_appeared(name, name=name.capitalize(), level=index + 1)
+
+    async def read(checkpoint: int) -> tuple[list[int], int]:
+        result = await attempt(ex, f"read_new(log, {checkpoint})", lambda: read_new(log, checkpoint))
+        expect(
+            isinstance(result, tuple) and len(result) == 2,
+            ex,
+            "read_new should return a pair: (the entries to publish, the new checkpoint).",
+            got=short(result),
+        )
+        entries, new_checkpoint = result
+        expect(
+            isinstance(entries, list) and all(isinstance(entry, LoggedEvent) for entry in entries),
+            ex,
+            "the entries should be a list of the log's LoggedEvents, as read_log returns them.",
+            got=short(entries),
+        )
+        return _positions(entries), new_checkpoint
+
+    log.write(appeared(0))  # 1
+    log.write(appeared(1))  # 2
+    slow = log.begin(appeared(2))  # 3: a slow transaction, still running
+    log.write(appeared(3))  # 4
+    log.write(appeared(4))  # 5
+    seen, checkpoint = await read(0)
+    expect(
+        seen == [1, 2] and checkpoint == 2,
+        ex,
+        "position 3 is held by a transaction still running, yet your reader went past it.",
+        expected="entries at positions [1, 2], checkpoint 2 (positions 4 and 5 wait for the next read)",
+        got=f"positions {short(seen)}, checkpoint {short(checkpoint)}",
+        hint="nothing at or above await log.oldest_in_flight() is safe yet: publish only what lies below it."
+        if 3 not in seen and checkpoint != 2
+        else "read what is committed after the checkpoint, and stop below the oldest transaction in flight.",
+    )
+    log.commit(slow)  # Slowpoke commits late
+    rolled_back = log.begin(appeared(5))  # 6
+    log.roll_back(rolled_back)  # a gap for good
+    log.write(appeared(6))  # 7
+    seen, checkpoint = await read(checkpoint)
+    expect(
+        seen == [3, 4, 5, 7] and checkpoint == 7,
+        ex,
+        "after the slow transaction committed (position 3) and another rolled back (position 6), "
+        "the next read should take everything up to 7.",
+        expected="entries at positions [3, 4, 5, 7], checkpoint 7",
+        got=f"positions {short(seen)}, checkpoint {short(checkpoint)}",
+        hint="a rolled-back transaction leaves a gap that never fills: do not wait for positions to follow "
+        "each other, rely on oldest_in_flight (None: nothing is running)."
+        if seen[:3] == [3, 4, 5] and 7 not in seen
+        else "read after the checkpoint you were given: await log.read_log(after_position=checkpoint).",
+    )
+    late = log.begin(appeared(7))  # 8, still running as the reader starts
+    log.write(appeared(8))  # 9
+    log.commit_during_read = late  # ...and it commits while the reader reads
+    seen, checkpoint = await read(checkpoint)
+    first_seen, first_checkpoint = seen, checkpoint
+    seen, checkpoint = await read(checkpoint)
+    expect(
+        first_seen + seen == [8, 9] and checkpoint == 9,
+        ex,
+        "a transaction that was running when your reader started committed while it read: its event "
+        "(position 8) was skipped.",
+        expected="position 8, then 9, over the next reads, and checkpoint 9",
+        got=f"positions {short(first_seen)} (checkpoint {short(first_checkpoint)}), then {short(seen)} "
+        f"(checkpoint {short(checkpoint)})",
+        hint="ask for oldest_in_flight *before* reading the log: what it reports must hold for the rows you read.",
+    )
+    seen, again = await read(checkpoint)
+    expect(
+        seen == [] and again == 9,
+        ex,
+        "with nothing new in the log, read_new should return no entries and keep the checkpoint.",
+        got=f"positions {short(seen)}, checkpoint {short(again)}",
+    )
+    passed(ex, "no late commit skipped, no gap waited for, nothing read twice.")
+
+
+# -- Exercise 10 -----------------------------------------------------------------------------
+
+
+class Delivery:
+    """One delivery of a message by the broker: ``message``, ``attempt`` (1, 2...) and ``await ack()``."""
+
+    def __init__(self, broker: _RedeliveringBroker, message: NotificationMessage, attempt: int) -> None:
+        self.message = message
+        self.attempt = attempt
+        self._broker = broker
+
+    async def ack(self) -> None:
+        """Tell the broker the message is done: it will not deliver it again."""
+        await asyncio.sleep(0)
+        self._broker.acked(self)
+
+    def __repr__(self) -> str:
+        event = self.message.event
+        return f"Delivery({event.aggregate_id} v{event.version}, attempt={self.attempt})"
+
+
+class LevelDatabase:
+    """A read model in a database of its own: level-ups per Pokémon, changed in transactions.
+
+    ``async with board.transaction() as tx:`` opens one; inside, ``tx.level_up(pokemon_id)``
+    counts a level-up, ``tx.remember(key)`` records that a message was applied, and
+    ``tx.has_applied(key)`` says whether one was. Leaving the block commits all of it at once;
+    an error inside (or at the commit) rolls all of it back. ``levels`` is what is committed.
+    """
+
+    def __init__(self) -> None:
+        self.levels: dict[str, int] = {}
+        self.applied: set[Any] = set()
+        self.fail_next_commit: BaseException | None = None  # the check's fault, raised at the commit
+
+    def transaction(self) -> Any:
+        return _LevelTransaction(self)
+
+
+class _LevelTransaction:
+    def __init__(self, board: LevelDatabase) -> None:
+        self.board = board
+        self.level_ups: list[str] = []
+        self.remembered: set[Any] = set()
+
+    async def __aenter__(self) -> _LevelTransaction:
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        await asyncio.sleep(0)
+        if kind is not None:
+            return  # rolled back; the error goes on
+        fault, self.board.fail_next_commit = self.board.fail_next_commit, None
+        if fault is not None:
+            raise fault  # the commit failed (or the process died during it): nothing is kept
+        for pokemon_id in self.level_ups:
+            self.board.levels[pokemon_id] = self.board.levels.get(pokemon_id, 0) + 1
+        self.board.applied |= self.remembered
+
+    def level_up(self, pokemon_id: str) -> None:
+        self.level_ups.append(pokemon_id)
+
+    def remember(self, key: Any) -> None:
+        self.remembered.add(key)
+
+    def has_applied(self, key: Any) -> bool:
+        return key in self.board.applied or key in self.remembered
+
+
+class _RedeliveringBroker:
+    """Hands out messages one at a time and delivers again whatever was not acknowledged."""
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(self, messages: list[NotificationMessage]) -> None:
+        self.waiting = list(messages)
+        self.attempts: dict[int, int] = {}
+        self.done: list[NotificationMessage] = []
+        self.crash_at_ack: NotificationMessage | None = None
+
+    def acked(self, delivery: Delivery) -> None:
+        if delivery.message is self.crash_at_ack and delivery.attempt == 1:
+            raise SimulatedCrash("after the commit, before the ack reached the broker")
+        if delivery.message not in self.done:
+            self.done.append(delivery.message)
+
+
+async def check_ack_after_commit(work: Callable[[Any, Any], Any]) -> None:
+    """Deliver four level-ups; crash in the commit of one, after the commit of another, fail a third."""
+    ex = ACK_AFTER_COMMIT
+    messages = [
+        _level_up_message("pikachu", 3),
+        _level_up_message("pikachu", 4),  # the process dies during its commit
+        _level_up_message("charmander", 2),  # the process dies after its commit, before the ack
+        _level_up_message("pikachu", 5),  # its commit fails with an error
+    ]
+    board = LevelDatabase()
+    broker = _RedeliveringBroker(messages)
+    broker.crash_at_ack = messages[2]
+    returned_after_failed_commit = False
+
+    async def deliver(delivery: Delivery) -> str:
+        try:
+            await work(delivery, board)
+        except SimulatedCrash:
+            return "crashed"  # the "process" is gone; the broker redelivers after ack_wait
+        return "returned"
+
+    for _ in range(_RedeliveringBroker.MAX_ATTEMPTS):
+        for message in messages:
+            if message in broker.done:
+                continue
+            index = messages.index(message)
+            attempt_number = broker.attempts[index] = broker.attempts.get(index, 0) + 1
+            if attempt_number == 1 and index == 1:
+                board.fail_next_commit = SimulatedCrash("during the commit of the read model")
+            if attempt_number == 1 and index == 3:
+                board.fail_next_commit = ConnectionError("the read model's database did not answer")
+            delivery = Delivery(broker, message, attempt_number)
+            outcome = await attempt(
+                ex,
+                f"work({delivery!r}, board)",
+                functools.partial(deliver, delivery),
+                allow=(ConnectionError,),
+            )
+            board.fail_next_commit = None
+            if index == 3 and attempt_number == 1 and outcome == "returned":
+                returned_after_failed_commit = True
+
+    never_acked = [m for m in messages if m not in broker.done]
+    expect(
+        not never_acked,
+        ex,
+        f"{len(never_acked)} of the 4 messages {'was' if len(never_acked) == 1 else 'were'} never acknowledged: "
+        "the broker would deliver them for ever.",
+        hint="call await delivery.ack() once the message is applied (or was applied before).",
+    )
+    expected = {"pikachu": 3, "charmander": 1}
+    got = board.levels
+    expect(
+        not returned_after_failed_commit or got.get("pikachu", 0) >= 3,
+        ex,
+        "when the read model's commit failed, your worker returned normally: the broker took the message as "
+        "done, and its level-up is lost.",
+        hint="do not catch errors of the transaction: an error that gets out makes the broker deliver again.",
+    )
+    lost = [pokemon for pokemon, count in expected.items() if got.get(pokemon, 0) < count]
+    expect(
+        not lost,
+        ex,
+        "a message was acknowledged before its level-up was committed: when the process died in the commit, "
+        "the broker did not deliver it again, and the level-up is lost.",
+        expected=short(expected),
+        got=short(got),
+        hint="acknowledge after the `async with board.transaction()` block, never inside it or before it.",
+    )
+    expect(
+        got == expected,
+        ex,
+        "a message delivered again after a crash (its commit done, its ack not) was applied twice.",
+        expected=short(expected),
+        got=short(got),
+        hint="remember the message's key (event_store_id, aggregate_id, version) in the same transaction as its "
+        "level-up, and skip a message the board has applied already — but still acknowledge it.",
+    )
+    passed(ex, "a crash before the commit loses nothing, a crash after it applies nothing twice.")
