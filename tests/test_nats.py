@@ -268,6 +268,9 @@ def test_bad_filters_handlers_settings_and_workers_are_refused_as_in_memory() ->
     for bad in (0, -1, True, "5"):
         with pytest.raises(ValueError, match="ack_wait"):
             NatsMessageBusAdapter(ack_wait=bad)  # type: ignore[arg-type]
+    for bad in (0, 6, True, 3.0):
+        with pytest.raises(ValueError, match="Invalid replicas, please select an int from 1 to 5"):
+            NatsMessageQueueAdapter(replicas=bad)  # type: ignore[arg-type]
 
 
 async def test_an_adapter_must_know_its_channel_and_attach_to_tells_it(nats_server_url: str) -> None:
