@@ -34,14 +34,18 @@ from typing import Any
 
 import anyio
 import nats
+import nats.js.errors
 import pytest
 
 from castore_edu import EventDetail, EventStore, EventType, NotificationMessageBus, TaskContext
+from castore_edu.core.errors import ServerUnavailableError
 from castore_edu.messaging.nats_bus import NatsMessageBusAdapter
+from castore_edu.messaging.nats_queue import NatsMessageQueueAdapter
 from castore_edu.reliability.idempotency import MessageKey, idempotent, message_key
 from castore_edu.reliability.relay import Relay
 from castore_edu.storage.postgres import PostgresEventStorageAdapter
 from castore_edu.testing.servers import NatsCluster
+from tests.fixtures_pokemon import Recorder, appeared_message, caught_message
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +181,35 @@ async def test_every_event_crosses_a_cluster_whose_stream_leader_dies(
         f"\nstream leader {killed} killed; delivery paused {pause:.2f} s (usual gap {usual * 1000:.0f} ms); "
         f"new leader {new_leader}; {redelivered} redeliveries, {relay.failures} failed relay steps"
     )
+
+
+async def test_a_queue_moves_to_another_server_when_its_own_dies() -> None:
+    """Given every URL, nats-py moves to a live server; the replicated queue keeps its messages."""
+    with NatsCluster(size=3) as cluster:
+        queue = NatsMessageQueueAdapter(
+            servers=cluster.urls, message_channel_id=f"cluster {uuid.uuid4().hex[:8]}", replicas=3
+        )
+        worker = Recorder()
+        queue.worker = worker
+        try:
+            with anyio.fail_after(WAIT):
+                await queue.publish_message(appeared_message)
+                await queue.wait_idle()
+            assert queue._client is not None and queue._client.connected_url is not None
+            own = queue._client.connected_url.port
+            next(member for member in cluster.members if member.port == own).kill()
+            with anyio.fail_after(WAIT):
+                while True:  # a publish may fail while the cluster elects new leaders
+                    try:
+                        await queue.publish_message(caught_message)
+                        break
+                    except (ServerUnavailableError, nats.js.errors.APIError):
+                        await asyncio.sleep(0.2)
+                while caught_message not in worker.finished:  # (wait_idle would ask the leader too)
+                    await asyncio.sleep(0.05)
+            assert queue._client.connected_url.port != own
+        finally:
+            await queue.close()
+    # each at least once (an ack lost with the dead server means one more delivery)
+    assert appeared_message in worker.finished and caught_message in worker.finished
+    assert all(message in (appeared_message, caught_message) for message in worker.finished)
