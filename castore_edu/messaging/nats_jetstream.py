@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -115,6 +116,7 @@ class UnansweredDeliveriesError(RuntimeError):
     (or was stopped) in the middle of the handler each time."""
 
 
+@functools.lru_cache(maxsize=4096)  # every publish names its channel, store and type again
 def token(text: str) -> str:
     """``text`` as one NATS name (a stream, a consumer, a subject token): kept as it is when it
     holds only letters, digits, ``_`` and ``-``; otherwise those others become ``_`` and a short
@@ -323,11 +325,10 @@ class JetStreamChannelAdapter(ChannelAdapter):
         subject = self.subject(message, replay=replay)
         identity = message_id(message, replay=replay)
         headers = None if identity is None else {"Nats-Msg-Id": identity}
-        js = await self._jetstream()
+        js = await self._start_readers()  # connected, the stream made, this process's readers running
         with self._server_errors():
             ack = await js.publish(subject, data, stream=self.stream, headers=headers)
         self._published_up_to = max(self._published_up_to, ack.seq)
-        await self._start_readers()
 
     async def wait_idle(self) -> None:
         """Return once every message published through this adapter so far has been handled or
