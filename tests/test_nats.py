@@ -670,6 +670,13 @@ async def test_a_server_that_is_not_there_is_reported_promptly(channel_id: str) 
         await adapter.wait_idle()
 
 
+async def test_a_lone_server_refuses_a_replicated_stream_in_its_own_words(opened: Any) -> None:
+    """``replicas`` above 1 needs a cluster (tests/test_nats_cluster.py); one server says so."""
+    bus = opened(NatsMessageBusAdapter, replicas=3)
+    with pytest.raises(nats.js.errors.ServerError, match="replicas > 1 not supported in non-clustered mode"):
+        await bus.publish_message(appeared_message)
+
+
 async def test_the_servers_answers_stay_as_they_are_a_lost_server_is_unavailable(
     opened: Any, nats_server_url: str, channel_id: str
 ) -> None:
