@@ -246,5 +246,5 @@ def test_a_cluster_that_elects_no_leader_in_time_is_stopped(monkeypatch: pytest.
     with pytest.raises(ServerStartError, match="elected no JetStream leader in 5 s"):
         cluster.start(timeout=5)
     assert all(member.process is not None and gone(member.process.pid) for member in cluster.members)
-    with pytest.raises(ValueError, match="at least one server"):
-        NatsCluster(size=0)
+    with pytest.raises(ValueError, match="at least two servers"):
+        NatsCluster(size=1)
