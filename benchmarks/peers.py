@@ -856,6 +856,12 @@ def plot(results: Results, directory: str) -> list[str]:
     return paths
 
 
+def refuse_plotting_without_matplotlib(plot_directory: str | None) -> None:
+    """Say at once, before any figure is measured, that ``--plot`` cannot be honoured."""
+    if plot_directory is not None and importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("--plot needs matplotlib (the notebooks extra): pip install -e '.[notebooks]'")
+
+
 def machine() -> str:
     import platform
 
@@ -869,8 +875,7 @@ def run(
     quick: bool = False, plot_directory: str | None = None, print_fn: Callable[[str], Any] = print
 ) -> Results:
     """Run every workload, print progress and the table; optionally write the plots."""
-    if plot_directory is not None and importlib.util.find_spec("matplotlib") is None:
-        raise SystemExit("--plot needs matplotlib (the notebooks extra): pip install -e '.[notebooks]'")
+    refuse_plotting_without_matplotlib(plot_directory)
     sizes = QUICK if quick else DEFAULT
     print_fn(
         f"castore_edu vs peers — {machine()}; medians of {sizes.rounds} rounds"

@@ -162,3 +162,30 @@ def test_the_postgres_comparison_runs_and_fills_its_table(capsys: pytest.Capture
         else:
             assert positive(row.peer_value) and row.target_met is not None, row
     assert "| PostgreSQL, groups of 100: push_event_group |" in printed
+
+
+def test_the_nats_comparison_runs_fills_its_table_and_draws_its_plot(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``python -m benchmarks.nats --quick``, on private NATS and PostgreSQL servers it starts and
+    stops itself: every row and both lag summaries are there, every figure a positive number."""
+    from benchmarks import nats as bench_nats
+
+    with_plot = importlib.util.find_spec("matplotlib") is not None
+    results = bench_nats.main(["--quick", *(["--plot", str(tmp_path)] if with_plot else [])])
+    printed = capsys.readouterr().out
+    assert [(row.group, row.workload) for row in results.rows] == [
+        ("NATS publish, broker ack", "NatsMessageBusAdapter.publish_message"),
+        ("relay PostgreSQL -> NATS", "Relay.catch_up, batch 100"),
+        (bench_nats.LAG_GROUP, "relay woken by commits(), p50"),
+        (bench_nats.LAG_GROUP, "relay woken by commits(), p95"),
+    ]
+    for row in results.rows:
+        assert positive(row.castore_edu) and positive(row.peer_value) and positive(row.ratio), row
+    assert set(results.lags) == {"relay, polling", "relay, woken by commits()"}
+    for figures in results.lags.values():
+        assert all(positive(value) for value in figures.values()), figures
+    assert "| NATS publish, broker ack: NatsMessageBusAdapter.publish_message |" in printed
+    assert printed.count("lag, relay") == 2
+    if with_plot:
+        assert (tmp_path / "benchmarks-nats.png").read_bytes().startswith(b"\x89PNG")

@@ -268,6 +268,9 @@ def test_bad_filters_handlers_settings_and_workers_are_refused_as_in_memory() ->
     for bad in (0, -1, True, "5"):
         with pytest.raises(ValueError, match="ack_wait"):
             NatsMessageBusAdapter(ack_wait=bad)  # type: ignore[arg-type]
+    for bad in (0, 6, True, 3.0):
+        with pytest.raises(ValueError, match="Invalid replicas, please select an int from 1 to 5"):
+            NatsMessageQueueAdapter(replicas=bad)  # type: ignore[arg-type]
 
 
 async def test_an_adapter_must_know_its_channel_and_attach_to_tells_it(nats_server_url: str) -> None:
@@ -665,6 +668,13 @@ async def test_a_server_that_is_not_there_is_reported_promptly(channel_id: str) 
         await adapter.close()
     with anyio.fail_after(15), pytest.raises(ServerUnavailableError):
         await adapter.wait_idle()
+
+
+async def test_a_lone_server_refuses_a_replicated_stream_in_its_own_words(opened: Any) -> None:
+    """``replicas`` above 1 needs a cluster (tests/test_nats_cluster.py); one server says so."""
+    bus = opened(NatsMessageBusAdapter, replicas=3)
+    with pytest.raises(nats.js.errors.ServerError, match="replicas > 1 not supported in non-clustered mode"):
+        await bus.publish_message(appeared_message)
 
 
 async def test_the_servers_answers_stay_as_they_are_a_lost_server_is_unavailable(

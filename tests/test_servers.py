@@ -8,6 +8,7 @@ failure, an interrupt, or a ``kill -9`` of the Python process that started them.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +21,13 @@ import psycopg
 import pytest
 
 from castore_edu.testing import servers
-from castore_edu.testing.servers import NatsServer, PostgresServer, ServerStartError, free_port
+from castore_edu.testing.servers import (
+    NatsCluster,
+    NatsServer,
+    PostgresServer,
+    ServerStartError,
+    free_port,
+)
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -104,9 +111,11 @@ def test_a_server_that_cannot_start_says_why_and_leaves_no_process() -> None:
 STARTER = textwrap.dedent(
     """
     import os, signal, sys, time
-    from castore_edu.testing.servers import NatsServer, PostgresServer
-    postgres, nats = PostgresServer().start(), NatsServer().start()
-    print(postgres.pid, nats.pid, postgres.directory, flush=True)
+    from castore_edu.testing.servers import NatsCluster, NatsServer, PostgresServer
+    postgres, nats, cluster = PostgresServer().start(), NatsServer().start(), NatsCluster().start()
+    started = [postgres, nats, *cluster.members]
+    print(*(server.pid for server in started), flush=True)
+    print(*(server.directory for server in started), flush=True)
     if sys.argv[1] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)  # no exit hook, no finally: the kernel's net only
     time.sleep(60)  # the test interrupts this sleep with Ctrl-C (SIGINT)
@@ -127,13 +136,15 @@ def test_no_server_outlives_the_python_process_that_started_it(tmp_path: Path, h
         text=True,
     )
     assert starter.stdout is not None
-    postgres_pid, nats_pid, directory = starter.stdout.readline().split()
+    pids, directories = starter.stdout.readline().split(), starter.stdout.readline().split()
     if how == "interrupt":
         starter.send_signal(signal.SIGINT)
     starter.wait(timeout=60)
-    assert gone(int(postgres_pid)) and gone(int(nats_pid))
+    assert len(pids) == 5 and all(gone(int(pid)) for pid in pids)  # postgres, nats, 3 cluster members
     if how == "interrupt":
-        assert not Path(directory).exists()  # the exit hook also removed its directory
+        assert not any(Path(directory).exists() for directory in directories)  # the exit hook's work
+    for directory in directories:  # after a kill -9 nobody could remove them: the test does
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_the_environment_variables_point_at_a_server_of_your_own(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,8 +193,10 @@ def test_a_missing_server_package_says_which_extra_to_install(
         servers._package_directory("no_such_server", "servers")
     monkeypatch.setattr(servers.sysconfig, "get_path", lambda name: str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
+    server = NatsServer()  # makes its directory, which close() removes
     with pytest.raises(ModuleNotFoundError, match="nats-server is not installed"):
-        NatsServer().command()
+        server.command()
+    server.close()
 
 
 def test_without_the_environment_variable_a_private_server_serves_the_block(
@@ -196,3 +209,49 @@ def test_without_the_environment_variable_a_private_server_serves_the_block(
             assert connection.recv(4) == b"INFO"
     with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=5):
         pass  # stopped with the block
+
+
+# -- a NATS cluster ----------------------------------------------------------------------------
+
+
+def test_a_cluster_elects_a_leader_on_loopback_and_a_killed_member_comes_back() -> None:
+    cluster = NatsCluster(size=3)
+    assert cluster.meta_leader() is None  # nobody runs yet
+    with cluster:
+        members = cluster.members
+        assert cluster.urls == [f"nats://127.0.0.1:{member.port}" for member in members]
+        assert len({member.server_name for member in members}) == 3
+        assert len({member.directory for member in members}) == 3
+        for member in members:
+            assert member.routes == [
+                f"nats://127.0.0.1:{other.cluster_port}" for other in members if other is not member
+            ]
+            with socket.create_connection(("127.0.0.1", member.port), timeout=5) as connection:
+                info = connection.recv(4096).decode()
+            assert '"host":"127.0.0.1"' in info and f'"cluster":"{member.cluster_name}"' in info
+        leader = cluster.meta_leader()
+        assert leader in members and cluster.formed()
+        follower = next(member for member in members if member is not leader)
+        follower.kill()
+        assert follower.pid is None and follower.jetstream_state() == {}
+        follower.start()
+        deadline = time.monotonic() + 60
+        while not cluster.formed():  # it rejoins: the leader hears from all of them again
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        pids = [member.pid for member in members]
+        assert "pid" in repr(cluster)
+    assert all(pid is not None and gone(pid) for pid in pids)
+    assert not any(member.directory.exists() for member in members)
+    with pytest.raises(KeyError):
+        cluster.member_named("nobody")
+
+
+def test_a_cluster_that_elects_no_leader_in_time_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(NatsCluster, "formed", lambda self: False)
+    cluster = NatsCluster(size=2)
+    with pytest.raises(ServerStartError, match="elected no JetStream leader in 5 s"):
+        cluster.start(timeout=5)
+    assert all(member.process is not None and gone(member.process.pid) for member in cluster.members)
+    with pytest.raises(ValueError, match="at least two servers"):
+        NatsCluster(size=1)

