@@ -43,7 +43,15 @@ import nats.aio.client
 import psycopg
 
 from benchmarks.core import counter_store, increments
-from benchmarks.peers import BATCH, Results, Row, median_seconds, refuse_plotting_without_matplotlib, table
+from benchmarks.peers import (
+    BATCH,
+    Results,
+    Row,
+    draw_rates,
+    median_seconds,
+    refuse_plotting_without_matplotlib,
+    table,
+)
 from benchmarks.postgres import PostgresBench, rate_row
 from benchmarks.relay import Deliveries, fill_log, summary
 from castore_edu.messaging.channels import NotificationMessageBus
@@ -322,14 +330,7 @@ def plot(results: NatsResults, directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     figure, (rates, lags) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     rate_rows = [row for row in results.rows if row.unit == "events/s"]
-    positions = range(len(rate_rows))
-    rates.barh([p - 0.2 for p in positions], [row.castore_edu for row in rate_rows], 0.4, label="castore_edu")
-    rates.barh([p + 0.2 for p in positions], [row.peer_value or 0 for row in rate_rows], 0.4, label="raw")
-    rates.set_yticks(list(positions), [row.group for row in rate_rows], fontsize=8)
-    rates.invert_yaxis()
-    rates.set_xlabel("events per second (median of the rounds)")
-    rates.set_title("castore_edu next to raw nats-py / psycopg")
-    rates.legend(fontsize=8)
+    draw_rates(rates, rate_rows, "castore_edu next to raw nats-py / psycopg")
     names = list(results.lags)
     for offset, key, label in ((-0.2, "median_ms", "p50"), (0.2, "p95_ms", "p95")):
         lags.bar(

@@ -856,6 +856,18 @@ def plot(results: Results, directory: str) -> list[str]:
     return paths
 
 
+def draw_rates(axes: Any, rows: list[Row], title: str) -> None:
+    """Horizontal bars: castore_edu's rate beside its peer's, one pair per row (one matplotlib axes)."""
+    positions = range(len(rows))
+    axes.barh([p - 0.2 for p in positions], [row.castore_edu for row in rows], 0.4, label="castore_edu")
+    axes.barh([p + 0.2 for p in positions], [row.peer_value or 0 for row in rows], 0.4, label="peer")
+    axes.set_yticks(list(positions), [f"{row.group}\nvs {row.peer}" for row in rows], fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xlabel("events per second (median of the rounds)")
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+
+
 def refuse_plotting_without_matplotlib(plot_directory: str | None) -> None:
     """Say at once, before any figure is measured, that ``--plot`` cannot be honoured."""
     if plot_directory is not None and importlib.util.find_spec("matplotlib") is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,8 +36,10 @@ from benchmarks.peers import (
     Timed,
     castore_push_batches,
     castore_push_each,
+    draw_rates,
     eventsourcing_installed,
     median_seconds,
+    refuse_plotting_without_matplotlib,
     table,
 )
 from castore_edu.storage.postgres import SCHEMA, PostgresEventStorageAdapter
@@ -205,7 +208,28 @@ async def run_all(server_url: str, quick: bool, print_fn: Callable[[str], Any]) 
     return results
 
 
-def run(quick: bool = False, print_fn: Callable[[str], Any] = print) -> Results:
+def plot(results: Results, directory: str) -> str:
+    """Write ``benchmarks-postgres.png`` into ``directory``: each rate beside its peer's."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no window
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    figure, axes = plt.subplots(figsize=(9, 3.6), layout="constrained")
+    draw_rates(
+        axes, [row for row in results.rows if row.peer_value], "castore_edu on PostgreSQL, next to its peers"
+    )
+    path = os.path.join(directory, "benchmarks-postgres.png")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def run(
+    quick: bool = False, print_fn: Callable[[str], Any] = print, plot_directory: str | None = None
+) -> Results:
+    refuse_plotting_without_matplotlib(plot_directory)
     with ExitStack() as servers:
         server_url = servers.enter_context(postgres_url())
         with psycopg.connect(server_url) as connection:
@@ -218,6 +242,8 @@ def run(quick: bool = False, print_fn: Callable[[str], Any] = print) -> Results:
     for line in table(results):
         print_fn(line)
     print_fn(f"(ran in {results.seconds:.0f} s)")
+    if plot_directory is not None:
+        print_fn(f"wrote {plot(results, plot_directory)}")
     return results
 
 
@@ -226,8 +252,13 @@ def main(argv: list[str] | None = None) -> Results:
         description="castore_edu on PostgreSQL, next to raw psycopg and eventsourcing."
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test")
+    parser.add_argument(
+        "--plot", metavar="DIR", help="also write benchmarks-postgres.png into DIR (needs matplotlib)"
+    )
     options = parser.parse_args(argv)
-    return run(quick=options.quick, print_fn=lambda line: print(line, flush=True))
+    return run(
+        quick=options.quick, print_fn=lambda line: print(line, flush=True), plot_directory=options.plot
+    )
 
 
 if __name__ == "__main__":

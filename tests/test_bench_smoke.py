@@ -144,12 +144,17 @@ def test_the_floor_command_prints_both_floors(capsys: pytest.CaptureFixture[str]
     assert printed.count("best possible ratio to raw sqlite3") == 2
 
 
-def test_the_postgres_comparison_runs_and_fills_its_table(capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m benchmarks.postgres --quick``, on a private server it starts and stops itself."""
+def test_the_postgres_comparison_runs_and_fills_its_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``python -m benchmarks.postgres --quick --plot DIR``, on a private server it starts and stops itself."""
     from benchmarks import postgres as bench_postgres
 
-    results = bench_postgres.run(quick=True)
+    with_plot = importlib.util.find_spec("matplotlib") is not None
+    results = bench_postgres.run(quick=True, plot_directory=str(tmp_path) if with_plot else None)
     printed = capsys.readouterr().out
+    if with_plot:
+        assert (tmp_path / "benchmarks-postgres.png").stat().st_size > 10_000
     assert [(row.group, row.peer) for row in results.rows] == [
         ("PostgreSQL, one event per transaction", "raw psycopg: insert + commit"),
         ("PostgreSQL, one event per transaction", "eventsourcing PostgreSQL: Application.save"),
