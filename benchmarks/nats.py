@@ -49,8 +49,8 @@ from benchmarks.peers import (
     Row,
     draw_rates,
     median_seconds,
+    print_table,
     refuse_plotting_without_matplotlib,
-    table,
 )
 from benchmarks.postgres import PostgresBench, rate_row
 from benchmarks.relay import Deliveries, fill_log, summary
@@ -359,9 +359,7 @@ def run(
             f"(psycopg {psycopg.__version__}); medians of {sizes.rounds} rounds"
         )
         results = asyncio.run(run_all(nats_server, postgres_server, sizes, print_fn))
-    print_fn("")
-    for line in table(results):
-        print_fn(line)
+    print_table(results, print_fn)
     for name, figures in results.lags.items():
         print_fn(
             f"lag, {name:<26}: p50 {figures['median_ms']:7.2f} ms, p95 {figures['p95_ms']:7.2f} ms,"

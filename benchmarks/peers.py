@@ -789,6 +789,13 @@ def table(results: Results) -> list[str]:
     return lines
 
 
+def print_table(results: Results, print_fn: Callable[[str], Any]) -> None:
+    """The table, after a blank line that sets it apart from the progress lines."""
+    print_fn("")
+    for line in table(results):
+        print_fn(line)
+
+
 def plot(results: Results, directory: str) -> list[str]:
     """Write the two PNGs of docs/benchmarks.md into ``directory``; return their paths."""
     import matplotlib
@@ -900,9 +907,7 @@ def run(
     )
     with tempfile.TemporaryDirectory(prefix="castore-peers-") as directory:
         results = asyncio.run(Bench(sizes, directory, print_fn).run())
-    print_fn("")
-    for line in table(results):
-        print_fn(line)
+    print_table(results, print_fn)
     print_fn(f"(ran in {results.seconds:.0f} s)")
     if plot_directory is not None:
         for path in plot(results, plot_directory):

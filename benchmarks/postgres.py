@@ -39,8 +39,8 @@ from benchmarks.peers import (
     draw_rates,
     eventsourcing_installed,
     median_seconds,
+    print_table,
     refuse_plotting_without_matplotlib,
-    table,
 )
 from castore_edu.storage.postgres import SCHEMA, PostgresEventStorageAdapter
 from castore_edu.testing.servers import postgres_url
@@ -238,9 +238,7 @@ def run(
             f"castore_edu on PostgreSQL {version[0] if version else '?'} (durable commits), psycopg {psycopg.__version__}"
         )
         results = asyncio.run(run_all(server_url, quick, print_fn))
-    print_fn("")
-    for line in table(results):
-        print_fn(line)
+    print_table(results, print_fn)
     print_fn(f"(ran in {results.seconds:.0f} s)")
     if plot_directory is not None:
         print_fn(f"wrote {plot(results, plot_directory)}")

@@ -15,6 +15,7 @@ from castore_edu import (
     PostgresEventStorageAdapter,
     SQLiteEventStorageAdapter,
 )
+from castore_edu.storage.protocol import close_adapter
 
 
 async def main(kind: str, where: str, name: str, count: int) -> None:
@@ -42,9 +43,7 @@ async def main(kind: str, where: str, name: str, count: int) -> None:
     )
     for _ in range(count):
         await command.handler(None, [counter])
-    closing = adapter.close()
-    if closing is not None:
-        await closing
+    await close_adapter(adapter)
 
 
 def run_racing_counters(kind: str, where: str, names: list[str], per_process: int) -> None:

@@ -86,7 +86,7 @@ async def test_a_conflicting_group_names_the_event_and_stores_nothing(postgres_c
         assert [entry.position for entry in await adapter.read_log()] == [1, 2]
 
 
-async def test_a_bad_event_is_refused_before_anything_is_sent(postgres_conninfo: str) -> None:
+async def test_a_bad_event_is_refused_before_anything_is_sent() -> None:
     """No server listens at this address: the check comes first, so the error is about the event."""
     adapter = PostgresEventStorageAdapter(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     with pytest.raises(InvalidEventError, match="version"):

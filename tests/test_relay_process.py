@@ -146,6 +146,7 @@ async def test_the_command_relays_until_told_to_stop(
     from castore_edu.messaging.nats_queue import NatsMessageQueueAdapter
     from castore_edu.reliability.relay import default_checkpoints
     from castore_edu.reliability.relay_command import open_storage, parse_arguments, run
+    from castore_edu.storage.protocol import close_adapter
 
     storage_spec = (
         str(tmp_path / "events.sqlite")
@@ -192,9 +193,7 @@ async def test_the_command_relays_until_told_to_stop(
         await listener.close()
     assert relay.published == 2
     assert await default_checkpoints(writer).load("relay") == 2  # saved in the events' own database
-    closing = writer.close()
-    if closing is not None:
-        await closing
+    await close_adapter(writer)
 
 
 @pytest.mark.anyio

@@ -40,6 +40,7 @@ from typing import Any
 from castore_edu.core.event_store import EventStore
 from castore_edu.messaging.channels import MessageChannel, NotificationMessageBus, NotificationMessageQueue
 from castore_edu.reliability.relay import Relay
+from castore_edu.storage.protocol import close_adapter
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 logger = logging.getLogger("castore_edu")
@@ -111,7 +112,7 @@ async def run(options: argparse.Namespace, stop: asyncio.Event) -> Relay:
     routes = [parse_route(route) for route in options.route]
     async with AsyncExitStack() as resources:
         storage = open_storage(options.storage)
-        resources.push_async_callback(_close, storage)
+        resources.push_async_callback(close_adapter, storage)
         channels: dict[str, MessageChannel] = {}
         for store_id, kind, channel_id in routes:
             # The relay only needs the store's id; a notification carries no aggregate.
@@ -119,7 +120,7 @@ async def run(options: argparse.Namespace, stop: asyncio.Event) -> Relay:
                 event_store_id=store_id, event_types=[], reducer=lambda aggregate, event: aggregate
             )
             channels[store_id] = channel_for(kind, channel_id, store, options.nats)
-            resources.push_async_callback(_close, channels[store_id].get_message_channel_adapter())
+            resources.push_async_callback(close_adapter, channels[store_id].get_message_channel_adapter())
         relay = Relay(
             storage,
             channels,
@@ -152,12 +153,6 @@ async def _nudge_on_commits(storage: Any, relay: Relay) -> None:
 async def _cancel(task: asyncio.Future[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-async def _close(resource: Any) -> None:
-    closing = resource.close()
-    if asyncio.iscoroutine(closing):
-        await closing
 
 
 async def main_async(argv: Sequence[str] | None = None, stop: asyncio.Event | None = None) -> int:

@@ -152,6 +152,14 @@ def require_ordered_log(storage: object) -> OrderedLogStorage:
     return storage
 
 
+async def close_adapter(adapter: Any) -> None:
+    """Close an adapter (storage, or a channel's), whether its ``close()`` is a plain call (SQLite:
+    a local file) or a coroutine (PostgreSQL, NATS: a connection to a server)."""
+    closing = adapter.close()
+    if inspect.isawaitable(closing):
+        await closing
+
+
 def with_timestamp(event: EventDetail, timestamp: str) -> EventDetail:
     """A copy of ``event`` (which is frozen) that has ``timestamp``.
 

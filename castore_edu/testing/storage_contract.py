@@ -31,6 +31,7 @@ from castore_edu.storage.protocol import (
     LOG_CALLS,
     EventStorageAdapter,
     OrderedLogStorage,
+    close_adapter,
     require_ordered_log,
 )
 
@@ -110,9 +111,7 @@ class StorageAdapterContract:
         self._opened: list[Any] = []
         yield
         for adapter in self._opened:
-            closing = adapter.close()
-            if inspect.isawaitable(closing):
-                await closing
+            await close_adapter(adapter)
 
     one_log_for_all_stores = True
 
