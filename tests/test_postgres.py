@@ -143,11 +143,12 @@ async def test_concurrent_tasks_take_turns_on_the_connection(postgres_conninfo: 
 async def test_a_writer_that_holds_its_transaction_open_makes_the_others_wait(postgres_conninfo: str) -> None:
     """The late-commit gap, and how the adapter closes it.
 
-    A writer (here a raw connection doing exactly what the adapter does) takes the table's lock,
-    inserts position 1 and does not commit. Meanwhile other writers push: they wait for the lock
-    instead of taking positions 2, 3... and committing first. A reader in that moment sees an
-    empty log, not a log with a hole at 1. Once the first commits, the rest follow in order, and
-    the reader that kept a checkpoint has seen every event.
+    A writer (here a raw connection doing exactly what the adapter does) inserts position 1 and
+    does not commit. Meanwhile other writers push: they cannot take position 1 while it is
+    pending, nor 2 (the last committed position is 0), so they wait instead of committing first.
+    A reader in that moment sees an empty log, not a log with a hole at 1. Once the first
+    commits, the rest write again after it, in order, and the reader that kept a checkpoint has
+    seen every event.
     """
     async with (
         PostgresEventStorageAdapter(postgres_conninfo) as writer,
@@ -157,12 +158,11 @@ async def test_a_writer_that_holds_its_transaction_open_makes_the_others_wait(po
         await reader.last_position()  # creates the tables
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
-            await slow.execute("LOCK TABLE events IN EXCLUSIVE MODE")
             await slow.execute(
                 INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
             )
             pushes = [asyncio.ensure_future(pokemons.push_event(event(f"fast{index}"))) for index in range(3)]
-            await asyncio.sleep(0.3)  # long enough for the pushes to reach the lock, if they could
+            await asyncio.sleep(0.3)  # long enough for the pushes to commit, if they could
             assert not any(push.done() for push in pushes)
             seen = await reader.read_log()
             assert seen == []
@@ -173,6 +173,82 @@ async def test_a_writer_that_holds_its_transaction_open_makes_the_others_wait(po
         followed = seen + await reader.read_log(after_position=0)
         assert [(entry.position, entry.event.aggregate_id) for entry in followed][:1] == [(1, "slowpoke")]
         assert [entry.position for entry in followed] == [1, 2, 3, 4]
+
+
+async def test_an_adapter_connects_while_another_writer_has_a_transaction_open(
+    postgres_conninfo: str,
+) -> None:
+    """Opening a database must not wait for its writers: making the tables if they are missing
+    takes no lock on tables that exist (notebook 09 opens a reader while a write is pending)."""
+    async with PostgresEventStorageAdapter(postgres_conninfo) as first:
+        await first.last_position()  # creates the tables
+        slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
+        try:
+            await slow.execute(
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+            )
+            async with PostgresEventStorageAdapter(postgres_conninfo) as late:
+                assert await asyncio.wait_for(late.last_position(), timeout=10) == 0
+        finally:
+            await slow.close()
+
+
+async def test_writers_on_their_own_connections_take_turns_on_the_next_position(
+    postgres_conninfo: str,
+) -> None:
+    """Four adapters (four connections, as four processes) push at once, single events and
+    groups, each to aggregates of its own. They keep asking for the same next position; the
+    losers write again after the winner, so every push succeeds and the log has no gap."""
+    adapters = [PostgresEventStorageAdapter(postgres_conninfo) for _ in range(4)]
+    try:
+        await asyncio.gather(*(adapter.last_position() for adapter in adapters))  # all connected
+
+        async def write(writer: int, adapter: PostgresEventStorageAdapter) -> None:
+            pokemons = store("POKEMONS", adapter)
+            for round_ in range(10):
+                await pokemons.push_event(event(f"w{writer}-{round_}"))
+                await EventStore.push_event_group(
+                    pokemons.group_event(event(f"w{writer}-{round_}-a")),
+                    pokemons.group_event(event(f"w{writer}-{round_}-b")),
+                )
+
+        await asyncio.gather(*(write(writer, adapter) for writer, adapter in enumerate(adapters)))
+        log = await adapters[0].read_log()
+        assert [entry.position for entry in log] == list(range(1, 4 * 10 * 3 + 1))
+        for writer in range(4):
+            mine = [
+                entry.event.aggregate_id
+                for entry in log
+                if entry.event.aggregate_id.startswith(f"w{writer}-")
+            ]
+            assert mine == [f"w{writer}-{r}{suffix}" for r in range(10) for suffix in ("", "-a", "-b")]
+    finally:
+        await asyncio.gather(*(adapter.close() for adapter in adapters))
+
+
+async def test_a_forced_write_waits_for_a_writer_at_work_and_then_overwrites(postgres_conninfo: str) -> None:
+    async with PostgresEventStorageAdapter(postgres_conninfo) as adapter:
+        pokemons = store("POKEMONS", adapter)
+        await pokemons.push_event(event("pikachu", 1, type="APPEARED"))
+        slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
+        try:
+            await slow.execute(
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+            )
+            forced = asyncio.ensure_future(
+                pokemons.push_event(event("pikachu", 1, type="LEVELLED_UP"), force=True)
+            )
+            await asyncio.sleep(0.3)
+            assert not forced.done()  # the table's lock waits for the open transaction
+            await slow.commit()
+        finally:
+            await slow.close()
+        await forced
+        log = await adapter.read_log()
+        assert [(e.position, e.event.aggregate_id, e.event.type) for e in log] == [
+            (1, "pikachu", "LEVELLED_UP"),
+            (2, "slowpoke", "APPEARED"),
+        ]
 
 
 async def test_commits_wake_a_relay_that_would_otherwise_sleep_a_minute(postgres_conninfo: str) -> None:

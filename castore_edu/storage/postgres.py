@@ -17,22 +17,25 @@ transaction B takes position 2 and commits first: for a moment the log shows 2 w
 that reads then moves its checkpoint to 2, and when A commits, position 1 is behind the
 checkpoint: skipped for good, and no error anywhere. (Notebook 09 reproduces it.)
 
-This adapter closes the gap the way eventsourcing's PostgreSQL recorder does: every write
-transaction begins with ``LOCK TABLE events IN EXCLUSIVE MODE``. The lock lets readers in (a
-plain ``SELECT`` never waits for it) but only one writer at a time, and it is released only
-after the commit is visible. So a writer takes its positions after every earlier writer has
-committed, positions become visible in order, and a reader can never see position 2 before 1.
-The cost: writers to one database queue up, one commit after another, so a database takes at
-most about one write transaction per commit time (a few milliseconds on a small disk) however
-many writers there are; a group of many events in one transaction pays that price once.
+This adapter closes the gap with the same kind of rule that guards versions: **a position is
+unique too** (it is the primary key), and a writer takes the last *committed* position plus one.
+Transaction B, which sees 1 uncommitted as nothing, also asks for position 1; the server makes
+it wait until A has finished, then refuses it, and B writes again, now as 2. So a row can only
+take position ``p`` once ``p - 1`` has committed: positions become visible in order and without
+gaps, and a reader can never see 2 before 1. The cost: writers to one database take turns on
+the next position. A writer that loses pays one more round trip, and a long transaction holds
+every other writer back; a group of many events in one transaction pays its turn once.
 
-The other well-known guard keeps writers parallel and makes the *reader* careful instead: store
-each row's transaction id (``pg_current_xact_id()``) and read only rows of transactions older
-than the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``). Its log order
-is then the transaction ids' order, not a plain number, which is more than this course's
-``position`` can carry; notebook 09 shows it next to the lock.
+eventsourcing's PostgreSQL recorder reaches the same order another way: every write transaction
+begins with ``LOCK TABLE ... IN EXCLUSIVE MODE``, so writers queue for the table's lock instead
+of retrying (two more round trips per write: the transaction's ``BEGIN`` and the lock). The
+other well-known guard keeps writers parallel and makes the *reader* careful: store each row's
+transaction id (``pg_current_xact_id()``) and read only rows of transactions older than the
+oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``). Its log order is then the
+transaction ids' order, not a plain number, which is more than this course's ``position`` can
+carry. Notebook 09 sets the three side by side.
 
-**Waking a reader.** Each write transaction also sends ``NOTIFY castore_edu_events``. PostgreSQL
+**Waking a reader.** Every write also sends ``NOTIFY castore_edu_events``. PostgreSQL
 delivers a notification only once the transaction has committed, and only to connections that
 are listening at that moment: it is a wake-up, not a delivery. :meth:`commits` listens, and a
 relay nudged by it reads the log at once instead of at its next poll; whatever a listener misses
@@ -69,6 +72,10 @@ from castore_edu.storage.protocol import (
 )
 from castore_edu.storage.sql import COLUMNS, select_events
 
+NOTIFY_CHANNEL = "castore_edu_events"
+# The constraint that refuses a position another writer took first (the primary key's default name).
+POSITION_TAKEN = "events_pkey"
+
 SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS events (
@@ -91,37 +98,43 @@ SCHEMA = (
     """,
 )
 
-# The next position is the last one plus one. That is only safe because writers hold the table's
-# lock (see _write_all): no other transaction can take the same number or commit a lower one later.
-# So, as on SQLite, positions have no gaps and follow commit order.
-INSERT = """
+# A push of one event is one statement, so one round trip and, in autocommit mode, one
+# transaction: as cheap to send as a plain INSERT. Its position is the last committed one plus
+# one: see the module docstring for why that keeps the log in commit order. The statement also
+# sends the NOTIFY that wakes listeners when it commits (pg_notify in a WITH, joined in so that it
+# runs).
+INSERT = f"""
+WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', ''))
 INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
-VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json)
+SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json
+FROM wake
 """
 
-# Without force, all the events of a push go in with one statement: the columns travel as arrays,
-# and the events take the positions after the last one, in order (WITH ORDINALITY numbers them).
-INSERT_ALL = """
+# A group is one statement too: its columns travel as arrays, and its events take the positions
+# after the last one, in order (WITH ORDINALITY numbers them 1, 2, 3...). %b sends the arrays in
+# PostgreSQL's binary format, which psycopg writes four times faster than quoted array text.
+INSERT_ALL = f"""
+WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', ''))
 INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
 SELECT last.position + event.number, event.event_store_id, event.aggregate_id, event.version,
        event.type, event.timestamp, event.payload, event.metadata
-FROM (SELECT COALESCE(MAX(position), 0) AS position FROM events) AS last,
-     unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::json[], %s::json[])
+FROM wake, (SELECT COALESCE(MAX(position), 0) AS position FROM events) AS last,
+     unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::json[], %b::json[])
          WITH ORDINALITY AS event(event_store_id, aggregate_id, version, type, timestamp, payload, metadata, number)
 """
 
-# With force, one INSERT per event, each overwriting its event in place if the version is taken
-# (same row, so the same log position).
-UPSERT = (
-    INSERT
-    + """
+# With force, one statement per event in one transaction, each overwriting its event in place if
+# the version is taken (same row, so the same log position). A forced write is rare and may update
+# rows other writers are inserting after, so it takes the table's lock first: it waits for the
+# writers at work, holds off new ones, and never has to retry.
+UPSERT = """
+INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
+VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json)
 ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
     type = excluded.type, timestamp = excluded.timestamp,
     payload = excluded.payload, metadata = excluded.metadata
 """
-)
 
-NOTIFY_CHANNEL = "castore_edu_events"
 # Any fixed number: the advisory lock that lets one process at a time create the tables.
 SCHEMA_LOCK = 7_210_245
 
@@ -338,7 +351,8 @@ class PostgresEventStorageAdapter:
         """Insert checked, stamped events in one transaction: all, or none.
 
         A taken version makes the INSERT fail, which rolls the whole transaction back; only then
-        do we ask which event it was.
+        do we ask which event it was. A taken position means another writer committed first:
+        write again, after it.
         """
         parameters = [
             (
@@ -352,20 +366,27 @@ class PostgresEventStorageAdapter:
             )
             for event_store_id, event, payload, metadata in rows
         ]
-        try:
-            async with self._session() as connection, connection.transaction():
-                # One writer at a time, so that positions become visible in order (module docstring).
-                await connection.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-                if force:
-                    async with connection.cursor() as cursor:
-                        await cursor.executemany(UPSERT, parameters)
-                else:
-                    columns = [list(column) for column in zip(*parameters, strict=True)]
-                    await connection.execute(INSERT_ALL, columns)
-                await connection.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # delivered at commit
-        except psycopg.errors.UniqueViolation:
-            raise await self._first_conflict(rows) from None
-        return [event for _, event, _, _ in rows]
+        while True:
+            try:
+                async with self._session() as connection:
+                    if force:
+                        await self._upsert(connection, parameters)
+                    elif len(parameters) == 1:
+                        await connection.execute(INSERT, parameters[0])
+                    else:
+                        columns = [list(column) for column in zip(*parameters, strict=True)]
+                        await connection.execute(INSERT_ALL, columns)
+                return [event for _, event, _, _ in rows]
+            except psycopg.errors.UniqueViolation as error:
+                if error.diag.constraint_name != POSITION_TAKEN:
+                    raise await self._first_conflict(rows) from None
+
+    @staticmethod
+    async def _upsert(connection: psycopg.AsyncConnection[Any], parameters: list[tuple[Any, ...]]) -> None:
+        async with connection.transaction(), connection.cursor() as cursor:
+            await cursor.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # see UPSERT
+            await cursor.executemany(UPSERT, parameters)
+            await cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # delivered at commit
 
     async def _first_conflict(self, rows: list[StampedRow]) -> EventAlreadyExistsError:
         """The error for the first event the database refused: the first whose version was

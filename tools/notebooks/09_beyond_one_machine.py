@@ -118,14 +118,16 @@ await fast.close()
 #
 # ## 3. How the adapter closes it, and what that costs
 #
-# `PostgresEventStorageAdapter` (`castore_edu/storage/postgres.py`) starts every write transaction
-# with `LOCK TABLE events IN EXCLUSIVE MODE`. Readers never wait for that lock, but writers take
-# it one at a time, and the lock is released only after the commit is visible. A writer therefore
-# takes its position (the last one plus one) after every earlier writer has committed: positions
+# `PostgresEventStorageAdapter` (`castore_edu/storage/postgres.py`) guards positions the way every
+# event store guards versions: **a position is unique** (the table's primary key), and a writer
+# takes the last *committed* position plus one, in the same statement as its insert. A second
+# writer that comes while the first has not committed asks for the same number. PostgreSQL makes
+# it wait for the first transaction, refuses it once the first commits, and the adapter writes
+# again, now after it. So a row can only take position `p` once `p - 1` has committed: positions
 # become visible in order, and they have no gaps, as on SQLite.
 #
-# Below, a raw connection plays a slow writer of the adapter: it takes the lock, inserts exactly
-# what the adapter inserts, and waits. Meanwhile the application pushes through the adapter, and
+# Below, a raw connection plays a slow writer of the adapter: it inserts exactly what the adapter
+# inserts, and waits before committing. Meanwhile the application pushes through the adapter, and
 # a reader (a second adapter, as in another process) looks at the log.
 
 # %%
@@ -138,7 +140,6 @@ from castore_edu.storage.postgres import INSERT
 reader = PostgresEventStorageAdapter(conninfo)
 
 slow = await psycopg.AsyncConnection.connect(conninfo)
-await slow.execute("LOCK TABLE events IN EXCLUSIVE MODE")
 await slow.execute(
     INSERT,
     (
@@ -152,8 +153,8 @@ await slow.execute(
     ),
 )
 push = asyncio.ensure_future(pokedex.pokemons.push_event(pokemon_leveled_up("pikachu", version=5)))
-await asyncio.sleep(0.3)  # time enough for the push to reach the lock
-print("while the slow writer holds the lock, the push is", "done" if push.done() else "waiting")
+await asyncio.sleep(0.3)  # time enough for the push to commit, if it could
+print("while the slow writer has position 8 pending, the push is", "done" if push.done() else "waiting")
 print("and a reader sees the log end at position", await reader.last_position())
 assert not push.done() and await reader.last_position() == 7
 await slow.commit()
@@ -167,23 +168,24 @@ assert [(entry.position, entry.event.aggregate_id) for entry in tail] == [(8, "s
 await reader.close()
 
 # %% [markdown]
-# **The cost.** Writers to one database now queue up: one write transaction commits at a time,
-# so a database takes about one write per commit time (a few milliseconds on a small disk),
-# however many writers there are. A group of many events is one transaction and pays once.
-# eventsourcing's PostgreSQL recorder makes the same choice (its writers lock the table too).
+# **The cost.** Writers to one database take turns on the next position: while one transaction
+# is open, the others wait, and a writer that loses the race pays one more round trip. A long
+# transaction therefore holds every writer back, and a database commits about one write at a time.
+# A push is still a single statement (one round trip, as cheap to send as a plain `INSERT`), and a
+# group of many events is one statement too, so it pays its turn once.
 #
-# **The other guard** keeps writers parallel and makes the reader careful instead: every row
-# records its transaction id (`pg_current_xact_id()`), and a reader reads only rows of
-# transactions older than the oldest one still running (`pg_snapshot_xmin(pg_current_snapshot())`).
-# A transaction still running when the reader looked can then only add rows the reader has not
-# passed. The price moves to the reader and the log order: the log is ordered by transaction id,
-# not by a plain number, and a long transaction holds every reader back. Event stores such as
-# Marten (.NET) and Eventuous work this way.
+# **Two other guards** are well known:
+#
+# | guard | writers | readers | costs |
+# |---|---|---|---|
+# | unique position, last committed + 1 (this adapter) | take turns; a loser writes again | read `position > checkpoint` | a retry under contention |
+# | `LOCK TABLE events IN EXCLUSIVE MODE` first (eventsourcing's PostgreSQL recorder) | queue for the lock | read `position > checkpoint` | a transaction of three statements per write |
+# | record `pg_current_xact_id()`, read below `pg_snapshot_xmin(pg_current_snapshot())` (Marten, Eventuous) | stay parallel | skip rows of transactions still running | the log is ordered by transaction id, and a long transaction holds every reader back |
 
 # %% [markdown]
 # ## 4. NOTIFY: a wake-up after commit, not a delivery
 #
-# Every write transaction of the adapter also sends `NOTIFY castore_edu_events`. PostgreSQL
+# Every write of the adapter also sends `NOTIFY castore_edu_events`. PostgreSQL
 # delivers a notification **only when the transaction commits**, and **only to connections
 # listening at that moment**. Both halves matter.
 
@@ -319,11 +321,11 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # - A server database lets many transactions write at once, so a position taken from a sequence
 #   is not a commit order: a reader that follows `position > checkpoint` can pass an event that
 #   commits later, and skip it for good.
-# - `PostgresEventStorageAdapter` makes its writers take turns (a table lock held until commit):
-#   positions are gap-free and visible in order, as on SQLite, and the relay of notebook 08 works
-#   unchanged. The price is one write transaction at a time per database. The other guard,
-#   reading below the oldest running transaction, keeps writers parallel and orders the log by
-#   transaction id instead.
+# - `PostgresEventStorageAdapter` makes its writers take turns: a position is unique, and a
+#   writer takes the last committed one plus one. Positions are gap-free and visible in order, as
+#   on SQLite, and the relay of notebook 08 works unchanged. The price is one write at a time per
+#   database. A table lock gives the same order; reading below the oldest running transaction
+#   keeps writers parallel and orders the log by transaction id instead.
 # - `NOTIFY` arrives after commit, and only to whoever listens then: a wake-up, not a delivery.
 #   A relay woken by it follows within milliseconds; polling remains its safety net.
 #
