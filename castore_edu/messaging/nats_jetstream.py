@@ -327,7 +327,9 @@ class JetStreamChannelAdapter(ChannelAdapter):
         headers = None if identity is None else {"Nats-Msg-Id": identity}
         js = await self._start_readers()  # connected, the stream made, this process's readers running
         with self._server_errors():
-            ack = await js.publish(subject, data, stream=self.stream, headers=headers)
+            # No stream= guard header: only this channel's stream takes its subjects, because
+            # JetStream refuses to make a stream whose subjects overlap another's.
+            ack = await js.publish(subject, data, headers=headers)
         self._published_up_to = max(self._published_up_to, ack.seq)
 
     async def wait_idle(self) -> None:
