@@ -582,6 +582,22 @@ async def test_a_live_message_published_twice_reaches_its_consumers_once(opened:
     assert handler.messages == [appeared_message, caught_message]
 
 
+async def test_no_other_stream_can_take_the_channels_subjects(opened: Any, nats_server_url: str) -> None:
+    """Why a publish needs no ``stream=`` guard: once the channel's stream exists, JetStream
+    refuses any other stream whose subjects overlap it, so a message on the channel's subjects can
+    only land in the channel's stream."""
+    bus = opened(NatsMessageBusAdapter)
+    await bus.publish_message(appeared_message)  # the stream exists now
+    client = await nats.connect(nats_server_url)
+    try:
+        with pytest.raises(nats.js.errors.BadRequestError, match="overlap"):
+            await client.jetstream().add_stream(
+                name="squatter", subjects=[bus.subject(caught_message, replay=False)]
+            )
+    finally:
+        await client.close()
+
+
 async def test_replayed_messages_are_never_dropped_as_duplicates(opened: Any) -> None:
     bus, handler = opened(NatsMessageBusAdapter), Recorder()
     bus.on({"on_replay": True}, handler)
