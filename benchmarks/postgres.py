@@ -156,7 +156,7 @@ def rate_row(
 
 async def run_all(server_url: str, quick: bool, print_fn: Callable[[str], Any]) -> Results:
     bench = PostgresBench(server_url)
-    rounds, each, batches = (2, 20, 2) if quick else (9, 100, 10)
+    rounds, each, batches = (2, 20, 2) if quick else (9, 1000, 20)
     results = Results()
     started = time.perf_counter()
 
