@@ -33,6 +33,8 @@ OTHER_PYTHONS     ?= $(FOUND_PYTHONS)
 LAB_ARGS    ?=
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
+# 127.0.0.1 only, a token, no terminals (tests/test_lab_server.py checks them)
+LAB_CONFIG  := tools/jupyter/jupyter_server_config.py
 PYTEST_ARGS ?=
 
 .PHONY: help setup lab lint test e2e-setup bench notebooks exercises lock clean
@@ -86,7 +88,7 @@ $(BENCH_STAMP): $(STAMP)
 setup: $(STAMP)
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ROOT) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab notebooks/ --config=$(LAB_CONFIG) $(LAB_ROOT) $(LAB_ARGS)
 
 # The browser test (tests/e2e/) needs Chromium and Playwright; installing them costs about a
 # second once they are there. On Debian/Ubuntu Chromium comes from apt-get (root or sudo).
