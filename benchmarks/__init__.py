@@ -8,5 +8,6 @@ bench``). They print figures and assert nothing; ``docs/benchmarks.md`` has the 
 - ``relay``: the relay's throughput and lag;
 - ``peers``: the same work done by the ``eventsourcing`` library and raw ``sqlite3``;
 - ``floor``: the least a group push and a relay can cost, from the parts the API requires.
+- ``contention``: many commands racing for one aggregate, with and without back-off.
 - ``postgres`` and ``nats``: on private servers, against raw psycopg and raw nats-py.
 """

@@ -194,3 +194,21 @@ def test_the_nats_comparison_runs_fills_its_table_and_draws_its_plot(
     assert printed.count("lag, relay") == 2
     if with_plot:
         assert (tmp_path / "benchmarks-nats.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_contention_command_prints_its_table() -> None:
+    """``python -m benchmarks.contention --quick``: one row per crowd; without back-off the retries
+    are exactly n (n - 1) / 2 (no wait, so no timing in it). With back-off they depend on real
+    sleeps, so only their ceiling is checked here; tests/test_command.py checks the drop itself."""
+    from benchmarks import contention as bench_contention
+
+    printed: list[str] = []
+    rows = bench_contention.main(["--quick"], print_fn=printed.append)
+    assert [row.commands for row in rows] == [10, 50]
+    for row in rows:
+        assert row.retries_at_once == row.commands * (row.commands - 1) // 2
+        assert positive(row.seconds_at_once) and positive(row.seconds_backed_off), row
+        assert 0 <= row.retries_backed_off <= row.retries_at_once, row
+    table = [line for line in printed if line.startswith("| ")]
+    assert len(table) == 1 + len(rows)  # a header line, then one line per crowd
+    assert table[-1].startswith("| 50 | 1,225 |")

@@ -5,6 +5,9 @@
 - ``faults``: adapters that fail or "crash" on a seeded schedule (notebook 07), so every failure
   of the connected store can be reproduced.
 - ``latency``: a storage wrapper that waits and counts calls (notebooks 04–06).
+- ``contention``: many commands racing for one aggregate, and a sleep counted in turns of the
+  event loop, so that retry counts are the same on every run (notebook 02). Import it from
+  ``castore_edu.testing.contention``.
 - ``storage_contract``: the one test suite every storage adapter must pass. It needs pytest, so
   it is not imported here: ``from castore_edu.testing.storage_contract import StorageAdapterContract``.
 
