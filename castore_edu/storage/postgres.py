@@ -70,7 +70,7 @@ from castore_edu.storage.protocol import (
     stamp_for_storage,
     stamp_group_for_one_database,
 )
-from castore_edu.storage.sql import COLUMNS, select_events
+from castore_edu.storage.sql import COLUMNS, list_aggregates_query, select_events
 
 NOTIFY_CHANNEL = "castore_edu_events"
 # The constraint that refuses a position another writer took first (the primary key's default name).
@@ -277,14 +277,7 @@ class PostgresEventStorageAdapter:
             initial_event_before=initial_event_before,
             reverse=reverse,
         )
-        # Each aggregate's first event (lowest version); its position says when it was created.
-        rows = await self.fetch(
-            """
-            SELECT DISTINCT ON (aggregate_id) timestamp, position, aggregate_id FROM events
-            WHERE event_store_id = %s ORDER BY aggregate_id, version
-            """,
-            (event_store_id,),
-        )
+        rows = await self.fetch(list_aggregates_query("%s"), (event_store_id,))
         return paginate(self.kind, [ListedAggregate(*row) for row in rows], options)
 
     async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:

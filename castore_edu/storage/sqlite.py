@@ -40,7 +40,7 @@ from castore_edu.storage.protocol import (
     stamp_for_storage,
     stamp_group_for_one_database,
 )
-from castore_edu.storage.sql import COLUMNS, select_events
+from castore_edu.storage.sql import COLUMNS, list_aggregates_query, select_events
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -167,17 +167,7 @@ class SQLiteEventStorageAdapter:
             initial_event_before=initial_event_before,
             reverse=reverse,
         )
-        # Each aggregate's first event (lowest version); its position says when it was created.
-        rows = self.connection.execute(
-            """
-            SELECT timestamp, position, aggregate_id FROM events AS first
-            WHERE event_store_id = ? AND version = (
-                SELECT MIN(version) FROM events
-                WHERE event_store_id = first.event_store_id AND aggregate_id = first.aggregate_id
-            )
-            """,
-            (event_store_id,),
-        )
+        rows = self.connection.execute(list_aggregates_query("?"), (event_store_id,))
         return paginate(self.kind, [ListedAggregate(*row) for row in rows], options)
 
     async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:

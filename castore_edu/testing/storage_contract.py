@@ -254,6 +254,22 @@ class StorageAdapterContract:
             await adapter.push_event(event(f"agg{index}", version=2, timestamp="2030"), event_store_id="S")
         return adapter
 
+    async def test_an_aggregate_is_created_by_its_first_stored_event_not_its_lowest_version(
+        self,
+    ) -> None:
+        """Listing order is the first event's timestamp, then the order the aggregates were created
+        in. An aggregate is created when its first event is *stored*, whatever its version: here
+        mew's version 2 comes before abra's version 1, so mew was created first. Its initial
+        timestamp is still that of its first event, version 1."""
+        adapter = self.make_adapter()
+        await adapter.push_event(event("mew", version=2, timestamp="2030"), event_store_id="S")
+        await adapter.push_event(event("abra", timestamp=YEARS[0]), event_store_id="S")
+        await adapter.push_event(event("mew", timestamp=YEARS[0]), event_store_id="S")
+        page = await adapter.list_aggregate_ids(event_store_id="S")
+        assert page.aggregate_ids == [AggregateIdEntry("mew", YEARS[0]), AggregateIdEntry("abra", YEARS[0])]
+        reversed_page = await adapter.list_aggregate_ids(event_store_id="S", reverse=True)
+        assert [entry.aggregate_id for entry in reversed_page.aggregate_ids] == ["abra", "mew"]
+
     async def test_list_aggregate_ids_by_initial_timestamp(self) -> None:
         adapter = self.make_adapter()
         await adapter.push_event(event("agg2", timestamp=YEARS[1]), event_store_id="S")
