@@ -86,14 +86,35 @@ class SQLiteEventStorageAdapter:
     ) -> None:
         self.path = os.fspath(path)
         self.clock = clock
-        in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
-        # Two adapters may share a transaction only if they open the same database.
-        self.database = f":memory:{id(self)}" if in_memory else os.path.realpath(self.path)
         # isolation_level=None: we write BEGIN and COMMIT ourselves, where they belong.
         self.connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.database = self._database_file()
         self._use_wal(timeout)
         self.connection.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
         self.connection.execute(SCHEMA)
+
+    def _database_file(self) -> str | None:
+        """The file this connection opened, as SQLite itself reports it; ``None`` for a private
+        database (``":memory:"``, ``""`` for a temporary one, a ``file:`` URI with
+        ``mode=memory``...), which no other adapter can open.
+
+        Two adapters may share a transaction only if they open the same database. Asking SQLite
+        beats guessing from the path: there are many ways to spell a private database. (A memory
+        database shared by name, ``cache=shared``, reports no file either, so a group across two
+        of its adapters is refused too: overcautious, never wrong.)
+        """
+        _, _, file = self.connection.execute("PRAGMA database_list").fetchone()  # main comes first
+        return os.path.realpath(file) if file else None
+
+    def shares_database_with(self, adapter: object) -> bool:
+        """True if ``adapter`` writes to this adapter's database (so one transaction can hold both)."""
+        if adapter is self:
+            return True
+        return (
+            isinstance(adapter, SQLiteEventStorageAdapter)
+            and self.database is not None
+            and adapter.database == self.database
+        )
 
     def _use_wal(self, timeout: float) -> None:
         """Switch to write-ahead logging: readers never block the writer, nor it them.
@@ -201,9 +222,7 @@ class SQLiteEventStorageAdapter:
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,
-            same_database=lambda adapter: (
-                isinstance(adapter, SQLiteEventStorageAdapter) and adapter.database == self.database
-            ),
+            same_database=self.shares_database_with,
             database=f"SQLite database ({self.path})",
         )
         return self._write_all(rows, force)
