@@ -65,6 +65,8 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     StampedRow,
+    check_flag,
+    check_list_call,
     check_log_read,
     check_read,
     stamp_for_storage,
@@ -247,7 +249,14 @@ class PostgresEventStorageAdapter:
         limit: int | None = None,
         reverse: bool = False,
     ) -> list[EventDetail]:
-        check_read(aggregate_id, min_version, max_version, limit)
+        check_read(
+            aggregate_id,
+            event_store_id=event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+        )
         query, parameters = select_events(
             event_store_id,
             aggregate_id,
@@ -269,6 +278,7 @@ class PostgresEventStorageAdapter:
         initial_event_before: str | None = None,
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
+        check_list_call(event_store_id, reverse)
         options = resolve_options(
             self.kind,
             limit=limit,
@@ -320,7 +330,8 @@ class PostgresEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        stamped, payload, metadata = stamp_for_storage(event, self.clock)
+        check_flag("force", force)
+        stamped, payload, metadata = stamp_for_storage(event, self.clock, event_store_id=event_store_id)
         return (await self._write_all([(event_store_id, stamped, payload, metadata)], force))[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
@@ -330,6 +341,7 @@ class PostgresEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
+        check_flag("force", force)
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,

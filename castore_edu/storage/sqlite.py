@@ -35,6 +35,8 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     StampedRow,
+    check_flag,
+    check_list_call,
     check_log_read,
     check_read,
     stamp_for_storage,
@@ -158,7 +160,14 @@ class SQLiteEventStorageAdapter:
         limit: int | None = None,
         reverse: bool = False,
     ) -> list[EventDetail]:
-        check_read(aggregate_id, min_version, max_version, limit)
+        check_read(
+            aggregate_id,
+            event_store_id=event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+        )
         query, parameters = select_events(
             event_store_id,
             aggregate_id,
@@ -180,6 +189,7 @@ class SQLiteEventStorageAdapter:
         initial_event_before: str | None = None,
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
+        check_list_call(event_store_id, reverse)
         options = resolve_options(
             self.kind,
             limit=limit,
@@ -210,7 +220,9 @@ class SQLiteEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        return self._write_all([(event_store_id, *stamp_for_storage(event, self.clock))], force)[0]
+        check_flag("force", force)
+        stamped = stamp_for_storage(event, self.clock, event_store_id=event_store_id)
+        return self._write_all([(event_store_id, *stamped)], force)[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
@@ -219,6 +231,7 @@ class SQLiteEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
+        check_flag("force", force)
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,
