@@ -92,6 +92,25 @@ async def test_one_file_opened_through_two_spellings_of_its_path_shares_a_group(
 
 
 @pytest.mark.parametrize(
+    ("arguments", "error", "name"),
+    [
+        (dict(path=42), TypeError, "path"),
+        (dict(path=None), TypeError, "path"),
+        (dict(timeout="x"), TypeError, "timeout"),
+        (dict(timeout=True), TypeError, "timeout"),
+        (dict(timeout=-1), ValueError, "timeout"),
+        (dict(timeout=float("nan")), ValueError, "timeout"),
+        (dict(clock="2024"), TypeError, "clock"),
+    ],
+)
+def test_bad_constructor_arguments_are_refused_by_name(
+    arguments: dict[str, Any], error: type[Exception], name: str
+) -> None:
+    with pytest.raises(error, match=name):
+        SQLiteEventStorageAdapter(**arguments)
+
+
+@pytest.mark.parametrize(
     ("taken", "conflicting"),
     [
         (event("ash", 2), ("TRAINERS", "ash", 2)),  # already in the database

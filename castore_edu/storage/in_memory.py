@@ -20,6 +20,7 @@ from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
+    check_clock,
     check_flag,
     check_list_call,
     check_log_read,
@@ -67,6 +68,7 @@ class InMemoryEventStorageAdapter:
         clock: Clock = utc_now,
         event_store_id: str = "",
     ) -> None:
+        check_clock(clock)
         self.clock = clock
         # Insertion-ordered, so the keys also say in which order the aggregates were created.
         self._aggregates: dict[str, dict[int, _StoredEvent]] = {}

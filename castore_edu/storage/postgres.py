@@ -65,6 +65,7 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     StampedRow,
+    check_clock,
     check_flag,
     check_list_call,
     check_log_read,
@@ -160,6 +161,9 @@ class PostgresEventStorageAdapter:
     kind = "PostgresEventStorageAdapter"
 
     def __init__(self, conninfo: str, *, clock: Clock = utc_now) -> None:
+        if not isinstance(conninfo, str):
+            raise TypeError(f"conninfo must be a str (a libpq connection string), got {conninfo!r}")
+        check_clock(clock)
         try:
             self.server = describe_server(conninfo)
         except psycopg.ProgrammingError as error:

@@ -277,6 +277,13 @@ def check_list_call(event_store_id: object, reverse: object) -> None:
     check_flag("reverse", reverse, may_be_none=True)
 
 
+def check_clock(clock: object) -> None:
+    """An adapter calls its clock at every push; a clock that cannot be called would fail there,
+    far from the constructor where the mistake was made."""
+    if not callable(clock):
+        raise TypeError(f"clock must be a callable returning a timestamp str, got {clock!r}")
+
+
 def check_limit(limit: int | None) -> None:
     """``None`` means no limit, ``0`` an empty result; anything else must be a positive int."""
     if limit is None:

@@ -35,6 +35,7 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     StampedRow,
+    check_clock,
     check_flag,
     check_list_call,
     check_log_read,
@@ -86,6 +87,8 @@ class SQLiteEventStorageAdapter:
     def __init__(
         self, path: str | os.PathLike[str] = ":memory:", *, clock: Clock = utc_now, timeout: float = 30.0
     ) -> None:
+        check_constructor_arguments(path, timeout)
+        check_clock(clock)
         self.path = os.fspath(path)
         self.clock = clock
         # isolation_level=None: we write BEGIN and COMMIT ourselves, where they belong.
@@ -279,6 +282,17 @@ class SQLiteEventStorageAdapter:
             self.connection.execute("ROLLBACK")
             raise
         return [event for _, event, _, _ in rows]
+
+
+def check_constructor_arguments(path: object, timeout: object) -> None:
+    """Refuse, at construction, what ``sqlite3.connect`` would refuse later or misread."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or an os.PathLike, got {path!r}")
+    # bool is an int: timeout=True is a bug, not one second.
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not timeout >= 0:  # written so that NaN fails too
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
 
 
 def _to_event(row: Sequence[Any]) -> EventDetail:

@@ -652,6 +652,11 @@ class StorageAdapterContract:
         listed = await adapter.list_aggregate_ids(event_store_id="S", reverse=None)
         assert [entry.aggregate_id for entry in listed.aggregate_ids] == ["pikachu"]
 
+    @pytest.mark.parametrize("clock", ["2024-01-01T00:00:00.000Z", None])
+    async def test_a_clock_that_cannot_be_called_is_refused_at_construction(self, clock: Any) -> None:
+        with pytest.raises(TypeError, match="clock"):
+            self.make_adapter(clock)
+
     async def test_something_that_is_not_an_event_is_refused(self) -> None:
         adapter: Any = self.make_adapter()  # Any: this call breaks the types on purpose
         with pytest.raises(InvalidEventError, match="EventDetail"):
