@@ -919,3 +919,20 @@ def test_a_store_made_outside_a_loop_works_in_later_loops(make_adapter: Callable
     asyncio.run(store.push_event(PIKACHU_LEVELED_UP))
     assert asyncio.run(store.get_aggregate(PIKACHU_ID)).aggregate == PIKACHU
     assert recorder.versions == [1, 2, 3]
+
+
+async def test_flags_that_are_not_bools_are_refused_through_the_store(storage: EventStorageAdapter) -> None:
+    """The store hands ``force`` and ``reverse`` to its adapter, which refuses a flag that is not a
+    bool before doing anything: ``force="no"`` must not overwrite an event."""
+    store: Any = pokemons_event_store(storage)  # Any: these calls break the types on purpose
+    stored = (await store.push_event(PIKACHU_APPEARED)).event
+    overwrite = replace(PIKACHU_APPEARED, payload={"overwritten": True})
+    with pytest.raises(TypeError, match="force must be a bool"):
+        await store.push_event(overwrite, force="no")
+    with pytest.raises(TypeError, match="force must be a bool"):
+        await EventStore.push_event_group(store.group_event(overwrite), force="no")
+    with pytest.raises(TypeError, match="reverse must be a bool"):
+        await store.get_events(PIKACHU_ID, reverse="no")
+    with pytest.raises(TypeError, match="reverse must be a bool or None"):
+        await store.list_aggregate_ids(reverse="no")
+    assert await store.get_events(PIKACHU_ID) == [stored]

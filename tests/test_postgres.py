@@ -49,6 +49,15 @@ class TestPostgresAdapter(StorageAdapterContract):
         return self.opened(PostgresEventStorageAdapter(self.conninfo + " application_name=stranger"))
 
 
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [(dict(conninfo=b"dbname=x"), "conninfo"), (dict(conninfo=None), "conninfo"), (dict(clock=3), "clock")],
+)
+def test_bad_constructor_arguments_are_refused_by_name(arguments: dict[str, Any], name: str) -> None:
+    with pytest.raises(TypeError, match=name):
+        PostgresEventStorageAdapter(**{"conninfo": "dbname=x", **arguments})
+
+
 def rows(conninfo: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(conninfo) as connection:
         return connection.execute(query).fetchall()

@@ -57,10 +57,57 @@ def test_the_database_uses_write_ahead_logging_and_full_sync(tmp_path: Path) -> 
         assert adapter.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-async def test_two_private_memory_databases_cannot_share_a_group() -> None:
-    a, b = store("A", SQLiteEventStorageAdapter()), store("B", SQLiteEventStorageAdapter())
-    with pytest.raises(ValueError, match="same SQLite database"):
-        await EventStore.push_event_group(a.group_event(event("x")), b.group_event(event("y")))
+@pytest.mark.parametrize(
+    "path",
+    [":memory:", "", "file::memory:", "file:pokedex?mode=memory"],
+)
+async def test_two_private_databases_cannot_share_a_group(path: str) -> None:
+    """Each of these paths opens a database of its own (``""``: a temporary one), so two adapters
+    are two databases, however alike their paths, and a group across them is refused before
+    anything is written."""
+    with SQLiteEventStorageAdapter(path) as first, SQLiteEventStorageAdapter(path) as second:
+        a, b = store("A", first), store("B", second)
+        with pytest.raises(ValueError, match="same SQLite database"):
+            await EventStore.push_event_group(a.group_event(event("x")), b.group_event(event("y")))
+        assert (await first.last_position(), await second.last_position()) == (0, 0)
+        # a private database can still hold a group of its own stores
+        await EventStore.push_event_group(
+            a.group_event(event("x")), store("B", first).group_event(event("y"))
+        )
+        assert await first.last_position() == 2
+
+
+async def test_one_file_opened_through_two_spellings_of_its_path_shares_a_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with (
+        SQLiteEventStorageAdapter(tmp_path / "db.sqlite") as first,
+        SQLiteEventStorageAdapter("./db.sqlite") as second,
+    ):
+        await EventStore.push_event_group(
+            store("A", first).group_event(event("x")), store("B", second).group_event(event("y"))
+        )
+        assert await second.last_position() == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "name"),
+    [
+        (dict(path=42), TypeError, "path"),
+        (dict(path=None), TypeError, "path"),
+        (dict(timeout="x"), TypeError, "timeout"),
+        (dict(timeout=True), TypeError, "timeout"),
+        (dict(timeout=-1), ValueError, "timeout"),
+        (dict(timeout=float("nan")), ValueError, "timeout"),
+        (dict(clock="2024"), TypeError, "clock"),
+    ],
+)
+def test_bad_constructor_arguments_are_refused_by_name(
+    arguments: dict[str, Any], error: type[Exception], name: str
+) -> None:
+    with pytest.raises(error, match=name):
+        SQLiteEventStorageAdapter(**arguments)
 
 
 @pytest.mark.parametrize(

@@ -133,30 +133,75 @@ class LoggedEvent:
     event: EventDetail
 
 
+# The highest version every shipped adapter can store: PostgreSQL's ``version`` column is an
+# INTEGER, 32 bits (SQLite's integers go to 2**63 - 1, memory has no limit). Two billion events
+# for one aggregate is far beyond any real stream.
+MAX_VERSION = 2**31 - 1
+
+# How deep containers (dicts, lists) may nest in a payload or metadata. Reading JSON back
+# (``json.loads``, in sqlite3's and psycopg's hands) recurses once per level, and so does any
+# code that walks the data afterwards; Python stops at its recursion limit, 1000 frames by
+# default, counted from wherever the read happens. 100 levels is far more than any real event
+# needs and leaves the caller's own stack 900 frames of room.
+MAX_JSON_DEPTH = 100
+
+
 def validate_event(event: object) -> tuple[str | None, str | None]:
     """Raise :class:`InvalidEventError` unless ``event`` is an event every adapter can store.
 
     The checks run before anything is written, so bad input never leaves half a write behind.
+    One rule for every adapter: what the strictest of them (PostgreSQL) cannot store, none
+    accepts, so code that works in memory also works on a server database.
     Returns the JSON text of the payload and the metadata, which adapters store.
     """
     if not isinstance(event, EventDetail):
         raise InvalidEventError(f"expected an EventDetail, got {type(event).__name__}", field="event")
-    if not isinstance(event.aggregate_id, str) or not event.aggregate_id:
-        raise InvalidEventError(
-            f"aggregate_id must be a non-empty str, got {event.aggregate_id!r}",
-            field="aggregate_id",
-        )
+    check_text(event.aggregate_id, "aggregate_id")
     version = event.version
     # bool is a subclass of int in Python; True as a version is a bug, not version 1.
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidEventError(f"version must be an int >= 1, got {version!r}", field="version")
-    if not isinstance(event.type, str) or not event.type:
-        raise InvalidEventError(f"type must be a non-empty str, got {event.type!r}", field="type")
-    if event.timestamp is not None and not isinstance(event.timestamp, str):
+    if version > MAX_VERSION:
         raise InvalidEventError(
-            f"timestamp must be None or a str, got {event.timestamp!r}", field="timestamp"
+            f"version must be <= MAX_VERSION ({MAX_VERSION}), got {version}", field="version"
         )
+    check_text(event.type, "type")
+    if event.timestamp is not None:
+        if not isinstance(event.timestamp, str):
+            raise InvalidEventError(
+                f"timestamp must be None or a str, got {event.timestamp!r}", field="timestamp"
+            )
+        check_text(event.timestamp, "timestamp", may_be_empty=True)
     return encode_json(event.payload, "payload"), encode_json(event.metadata, "metadata")
+
+
+def check_text(value: object, field_name: str, *, may_be_empty: bool = False) -> None:
+    """Raise :class:`InvalidEventError` unless ``value`` is a str that a text column of every
+    adapter can hold: valid Unicode (SQLite and PostgreSQL store UTF-8, and a lone surrogate
+    such as ``"\\ud800"`` has no UTF-8 form) and without the NUL character (PostgreSQL's text
+    cannot hold it)."""
+    if not isinstance(value, str) or (not value and not may_be_empty):
+        raise InvalidEventError(f"{field_name} must be a non-empty str, got {value!r}", field=field_name)
+    if "\x00" in value:
+        raise InvalidEventError(
+            f"{field_name} must not contain the NUL character (\\x00), got {value!r}", field=field_name
+        )
+    if not is_valid_unicode(value):
+        raise InvalidEventError(
+            f"{field_name} must be valid Unicode, got {value!r} (a lone surrogate has no UTF-8 form)",
+            field=field_name,
+        )
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (``"\\ud800"``): Python strings may, UTF-8 may not."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # One encoder, built once: ``json.dumps`` with options would build a new one on every call.
@@ -165,10 +210,61 @@ _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=Fa
 
 
 def encode_json(value: Any, field_name: str) -> str | None:
-    """JSON text for a payload or metadata (``None`` stays ``None``), or InvalidEventError."""
+    """JSON text for a payload or metadata (``None`` stays ``None``), or InvalidEventError.
+
+    ``json.dumps`` alone is not enough of a check: it turns the key ``1`` into ``"1"`` (so
+    ``{1: "a", "1": "b"}`` would read back as ``{"1": "b"}``) and recurses as deep as the data
+    goes. :func:`check_json_shape` refuses both first. A string with a lone surrogate encodes
+    fine, but not to UTF-8, which every database stores; NUL needs no check here, as JSON text
+    writes it ``\\u0000``.
+    """
     if value is None:
         return None
+    check_json_shape(value, field_name)
     try:
-        return _JSON.encode(value)
+        text = _JSON.encode(value)
     except (TypeError, ValueError) as error:
         raise InvalidEventError(f"{field_name} is not JSON data: {error}", field=field_name) from None
+    if not is_valid_unicode(text):
+        raise InvalidEventError(
+            f"{field_name} is not JSON data: a string in it holds a lone surrogate (no UTF-8 form)",
+            field=field_name,
+        )
+    return text
+
+
+def check_json_shape(value: Any, field_name: str) -> None:
+    """Refuse a mapping key that is not a ``str``, and containers nested deeper than
+    :data:`MAX_JSON_DEPTH`, anywhere in ``value``.
+
+    A loop over a stack of ``(container, depth)`` rather than a recursive function: a recursive
+    check would itself hit the recursion limit on the very data it must refuse. It never goes
+    deeper than the limit, so a list that contains itself is refused as too deep, not looped
+    over forever.
+    """
+    if not isinstance(value, JSON_CONTAINERS):
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidEventError(
+                f"{field_name} nests deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels", field=field_name
+            )
+        if isinstance(container, dict):
+            for key in container:
+                if not isinstance(key, str):
+                    raise InvalidEventError(
+                        f"{field_name} has a key that is not a str: {key!r} (JSON keys are strings)",
+                        field=field_name,
+                    )
+            children = container.values()
+        else:
+            children = container
+        for child in children:
+            if isinstance(child, JSON_CONTAINERS):
+                stack.append((child, depth + 1))
+
+
+# What ``json.dumps`` writes as an object (dict) or an array (list, tuple).
+JSON_CONTAINERS = (dict, list, tuple)

@@ -20,6 +20,9 @@ from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
+    check_clock,
+    check_flag,
+    check_list_call,
     check_log_read,
     check_read,
     group_context_ids,
@@ -65,12 +68,14 @@ class InMemoryEventStorageAdapter:
         clock: Clock = utc_now,
         event_store_id: str = "",
     ) -> None:
+        check_clock(clock)
         self.clock = clock
         # Insertion-ordered, so the keys also say in which order the aggregates were created.
         self._aggregates: dict[str, dict[int, _StoredEvent]] = {}
         self._log: list[tuple[str, str, int]] = []  # (event_store_id, aggregate_id, version)
         for event in initial_events:
-            self._write(event_store_id, _StoredEvent(*stamp_for_storage(event, clock)), force=False)
+            stored = _StoredEvent(*stamp_for_storage(event, clock, event_store_id=event_store_id))
+            self._write(event_store_id, stored, force=False)
 
     def __repr__(self) -> str:
         return f"InMemoryEventStorageAdapter(aggregates={len(self._aggregates)}, events={len(self._log)})"
@@ -87,7 +92,14 @@ class InMemoryEventStorageAdapter:
         limit: int | None = None,
         reverse: bool = False,
     ) -> list[EventDetail]:
-        check_read(aggregate_id, min_version, max_version, limit)
+        check_read(
+            aggregate_id,
+            event_store_id=event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+        )
         stored = self._aggregates.get(aggregate_id, {})
         versions = sorted(
             version
@@ -111,6 +123,7 @@ class InMemoryEventStorageAdapter:
         initial_event_before: str | None = None,
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
+        check_list_call(event_store_id, reverse)
         options = resolve_options(
             self.kind,
             limit=limit,
@@ -144,7 +157,8 @@ class InMemoryEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str = "", force: bool = False
     ) -> EventDetail:
-        stored = _StoredEvent(*stamp_for_storage(event, self.clock))
+        check_flag("force", force)
+        stored = _StoredEvent(*stamp_for_storage(event, self.clock, event_store_id=event_store_id))
         self._write(event_store_id, stored, force)
         return stored.event
 
@@ -160,6 +174,7 @@ class InMemoryEventStorageAdapter:
         There is no ``await`` between the first write and the last, so no other task can see
         half a group.
         """
+        check_flag("force", force)
         store_ids = group_context_ids(grouped_events)
         for index, grouped in enumerate(grouped_events):
             if not isinstance(grouped.event_storage_adapter, InMemoryEventStorageAdapter):

@@ -65,12 +65,15 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     StampedRow,
+    check_clock,
+    check_flag,
+    check_list_call,
     check_log_read,
     check_read,
     stamp_for_storage,
     stamp_group_for_one_database,
 )
-from castore_edu.storage.sql import COLUMNS, select_events
+from castore_edu.storage.sql import COLUMNS, list_aggregates_query, select_events
 
 NOTIFY_CHANNEL = "castore_edu_events"
 # The constraint that refuses a position another writer took first (the primary key's default name).
@@ -158,6 +161,9 @@ class PostgresEventStorageAdapter:
     kind = "PostgresEventStorageAdapter"
 
     def __init__(self, conninfo: str, *, clock: Clock = utc_now) -> None:
+        if not isinstance(conninfo, str):
+            raise TypeError(f"conninfo must be a str (a libpq connection string), got {conninfo!r}")
+        check_clock(clock)
         try:
             self.server = describe_server(conninfo)
         except psycopg.ProgrammingError as error:
@@ -247,7 +253,14 @@ class PostgresEventStorageAdapter:
         limit: int | None = None,
         reverse: bool = False,
     ) -> list[EventDetail]:
-        check_read(aggregate_id, min_version, max_version, limit)
+        check_read(
+            aggregate_id,
+            event_store_id=event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+        )
         query, parameters = select_events(
             event_store_id,
             aggregate_id,
@@ -269,6 +282,7 @@ class PostgresEventStorageAdapter:
         initial_event_before: str | None = None,
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
+        check_list_call(event_store_id, reverse)
         options = resolve_options(
             self.kind,
             limit=limit,
@@ -277,14 +291,7 @@ class PostgresEventStorageAdapter:
             initial_event_before=initial_event_before,
             reverse=reverse,
         )
-        # Each aggregate's first event (lowest version); its position says when it was created.
-        rows = await self.fetch(
-            """
-            SELECT DISTINCT ON (aggregate_id) timestamp, position, aggregate_id FROM events
-            WHERE event_store_id = %s ORDER BY aggregate_id, version
-            """,
-            (event_store_id,),
-        )
+        rows = await self.fetch(list_aggregates_query("%s"), (event_store_id,))
         return paginate(self.kind, [ListedAggregate(*row) for row in rows], options)
 
     async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
@@ -327,7 +334,8 @@ class PostgresEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        stamped, payload, metadata = stamp_for_storage(event, self.clock)
+        check_flag("force", force)
+        stamped, payload, metadata = stamp_for_storage(event, self.clock, event_store_id=event_store_id)
         return (await self._write_all([(event_store_id, stamped, payload, metadata)], force))[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
@@ -337,6 +345,7 @@ class PostgresEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
+        check_flag("force", force)
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,

@@ -38,7 +38,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from castore_edu.core.clock import Clock
-from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent, validate_event
+from castore_edu.core.events import (
+    MAX_VERSION,
+    AggregateIdsPage,
+    EventDetail,
+    GroupedEvent,
+    LoggedEvent,
+    check_text,
+    is_valid_unicode,
+    validate_event,
+)
 
 
 @runtime_checkable
@@ -178,11 +187,14 @@ def with_timestamp(event: EventDetail, timestamp: str) -> EventDetail:
     )
 
 
-def stamp_for_storage(event: EventDetail, clock: Clock) -> tuple[EventDetail, str | None, str | None]:
+def stamp_for_storage(
+    event: EventDetail, clock: Clock, *, event_store_id: str
+) -> tuple[EventDetail, str | None, str | None]:
     """What every adapter does before writing an event: check it (see
-    :func:`~castore_edu.core.events.validate_event`), stamp it with ``clock()`` unless it has a
-    timestamp (an event that has one costs no call of the clock), and return it with the JSON
-    text of its payload and metadata."""
+    :func:`~castore_edu.core.events.validate_event`) and the id of its event store, stamp it with
+    ``clock()`` unless it has a timestamp (an event that has one costs no call of the clock), and
+    return it with the JSON text of its payload and metadata."""
+    check_event_store_id(event_store_id)
     payload, metadata = validate_event(event)
     if event.timestamp is None:
         event = with_timestamp(event, clock())
@@ -242,6 +254,36 @@ def stamp_group_for_one_database(
     ]
 
 
+def check_event_store_id(event_store_id: object) -> None:
+    """An event store id is stored beside each event, so it follows the rule of the event's own
+    text (see :func:`~castore_edu.core.events.check_text`); it may be empty (the in-memory
+    adapter's default, which it ignores)."""
+    check_text(event_store_id, "event_store_id", may_be_empty=True)
+
+
+def check_flag(name: str, value: object, *, may_be_none: bool = False) -> None:
+    """A flag (``force``, ``reverse``) must be a bool: ``force="no"`` is a true string, and
+    reading it as "force" would overwrite an event the caller meant to keep."""
+    if isinstance(value, bool) or (may_be_none and value is None):
+        return
+    expected = "a bool or None" if may_be_none else "a bool"
+    raise TypeError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_list_call(event_store_id: object, reverse: object) -> None:
+    """The checks of ``list_aggregate_ids`` that its page-token options leave out:
+    ``reverse=None`` means "as the page token says, else oldest first"."""
+    check_read_text("event_store_id", event_store_id, may_be_empty=True)
+    check_flag("reverse", reverse, may_be_none=True)
+
+
+def check_clock(clock: object) -> None:
+    """An adapter calls its clock at every push; a clock that cannot be called would fail there,
+    far from the constructor where the mistake was made."""
+    if not callable(clock):
+        raise TypeError(f"clock must be a callable returning a timestamp str, got {clock!r}")
+
+
 def check_limit(limit: int | None) -> None:
     """``None`` means no limit, ``0`` an empty result; anything else must be a positive int."""
     if limit is None:
@@ -253,15 +295,38 @@ def check_limit(limit: int | None) -> None:
 
 
 def check_read(
-    aggregate_id: str, min_version: int | None, max_version: int | None, limit: int | None
+    aggregate_id: str,
+    *,
+    event_store_id: str,
+    min_version: int | None,
+    max_version: int | None,
+    limit: int | None,
+    reverse: bool,
 ) -> None:
-    """Reject reads that could only be mistakes, with an error that names the argument."""
-    if not isinstance(aggregate_id, str) or not aggregate_id:
-        raise ValueError(f"aggregate_id must be a non-empty str, got {aggregate_id!r}")
-    for name, value in (("min_version", min_version), ("max_version", max_version)):
+    """Reject reads that could only be mistakes, with an error that names the argument.
+
+    A version bound or a limit beyond :data:`~castore_edu.core.events.MAX_VERSION` could match
+    nothing more than ``MAX_VERSION`` does, and a database driver refuses integers wider than its
+    column (SQLite's ``OverflowError``): an error that names the argument is clearer.
+    """
+    check_read_text("aggregate_id", aggregate_id)
+    check_read_text("event_store_id", event_store_id, may_be_empty=True)
+    for name, value in (("min_version", min_version), ("max_version", max_version), ("limit", limit)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise TypeError(f"{name} must be an int or None, got {value!r}")
+        if value is not None and abs(value) > MAX_VERSION:
+            raise ValueError(f"{name} must lie within ±MAX_VERSION ({MAX_VERSION}), got {value}")
     check_limit(limit)
+    check_flag("reverse", reverse)
+
+
+def check_read_text(name: str, value: object, *, may_be_empty: bool = False) -> None:
+    """A read names what the write stored: text that every adapter can hold (no NUL, valid
+    Unicode, see :func:`~castore_edu.core.events.check_text`), else a ``ValueError`` naming it."""
+    if not isinstance(value, str) or (not value and not may_be_empty):
+        raise ValueError(f"{name} must be a{'' if may_be_empty else ' non-empty'} str, got {value!r}")
+    if "\x00" in value or not is_valid_unicode(value):
+        raise ValueError(f"{name} must be valid Unicode without NUL (\\x00), got {value!r}")
 
 
 def check_log_read(after_position: int, limit: int | None) -> None:
@@ -281,5 +346,6 @@ def group_context_ids(grouped_events: Sequence[GroupedEvent]) -> list[str]:
                 f"Event group event #{index} misses context: make it with "
                 "event_store.group_event(...), not adapter.group_event(...)"
             )
+        check_event_store_id(grouped.context.event_store_id)
         ids.append(grouped.context.event_store_id)
     return ids

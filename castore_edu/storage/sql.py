@@ -1,5 +1,5 @@
-"""The SQL that both database adapters (SQLite, PostgreSQL) share: the columns of an event and
-the query that reads one aggregate's events.
+"""The SQL that both database adapters (SQLite, PostgreSQL) share: the columns of an event, the
+query that reads one aggregate's events, and the one that lists an event store's aggregates.
 
 Only the placeholder differs between the two drivers: ``?`` for sqlite3, ``%s`` for psycopg.
 """
@@ -35,3 +35,26 @@ def select_events(
         query += f" LIMIT {placeholder}"
         parameters.append(limit)
     return query, parameters
+
+
+def list_aggregates_query(placeholder: str) -> str:
+    """One row per aggregate of an event store: ``(initial_event_timestamp, created, aggregate_id)``,
+    what :class:`~castore_edu.storage.listing.ListedAggregate` holds.
+
+    Two different events answer the two questions, as in the in-memory adapter. The timestamp is
+    that of the aggregate's first event, its lowest version. ``created`` says when the aggregate
+    came into the database: the position of the first of its events to be *stored*, which is not
+    the lowest version when versions were pushed out of order (version 2 first, then version 1).
+
+    ``MIN(...) OVER (PARTITION BY aggregate_id)`` is a window function: it computes both minimums
+    of each aggregate on every one of its rows, and the outer query keeps the lowest version's row.
+    """
+    return f"""
+        SELECT timestamp, created, aggregate_id FROM (
+            SELECT aggregate_id, version, timestamp,
+                   MIN(version) OVER (PARTITION BY aggregate_id) AS lowest_version,
+                   MIN(position) OVER (PARTITION BY aggregate_id) AS created
+            FROM events WHERE event_store_id = {placeholder}
+        ) AS aggregates
+        WHERE version = lowest_version
+    """

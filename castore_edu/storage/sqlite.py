@@ -35,12 +35,15 @@ from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent,
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     StampedRow,
+    check_clock,
+    check_flag,
+    check_list_call,
     check_log_read,
     check_read,
     stamp_for_storage,
     stamp_group_for_one_database,
 )
-from castore_edu.storage.sql import COLUMNS, select_events
+from castore_edu.storage.sql import COLUMNS, list_aggregates_query, select_events
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -84,16 +87,39 @@ class SQLiteEventStorageAdapter:
     def __init__(
         self, path: str | os.PathLike[str] = ":memory:", *, clock: Clock = utc_now, timeout: float = 30.0
     ) -> None:
+        check_constructor_arguments(path, timeout)
+        check_clock(clock)
         self.path = os.fspath(path)
         self.clock = clock
-        in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
-        # Two adapters may share a transaction only if they open the same database.
-        self.database = f":memory:{id(self)}" if in_memory else os.path.realpath(self.path)
         # isolation_level=None: we write BEGIN and COMMIT ourselves, where they belong.
         self.connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.database = self._database_file()
         self._use_wal(timeout)
         self.connection.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
         self.connection.execute(SCHEMA)
+
+    def _database_file(self) -> str | None:
+        """The file this connection opened, as SQLite itself reports it; ``None`` for a private
+        database (``":memory:"``, ``""`` for a temporary one, a ``file:`` URI with
+        ``mode=memory``...), which no other adapter can open.
+
+        Two adapters may share a transaction only if they open the same database. Asking SQLite
+        beats guessing from the path: there are many ways to spell a private database. (A memory
+        database shared by name, ``cache=shared``, reports no file either, so a group across two
+        of its adapters is refused too: overcautious, never wrong.)
+        """
+        _, _, file = self.connection.execute("PRAGMA database_list").fetchone()  # main comes first
+        return os.path.realpath(file) if file else None
+
+    def shares_database_with(self, adapter: object) -> bool:
+        """True if ``adapter`` writes to this adapter's database (so one transaction can hold both)."""
+        if adapter is self:
+            return True
+        return (
+            isinstance(adapter, SQLiteEventStorageAdapter)
+            and self.database is not None
+            and adapter.database == self.database
+        )
 
     def _use_wal(self, timeout: float) -> None:
         """Switch to write-ahead logging: readers never block the writer, nor it them.
@@ -137,7 +163,14 @@ class SQLiteEventStorageAdapter:
         limit: int | None = None,
         reverse: bool = False,
     ) -> list[EventDetail]:
-        check_read(aggregate_id, min_version, max_version, limit)
+        check_read(
+            aggregate_id,
+            event_store_id=event_store_id,
+            min_version=min_version,
+            max_version=max_version,
+            limit=limit,
+            reverse=reverse,
+        )
         query, parameters = select_events(
             event_store_id,
             aggregate_id,
@@ -159,6 +192,7 @@ class SQLiteEventStorageAdapter:
         initial_event_before: str | None = None,
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
+        check_list_call(event_store_id, reverse)
         options = resolve_options(
             self.kind,
             limit=limit,
@@ -167,17 +201,7 @@ class SQLiteEventStorageAdapter:
             initial_event_before=initial_event_before,
             reverse=reverse,
         )
-        # Each aggregate's first event (lowest version); its position says when it was created.
-        rows = self.connection.execute(
-            """
-            SELECT timestamp, position, aggregate_id FROM events AS first
-            WHERE event_store_id = ? AND version = (
-                SELECT MIN(version) FROM events
-                WHERE event_store_id = first.event_store_id AND aggregate_id = first.aggregate_id
-            )
-            """,
-            (event_store_id,),
-        )
+        rows = self.connection.execute(list_aggregates_query("?"), (event_store_id,))
         return paginate(self.kind, [ListedAggregate(*row) for row in rows], options)
 
     async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
@@ -199,7 +223,9 @@ class SQLiteEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        return self._write_all([(event_store_id, *stamp_for_storage(event, self.clock))], force)[0]
+        check_flag("force", force)
+        stamped = stamp_for_storage(event, self.clock, event_store_id=event_store_id)
+        return self._write_all([(event_store_id, *stamped)], force)[0]
 
     def group_event(self, event: EventDetail) -> GroupedEvent:
         return GroupedEvent(event=event, event_storage_adapter=self)
@@ -208,12 +234,11 @@ class SQLiteEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
+        check_flag("force", force)
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,
-            same_database=lambda adapter: (
-                isinstance(adapter, SQLiteEventStorageAdapter) and adapter.database == self.database
-            ),
+            same_database=self.shares_database_with,
             database=f"SQLite database ({self.path})",
         )
         return self._write_all(rows, force)
@@ -257,6 +282,17 @@ class SQLiteEventStorageAdapter:
             self.connection.execute("ROLLBACK")
             raise
         return [event for _, event, _, _ in rows]
+
+
+def check_constructor_arguments(path: object, timeout: object) -> None:
+    """Refuse, at construction, what ``sqlite3.connect`` would refuse later or misread."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or an os.PathLike, got {path!r}")
+    # bool is an int: timeout=True is a bug, not one second.
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not timeout >= 0:  # written so that NaN fails too
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
 
 
 def _to_event(row: Sequence[Any]) -> EventDetail:

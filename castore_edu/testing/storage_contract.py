@@ -21,11 +21,13 @@ from castore_edu.core import (
     EventAlreadyExistsError,
     EventDetail,
     EventStore,
+    EventStoreContext,
     EventType,
     InvalidEventError,
     stepping_clock,
 )
 from castore_edu.core.clock import Clock, utc_now
+from castore_edu.core.events import MAX_JSON_DEPTH, MAX_VERSION
 from castore_edu.reliability.relay import Relay
 from castore_edu.storage.protocol import (
     LOG_CALLS,
@@ -40,6 +42,21 @@ def event(aggregate_id: str = "pikachu", version: int = 1, **fields: Any) -> Eve
     return EventDetail(
         aggregate_id=aggregate_id, version=version, type=fields.pop("type", "LEVELLED_UP"), **fields
     )
+
+
+def nested(depth: int) -> Any:
+    """A payload of ``depth`` lists, one inside the other, around a number (built with a loop:
+    building it by recursion would fail where the payload must be refused)."""
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def containing_itself() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
 
 
 def store(store_id: str, adapter: OrderedLogStorage) -> EventStore:
@@ -253,6 +270,22 @@ class StorageAdapterContract:
             await adapter.push_event(event(f"agg{index}", timestamp=timestamp), event_store_id="S")
             await adapter.push_event(event(f"agg{index}", version=2, timestamp="2030"), event_store_id="S")
         return adapter
+
+    async def test_an_aggregate_is_created_by_its_first_stored_event_not_its_lowest_version(
+        self,
+    ) -> None:
+        """Listing order is the first event's timestamp, then the order the aggregates were created
+        in. An aggregate is created when its first event is *stored*, whatever its version: here
+        mew's version 2 comes before abra's version 1, so mew was created first. Its initial
+        timestamp is still that of its first event, version 1."""
+        adapter = self.make_adapter()
+        await adapter.push_event(event("mew", version=2, timestamp="2030"), event_store_id="S")
+        await adapter.push_event(event("abra", timestamp=YEARS[0]), event_store_id="S")
+        await adapter.push_event(event("mew", timestamp=YEARS[0]), event_store_id="S")
+        page = await adapter.list_aggregate_ids(event_store_id="S")
+        assert page.aggregate_ids == [AggregateIdEntry("mew", YEARS[0]), AggregateIdEntry("abra", YEARS[0])]
+        reversed_page = await adapter.list_aggregate_ids(event_store_id="S", reverse=True)
+        assert [entry.aggregate_id for entry in reversed_page.aggregate_ids] == ["abra", "mew"]
 
     async def test_list_aggregate_ids_by_initial_timestamp(self) -> None:
         adapter = self.make_adapter()
@@ -516,6 +549,113 @@ class StorageAdapterContract:
         assert field in str(caught.value)
         assert await adapter.last_position() == 0
         assert (await adapter.list_aggregate_ids(event_store_id="S")).aggregate_ids == []
+
+    @pytest.mark.parametrize(
+        ("bad", "field"),
+        [
+            pytest.param(dict(payload={1: "a", "1": "b"}), "payload", id="int key beside its str twin"),
+            pytest.param(dict(metadata={"a": [{"b": {None: 1}}]}), "metadata", id="deep None key"),
+            pytest.param(dict(payload={(1, 2): "pair"}), "payload", id="tuple key"),
+            pytest.param(dict(payload={True: "yes"}), "payload", id="bool key"),
+            pytest.param(dict(payload=nested(MAX_JSON_DEPTH + 1)), "payload", id="one level too deep"),
+            pytest.param(dict(metadata=nested(100_000)), "metadata", id="deeper than the stack"),
+            pytest.param(dict(payload=containing_itself()), "payload", id="list containing itself"),
+            pytest.param(dict(payload={"name": "\ud800"}), "payload", id="lone surrogate in a value"),
+            pytest.param(dict(metadata={"\udfff": 1}), "metadata", id="lone surrogate in a key"),
+            pytest.param(dict(aggregate_id="pika\ud800"), "aggregate_id", id="lone surrogate in id"),
+            pytest.param(dict(aggregate_id="pika\x00chu"), "aggregate_id", id="NUL in id"),
+            pytest.param(dict(type="\ud83d"), "type", id="lone surrogate in type"),
+            pytest.param(dict(type="APPEARED\x00"), "type", id="NUL in type"),
+            pytest.param(dict(timestamp="2024\udc80"), "timestamp", id="lone surrogate in timestamp"),
+            pytest.param(dict(timestamp="\x002024"), "timestamp", id="NUL in timestamp"),
+            pytest.param(dict(version=MAX_VERSION + 1), "version", id="version beyond MAX_VERSION"),
+            pytest.param(dict(version=2**63), "version", id="version beyond 64 bits"),
+        ],
+    )
+    async def test_values_some_adapter_cannot_store_are_refused_by_every_adapter(
+        self, bad: dict[str, Any], field: str
+    ) -> None:
+        """One rule for every adapter: what one of them cannot store (or would read back
+        changed), none accepts."""
+        await self.test_bad_events_are_refused_and_nothing_is_stored(bad, field)
+
+    async def test_values_at_the_limits_round_trip(self) -> None:
+        """The other side of the rule: everything up to the limits is stored and read back equal.
+        A NUL inside JSON text is written ``\\u0000``, so a payload may hold one."""
+        adapter = self.make_adapter()
+        limits = event(
+            "ピカチュウ 😀",
+            version=MAX_VERSION,
+            type="LEVELLED_UP ✨",
+            timestamp=YEARS[0],
+            payload={"deep": nested(MAX_JSON_DEPTH - 1), "nul\x00key": "a\x00b"},
+            metadata=["\U0001f600", "\x00"],
+        )
+        assert await adapter.push_event(limits, event_store_id="S ✨") == limits
+        assert await adapter.get_events(limits.aggregate_id, event_store_id="S ✨") == [limits]
+        read = await adapter.get_events(
+            limits.aggregate_id, event_store_id="S ✨", min_version=MAX_VERSION, max_version=MAX_VERSION
+        )
+        assert read == [limits]
+
+    @pytest.mark.parametrize("event_store_id", [7, None, "S\x00", "S\ud800"])
+    async def test_an_event_store_id_no_adapter_can_store_is_refused(self, event_store_id: Any) -> None:
+        adapter = self.make_adapter()
+        with pytest.raises(InvalidEventError) as caught:
+            await adapter.push_event(event(), event_store_id=event_store_id)
+        assert caught.value.field == "event_store_id"
+        grouped = adapter.group_event(event())
+        grouped.context = EventStoreContext(event_store_id)
+        with pytest.raises(InvalidEventError) as caught:
+            await adapter.push_event_group([grouped])
+        assert caught.value.field == "event_store_id"
+        assert await adapter.last_position() == 0
+
+    @pytest.mark.parametrize(
+        ("options", "name"),
+        [
+            pytest.param(dict(min_version=MAX_VERSION + 1), "min_version", id="min_version too high"),
+            pytest.param(dict(max_version=2**63), "max_version", id="max_version beyond 64 bits"),
+            pytest.param(dict(min_version=-(2**64)), "min_version", id="min_version far below"),
+            pytest.param(dict(limit=2**63), "limit", id="limit beyond 64 bits"),
+            pytest.param(dict(event_store_id="S\x00"), "event_store_id", id="NUL in event_store_id"),
+            pytest.param(dict(aggregate_id="pika\x00chu"), "aggregate_id", id="NUL in aggregate_id"),
+            pytest.param(dict(aggregate_id="pika\ud800"), "aggregate_id", id="lone surrogate in id"),
+        ],
+    )
+    async def test_reads_beyond_what_can_be_stored_are_refused_by_name(
+        self, options: dict[str, Any], name: str
+    ) -> None:
+        """Not the driver's ``OverflowError`` or encoding error: a ``ValueError`` naming the
+        argument."""
+        adapter = self.make_adapter()
+        arguments = {"aggregate_id": "pikachu", "event_store_id": "S", **options}
+        with pytest.raises(ValueError, match=name):
+            await adapter.get_events(**arguments)
+
+    async def test_flags_that_are_not_bools_are_refused_before_anything_is_done(self) -> None:
+        """``force="no"`` is a true string: read as a flag, it would overwrite an event."""
+        adapter: Any = self.make_adapter()  # Any: these calls break the types on purpose
+        await adapter.push_event(event(timestamp=YEARS[0]), event_store_id="S")
+        replacement = event(type="APPEARED")
+        with pytest.raises(TypeError, match="force must be a bool"):
+            await adapter.push_event(replacement, event_store_id="S", force="no")
+        pokemons = store("S", adapter)
+        with pytest.raises(TypeError, match="force must be a bool"):
+            await adapter.push_event_group([pokemons.group_event(replacement)], force=1)
+        with pytest.raises(TypeError, match="reverse must be a bool"):
+            await adapter.get_events("pikachu", event_store_id="S", reverse="no")
+        with pytest.raises(TypeError, match="reverse must be a bool or None"):
+            await adapter.list_aggregate_ids(event_store_id="S", reverse="no")
+        assert await adapter.get_events("pikachu", event_store_id="S") == [event(timestamp=YEARS[0])]
+        assert await adapter.last_position() == 1
+        listed = await adapter.list_aggregate_ids(event_store_id="S", reverse=None)
+        assert [entry.aggregate_id for entry in listed.aggregate_ids] == ["pikachu"]
+
+    @pytest.mark.parametrize("clock", ["2024-01-01T00:00:00.000Z", None])
+    async def test_a_clock_that_cannot_be_called_is_refused_at_construction(self, clock: Any) -> None:
+        with pytest.raises(TypeError, match="clock"):
+            self.make_adapter(clock)
 
     async def test_something_that_is_not_an_event_is_refused(self) -> None:
         adapter: Any = self.make_adapter()  # Any: this call breaks the types on purpose
