@@ -113,6 +113,7 @@ class InMemoryEventStorageAdapter:
     ) -> AggregateIdsPage:
         options = resolve_options(
             self.kind,
+            event_store_id=event_store_id,
             limit=limit,
             page_token=page_token,
             initial_event_after=initial_event_after,

@@ -271,6 +271,7 @@ class PostgresEventStorageAdapter:
     ) -> AggregateIdsPage:
         options = resolve_options(
             self.kind,
+            event_store_id=event_store_id,
             limit=limit,
             page_token=page_token,
             initial_event_after=initial_event_after,

@@ -161,6 +161,7 @@ class SQLiteEventStorageAdapter:
     ) -> AggregateIdsPage:
         options = resolve_options(
             self.kind,
+            event_store_id=event_store_id,
             limit=limit,
             page_token=page_token,
             initial_event_after=initial_event_after,
