@@ -204,12 +204,13 @@ def test_routes_are_checked_when_the_relay_is_built() -> None:
         Relay(pokemons.event_storage_adapter, {"TRAINERS": bus})
     for bad in (
         {"batch_size": 0},
-        {"batch_size": True},
         {"poll_interval": -1},
         {"retry_delay": float("nan")},
     ):
         with pytest.raises(ValueError):
             Relay(pokemons.event_storage_adapter, {"POKEMONS": bus}, **bad)
+    with pytest.raises(TypeError):  # True is an int in Python, but not a batch size
+        Relay(pokemons.event_storage_adapter, {"POKEMONS": bus}, batch_size=True)
 
 
 class AdapterWithAPlainLog(InMemoryEventStorageAdapter):

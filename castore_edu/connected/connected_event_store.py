@@ -18,9 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from castore_edu.core.arguments import got, quote, require_event_store
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, GroupedEvent, PushEventResult
-from castore_edu.messaging.channels import NotificationMessageChannel, StateCarryingMessageChannel
+from castore_edu.messaging.channels import (
+    MessageChannel,
+    NotificationMessageChannel,
+    StateCarryingMessageChannel,
+)
 from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
 
 
@@ -35,6 +40,21 @@ async def publish_pushed_event(connected_store: ConnectedEventStore, result: Pus
             fetched = await connected_store.get_aggregate(event.aggregate_id, max_version=event.version)
             aggregate = fetched.aggregate
         await channel.publish_message(StateCarryingMessage(connected_store.event_store_id, event, aggregate))
+
+
+def check_message_channel(message_channel: object) -> None:
+    """Refuse what is not a message channel, with a hint for the likely slips: the channel's id
+    instead of the channel, or the channel's adapter instead of the channel."""
+    if isinstance(message_channel, MessageChannel):
+        return
+    hint = ""
+    if isinstance(message_channel, str):
+        hint = f". Hint: pass the channel object itself, not its id {quote(message_channel)}"
+    elif callable(getattr(message_channel, "publish_message", None)):
+        hint = ". Hint: that looks like a channel adapter; pass the channel it is attached to"
+    raise TypeError(
+        f"message_channel must be a message channel (a bus or a queue), got {got(message_channel)}{hint}"
+    )
 
 
 def _pointer(name: str) -> property:
@@ -57,6 +77,8 @@ class ConnectedEventStore:
     push_event_group = staticmethod(EventStore.push_event_group)
 
     def __init__(self, event_store: EventStore, message_channel: Any) -> None:
+        require_event_store("event_store", event_store)
+        check_message_channel(message_channel)
         self.event_store = event_store
         self.message_channel = message_channel
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from castore_edu.core.arguments import got, quote, require_bool, require_callable, require_str
 from castore_edu.core.errors import AggregateNotFoundError, UndefinedEventStorageAdapterError
 from castore_edu.core.events import (
     AggregateIdsPage,
@@ -67,6 +68,46 @@ def index_by_version(indexed_events: dict[Any, EventDetail], event: EventDetail)
     return {**indexed_events, event.version: event}
 
 
+STORAGE_ADAPTER_CALLS = ("get_events", "push_event", "push_event_group", "group_event", "list_aggregate_ids")
+
+
+def check_event_types(event_types: object) -> list[EventType]:
+    """``event_types`` as a list, checked to hold only :class:`EventType` declarations.
+
+    A list of names (``["APPEARED"]``) is the likely slip: each name must be wrapped.
+    """
+    if isinstance(event_types, str) or event_types is None or not hasattr(event_types, "__iter__"):
+        raise TypeError(
+            f"event_types must be a list of EventType, got {got(event_types)}. "
+            'Hint: event_types=[EventType("APPEARED"), ...], or [] for none'
+        )
+    declared = list(event_types)
+    for index, event_type in enumerate(declared):
+        if not isinstance(event_type, EventType):
+            raise TypeError(
+                f"event_types[{index}] must be an EventType, got {got(event_type)}. "
+                f"Hint: wrap the name, EventType({quote(event_type)})"
+            )
+    return declared
+
+
+def check_storage_adapter(adapter: object, *, name: str = "event_storage_adapter") -> None:
+    """Refuse what cannot be a storage adapter: it must offer the five calls a store makes.
+
+    Passing the adapter's class instead of an adapter (the parentheses forgotten) is the likely slip.
+    """
+    if isinstance(adapter, type):
+        raise TypeError(
+            f"{name} must be a storage adapter, got the class {adapter.__name__}. "
+            f"Hint: create one, {adapter.__name__}()"
+        )
+    missing = [call for call in STORAGE_ADAPTER_CALLS if not callable(getattr(adapter, call, None))]
+    if missing:
+        raise TypeError(
+            f"{name} must be a storage adapter, got {got(adapter)}, which lacks {', '.join(missing)}"
+        )
+
+
 class EventStore:
     """Stores and reads the events of one kind of aggregate (Pokémons, trainers…)."""
 
@@ -80,12 +121,19 @@ class EventStore:
         on_event_pushed: OnEventPushed | None = None,
         event_storage_adapter: EventStorageAdapter | None = None,
     ) -> None:
-        if not isinstance(event_store_id, str) or not event_store_id:
-            raise ValueError(f"event_store_id must be a non-empty str, got {event_store_id!r}")
-        if not callable(reducer):
-            raise TypeError(f"reducer must be callable, got {reducer!r}")
+        require_str("event_store_id", event_store_id)
+        declared_types = check_event_types(event_types)
+        require_callable("reducer", reducer, hint="a reducer is a function (aggregate, event) -> aggregate")
+        for name, callback in (
+            ("simulate_side_effect", simulate_side_effect),
+            ("on_event_pushed", on_event_pushed),
+        ):
+            if callback is not None:
+                require_callable(name, callback)
+        if event_storage_adapter is not None:
+            check_storage_adapter(event_storage_adapter)
         self.event_store_id = event_store_id
-        self.event_types = list(event_types)
+        self.event_types = declared_types
         self.reducer = reducer
         self.simulate_side_effect = simulate_side_effect or index_by_version
         self.on_event_pushed = on_event_pushed
@@ -113,6 +161,7 @@ class EventStore:
     ) -> list[EventDetail]:
         """The aggregate's events in version order (newest first with ``reverse``); ``limit``
         applies after ordering, so ``reverse=True, limit=1`` is the last event."""
+        require_bool("reverse", reverse)
         return await self.get_event_storage_adapter().get_events(
             aggregate_id,
             event_store_id=self.event_store_id,
@@ -151,6 +200,8 @@ class EventStore:
         """Aggregates ordered by their first event's timestamp, a page at a time. To get the
         next page pass only ``page_token``: it carries the other options. ``reverse=None``
         means "as the token says" (or ``False`` without one)."""
+        if reverse is not None:
+            require_bool("reverse", reverse)
         return await self.get_event_storage_adapter().list_aggregate_ids(
             event_store_id=self.event_store_id,
             limit=limit,
@@ -173,6 +224,8 @@ class EventStore:
         a scheduled one), keeps those up to ``simulation_date``, orders them by timestamp and
         renumbers their versions 1..n before folding.
         """
+        if simulation_date is not None and not isinstance(simulation_date, str):
+            raise TypeError(f"simulation_date must be a str timestamp or None, got {got(simulation_date)}")
         indexed: dict[Any, EventDetail] = {}
         for event in events:
             indexed = self.simulate_side_effect(indexed, event)
@@ -199,6 +252,7 @@ class EventStore:
 
         Bad events are refused by the adapter, before it writes anything.
         """
+        require_bool("force", force)
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
@@ -234,6 +288,7 @@ class EventStore:
         """
         if not grouped_events:
             raise ValueError("push_event_group needs at least one grouped event")
+        require_bool("force", force)
         for index, grouped in enumerate(grouped_events):
             if not isinstance(grouped, GroupedEvent):
                 raise TypeError(f"grouped event #{index} is a {type(grouped).__name__}, not a GroupedEvent")

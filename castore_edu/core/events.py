@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from castore_edu.core.arguments import require_str
 from castore_edu.core.errors import InvalidEventError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class EventType:
     type: str
 
     def __post_init__(self) -> None:
+        require_str("type", self.type, hint='an event type is a name, e.g. EventType("APPEARED")')
         if self.type in RESERVED_EVENT_TYPES:
             raise ValueError(f"{self.type} is a reserved event type. Please choose another one.")
 

@@ -21,11 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from castore_edu.core.arguments import got, require_bool, require_event_stores, require_str
 from castore_edu.core.errors import (
     MessageChannelEventStoreNotFoundError,
     UndefinedMessageChannelAdapterError,
 )
-from castore_edu.messaging.messages import NotificationMessage, StateCarryingMessage
+from castore_edu.messaging.messages import (
+    NotificationMessage,
+    StateCarryingMessage,
+    is_notification_message,
+)
 
 if TYPE_CHECKING:
     from castore_edu.core.event_store import EventStore
@@ -37,6 +42,36 @@ class MessageChannelAdapter(Protocol):
     async def publish_message(self, message: Any, *, replay: bool = False) -> None: ...
 
     async def publish_messages(self, messages: Sequence[Any], *, replay: bool = False) -> None: ...
+
+
+def check_channel_adapter(name: str, adapter: object) -> None:
+    """Refuse what cannot be a channel adapter (``None`` is fine: it can be set later).
+
+    The adapter's class instead of an adapter (the parentheses forgotten) is the likely slip.
+    """
+    if adapter is None:
+        return
+    if isinstance(adapter, type):
+        raise TypeError(
+            f"{name} must be a message channel adapter, got the class {adapter.__name__}. "
+            f"Hint: create one, {adapter.__name__}()"
+        )
+    missing = [
+        call for call in ("publish_message", "publish_messages") if not callable(getattr(adapter, call, None))
+    ]
+    if missing:
+        raise TypeError(
+            f"{name} must be a message channel adapter, got {got(adapter)}, which lacks {', '.join(missing)}"
+        )
+
+
+def check_message(name: str, message: object) -> None:
+    """Refuse what is not a message: every message names the event store it comes from."""
+    if not isinstance(getattr(message, "event_store_id", None), str):
+        raise TypeError(
+            f"{name} must be a message (NotificationMessage, StateCarryingMessage or "
+            f"AggregateExistsMessage), got {got(message)}"
+        )
 
 
 class MessageChannel:
@@ -52,9 +87,12 @@ class MessageChannel:
         source_event_stores: Iterable[EventStore],
         message_channel_adapter: MessageChannelAdapter | None = None,
     ) -> None:
+        require_str("message_channel_type", message_channel_type)
+        require_str("message_channel_id", message_channel_id)
+        self.source_event_stores = require_event_stores("source_event_stores", source_event_stores)
+        check_channel_adapter("message_channel_adapter", message_channel_adapter)
         self.message_channel_type = message_channel_type
         self.message_channel_id = message_channel_id
-        self.source_event_stores = list(source_event_stores)
         self.message_channel_adapter = message_channel_adapter
 
     def __repr__(self) -> str:
@@ -86,12 +124,19 @@ class MessageChannel:
         The source store is checked before the adapter, so an unknown store id is reported
         even on a channel that has no adapter yet.
         """
+        check_message("message", message)
+        require_bool("replay", replay)
         self.get_event_store(message.event_store_id)
         await self.get_message_channel_adapter().publish_message(message, replay=replay)
 
     async def publish_messages(self, messages: Iterable[Any], *, replay: bool = False) -> None:
         """Publish several messages; nothing is published if one comes from an unknown store."""
+        if isinstance(messages, str) or not hasattr(messages, "__iter__"):
+            raise TypeError(f"messages must be a list of messages, got {got(messages)}")
         messages = list(messages)
+        for index, message in enumerate(messages):
+            check_message(f"messages[{index}]", message)
+        require_bool("replay", replay)
         for message in messages:
             self.get_event_store(message.event_store_id)
         await self.get_message_channel_adapter().publish_messages(messages, replay=replay)
@@ -116,6 +161,10 @@ class StateCarryingMessageChannel(MessageChannel):
         The aggregate is read from the source store at the event's version; an aggregate that
         does not exist raises ``AggregateNotFoundError`` and nothing is published.
         """
+        if not is_notification_message(message):
+            raise TypeError(f"message must be a NotificationMessage, got {got(message)}")
+        check_message("message", message)
+        require_bool("replay", replay)
         event = message.event
         event_store = self.get_event_store(message.event_store_id)
         result = await event_store.get_existing_aggregate(event.aggregate_id, max_version=event.version)
@@ -140,6 +189,10 @@ class MessageBus(MessageChannel):
         source_event_stores: Iterable[EventStore],
         message_bus_adapter: MessageChannelAdapter | None = None,
     ) -> None:
+        # Checked here too, so that the messages name the arguments a bus is given.
+        require_str("message_bus_id", message_bus_id)
+        source_event_stores = require_event_stores("source_event_stores", source_event_stores)
+        check_channel_adapter("message_bus_adapter", message_bus_adapter)
         super().__init__(
             message_channel_type="bus",
             message_channel_id=message_bus_id,
@@ -158,6 +211,10 @@ class MessageQueue(MessageChannel):
         source_event_stores: Iterable[EventStore],
         message_queue_adapter: MessageChannelAdapter | None = None,
     ) -> None:
+        # Checked here too, so that the messages name the arguments a queue is given.
+        require_str("message_queue_id", message_queue_id)
+        source_event_stores = require_event_stores("source_event_stores", source_event_stores)
+        check_channel_adapter("message_queue_adapter", message_queue_adapter)
         super().__init__(
             message_channel_type="queue",
             message_channel_id=message_queue_id,

@@ -33,6 +33,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from castore_edu.core.arguments import got, require_callable, require_str
 from castore_edu.messaging.delivery import TaskContext
 
 MessageKey = tuple[str, str, int]
@@ -40,8 +41,50 @@ MessageKey = tuple[str, str, int]
 
 def message_key(message: Any) -> MessageKey:
     """``(event_store_id, aggregate_id, version)``: the identity of the event a message carries."""
-    event = message.event
+    event = getattr(message, "event", None)
+    if event is None or not isinstance(getattr(message, "event_store_id", None), str):
+        hint = ""
+        if hasattr(message, "aggregate_id"):
+            hint = ". Hint: an AggregateExistsMessage carries no event, so it has no key"
+        raise TypeError(
+            f"message must carry an event (a NotificationMessage or StateCarryingMessage), "
+            f"got {got(message)}{hint}"
+        )
     return (message.event_store_id, event.aggregate_id, event.version)
+
+
+def check_key(key: object) -> MessageKey:
+    """``key``, checked to be a message key: ``(event_store_id, aggregate_id, version)``."""
+    if not (
+        isinstance(key, tuple)
+        and len(key) == 3
+        and isinstance(key[0], str)
+        and isinstance(key[1], str)
+        and isinstance(key[2], int)
+        and not isinstance(key[2], bool)
+    ):
+        raise TypeError(
+            f"a message key must be a tuple (event_store_id: str, aggregate_id: str, version: int), "
+            f"got {got(key)}. Hint: message_key(message) makes one"
+        )
+    return key
+
+
+def check_keys(keys: object) -> set[MessageKey]:
+    """``keys`` as a set, checked to be an iterable (not a str) of message keys."""
+    if isinstance(keys, str) or not hasattr(keys, "__iter__"):
+        raise TypeError(f"keys must be a list of message keys, got {got(keys)}")
+    return {check_key(key) for key in keys}
+
+
+def check_connection(connection: object) -> None:
+    """Refuse what is not an SQLite connection; the adapter instead of its connection is the
+    likely slip."""
+    if not isinstance(connection, sqlite3.Connection):
+        hint = ""
+        if isinstance(getattr(connection, "connection", None), sqlite3.Connection):
+            hint = ". Hint: pass the adapter's connection, adapter.connection"
+        raise TypeError(f"connection must be an sqlite3.Connection, got {got(connection)}{hint}")
 
 
 class ProcessedMessages(Protocol):
@@ -58,7 +101,7 @@ class InMemoryProcessedMessages:
     """Processed keys in a Python set."""
 
     def __init__(self, keys: Iterable[MessageKey] = ()) -> None:
-        self.keys: set[MessageKey] = set(keys)
+        self.keys: set[MessageKey] = check_keys(keys)
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys
@@ -67,7 +110,7 @@ class InMemoryProcessedMessages:
         return len(self.keys)
 
     def add(self, key: MessageKey) -> None:
-        self.keys.add(key)
+        self.keys.add(check_key(key))
 
     def clear(self) -> None:
         self.keys.clear()
@@ -93,6 +136,8 @@ class SQLiteProcessedMessages:
     """
 
     def __init__(self, connection: sqlite3.Connection, consumer: str) -> None:
+        check_connection(connection)
+        require_str("consumer", consumer, hint="name the consumer whose keys these are")
         self.connection = connection
         self.consumer = consumer
         connection.execute(self.SCHEMA)
@@ -116,6 +161,7 @@ class SQLiteProcessedMessages:
         return int(count)
 
     def add(self, key: MessageKey) -> None:
+        check_key(key)
         self.connection.execute(
             "INSERT OR IGNORE INTO processed_messages (consumer, event_store_id, aggregate_id, version)"
             " VALUES (?, ?, ?, ?)",
@@ -124,6 +170,20 @@ class SQLiteProcessedMessages:
 
     def clear(self) -> None:
         self.connection.execute("DELETE FROM processed_messages WHERE consumer = ?", (self.consumer,))
+
+
+def check_processed(processed: object) -> None:
+    """Refuse what cannot keep processed keys (``in``, ``add``, ``clear``); the class instead of
+    an instance (the parentheses forgotten) is the likely slip."""
+    if isinstance(processed, type):
+        raise TypeError(
+            f"processed must keep message keys, got the class {processed.__name__}. "
+            f"Hint: create one, e.g. {processed.__name__}()"
+        )
+    if not all(callable(getattr(processed, call, None)) for call in ("__contains__", "add", "clear")):
+        raise TypeError(
+            f"processed must keep message keys (like InMemoryProcessedMessages()), got {got(processed)}"
+        )
 
 
 Handler = Callable[[Any, TaskContext | None], Awaitable[Any]]
@@ -136,6 +196,9 @@ class IdempotentHandler:
     """
 
     def __init__(self, handler: Handler, processed: ProcessedMessages | None = None) -> None:
+        require_callable("handler", handler, hint="async def handler(message, context): ...")
+        if processed is not None:
+            check_processed(processed)
         self.handler = handler
         self.processed: ProcessedMessages = (
             processed if processed is not None else InMemoryProcessedMessages()

@@ -52,6 +52,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from castore_edu.core.arguments import got, require_duration, require_int, require_str
 from castore_edu.core.events import LoggedEvent
 from castore_edu.messaging.channels import (
     MessageChannel,
@@ -79,6 +80,34 @@ class CheckpointStore(Protocol):
     async def save(self, relay_name: str, position: int) -> None: ...
 
 
+def check_checkpoint_arguments(relay_name: object, position: object = 0) -> None:
+    """What every checkpoint store checks: a relay's name, and a log position (an int >= 0)."""
+    require_str("relay_name", relay_name)
+    require_int("position", position, minimum=0)
+
+
+CHECKPOINT_STORE_OF = {
+    "SQLiteEventStorageAdapter": "SQLiteCheckpointStore",
+    "PostgresEventStorageAdapter": "PostgresCheckpointStore",
+    "InMemoryEventStorageAdapter": "InMemoryCheckpointStore",
+}
+
+
+def check_adapter_kind(adapter: object, expected: str) -> None:
+    """Refuse an ``adapter`` that is not of the ``expected`` kind, pointing to the checkpoint
+    store that fits the adapter given, if there is one.
+
+    Recognised by ``kind``, the name every shipped adapter carries: importing the PostgreSQL
+    adapter's class here would import its driver.
+    """
+    kind = getattr(adapter, "kind", None)
+    if kind == expected:
+        return
+    fitting = CHECKPOINT_STORE_OF.get(kind) if isinstance(kind, str) else None
+    hint = f". Hint: a {kind} keeps its checkpoints in a {fitting}" if fitting else ""
+    raise TypeError(f"adapter must be a {expected}, got {got(adapter)}{hint}")
+
+
 class InMemoryCheckpointStore:
     """Checkpoints in a dict. Survives a simulated restart as long as you keep this object."""
 
@@ -86,9 +115,11 @@ class InMemoryCheckpointStore:
         self.positions: dict[str, int] = {}
 
     async def load(self, relay_name: str) -> int:
+        check_checkpoint_arguments(relay_name)
         return self.positions.get(relay_name, 0)
 
     async def save(self, relay_name: str, position: int) -> None:
+        check_checkpoint_arguments(relay_name, position)
         self.positions[relay_name] = position
 
 
@@ -107,14 +138,17 @@ class SQLiteCheckpointStore:
     """
 
     def __init__(self, adapter: SQLiteEventStorageAdapter) -> None:
+        check_adapter_kind(adapter, "SQLiteEventStorageAdapter")
         self.connection = adapter.connection
         self.connection.execute(self.SCHEMA)
 
     async def load(self, relay_name: str) -> int:
+        check_checkpoint_arguments(relay_name)
         row = self.connection.execute(LOAD_CHECKPOINT.replace("%s", "?"), (relay_name,)).fetchone()
         return 0 if row is None else int(row[0])
 
     async def save(self, relay_name: str, position: int) -> None:
+        check_checkpoint_arguments(relay_name, position)
         self.connection.execute(SAVE_CHECKPOINT.replace("%s", "?"), (relay_name, position))
 
 
@@ -127,13 +161,16 @@ class PostgresCheckpointStore:
     """
 
     def __init__(self, adapter: PostgresEventStorageAdapter) -> None:
+        check_adapter_kind(adapter, "PostgresEventStorageAdapter")
         self.adapter = adapter
 
     async def load(self, relay_name: str) -> int:
+        check_checkpoint_arguments(relay_name)
         rows = await self.adapter.fetch(LOAD_CHECKPOINT, (relay_name,))
         return 0 if not rows else int(rows[0][0])
 
     async def save(self, relay_name: str, position: int) -> None:
+        check_checkpoint_arguments(relay_name, position)
         await self.adapter.fetch(SAVE_CHECKPOINT, (relay_name, position))
 
 
@@ -143,6 +180,40 @@ SAVE_CHECKPOINT = (
     "INSERT INTO relay_checkpoints (relay_name, position) VALUES (%s, %s)"
     " ON CONFLICT (relay_name) DO UPDATE SET position = excluded.position"
 )
+
+
+def check_checkpoint_store(checkpoints: object) -> None:
+    """Refuse what cannot keep checkpoints: it needs ``load`` and ``save``. Passing the class
+    instead of a store (the parentheses forgotten) is the likely slip."""
+    if isinstance(checkpoints, type):
+        raise TypeError(
+            f"checkpoints must be a checkpoint store, got the class {checkpoints.__name__}. "
+            f"Hint: create one, e.g. {checkpoints.__name__}()"
+        )
+    missing = [call for call in ("load", "save") if not callable(getattr(checkpoints, call, None))]
+    if missing:
+        raise TypeError(
+            f"checkpoints must be a checkpoint store (with async load and save), got {got(checkpoints)}"
+        )
+
+
+def check_routes(routes: object) -> dict[str, MessageChannel]:
+    """``routes`` as a dict, checked: event store ids (str) to notification or state-carrying
+    channels, each of which lists that store among its sources."""
+    if not isinstance(routes, Mapping):
+        raise TypeError(
+            f"routes must be a dict of event store ids to channels, got {got(routes)}. "
+            'Hint: routes={"POKEMONS": pokemons_bus}'
+        )
+    for event_store_id, channel in routes.items():
+        require_str("routes key", event_store_id, hint="a route's key is an event store id")
+        if not isinstance(channel, NotificationMessageChannel | StateCarryingMessageChannel):
+            raise TypeError(
+                f"the relay publishes notification or state-carrying messages; the route of "
+                f"{event_store_id!r} is a {type(channel).__name__}"
+            )
+        channel.get_event_store(event_store_id)  # fails now, not at the first event
+    return dict(routes)
 
 
 def default_checkpoints(storage: Any) -> CheckpointStore:
@@ -182,20 +253,18 @@ class Relay:
         retry_delay: float = 0.05,
         cache_size: int = 1024,
     ) -> None:
-        self.storage = require_ordered_log(storage)  # fails now, not at the first step
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        for setting, value in (("poll_interval", poll_interval), ("retry_delay", retry_delay)):
-            if not value >= 0:
-                raise ValueError(f"{setting} must be >= 0 seconds, got {value!r}")
-        for event_store_id, channel in routes.items():
-            if not isinstance(channel, NotificationMessageChannel | StateCarryingMessageChannel):
-                raise TypeError(
-                    f"the relay publishes notification or state-carrying messages; the route of "
-                    f"{event_store_id!r} is a {type(channel).__name__}"
-                )
-            channel.get_event_store(event_store_id)  # fails now, not at the first event
-        self.routes = dict(routes)
+        try:
+            self.storage = require_ordered_log(storage)  # fails now, not at the first step
+        except TypeError as error:
+            raise TypeError(f"storage: {error}") from None  # say which argument it is
+        self.routes = check_routes(routes)
+        require_str("name", name)
+        if checkpoints is not None:
+            check_checkpoint_store(checkpoints)
+        require_int("batch_size", batch_size, minimum=1)
+        require_duration("poll_interval", poll_interval)
+        require_duration("retry_delay", retry_delay)
+        require_int("cache_size", cache_size, minimum=0)
         self.name = name
         self.checkpoints = checkpoints if checkpoints is not None else default_checkpoints(storage)
         self.batch_size = batch_size
@@ -260,6 +329,7 @@ class Relay:
         shorter than ``batch_size`` reached the end of the log: no need to load the checkpoint
         again to know it.
         """
+        require_int("max_failures", max_failures, minimum=0)
         covered = failures = 0
         while True:
             try:
@@ -391,6 +461,8 @@ class Relay:
     async def wait_until_published(self, position: int | None = None) -> None:
         """Wait until the running relay's checkpoint reaches ``position`` (default: the end of
         the log now)."""
+        if position is not None:
+            require_int("position", position, minimum=0)
         target = await self.storage.last_position() if position is None else position
         self.nudge()
         while await self.checkpoint() < target:

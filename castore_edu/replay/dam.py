@@ -37,12 +37,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from castore_edu.core.arguments import got, require_event_store, require_str
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import AggregateIdEntry, EventDetail
 from castore_edu.messaging.delivery import is_finite_number
 from castore_edu.messaging.messages import AggregateExistsMessage, NotificationMessage
 
 PAGE_SIZE = 20
+
+# What ``options`` may hold: keyword arguments of ``get_events`` / of ``list_aggregate_ids``.
+GET_EVENTS_OPTIONS = ("min_version", "max_version", "limit", "reverse")
+LISTING_OPTIONS = ("limit", "initial_event_after", "initial_event_before", "reverse")
 
 
 @dataclass(frozen=True)
@@ -92,9 +97,16 @@ class _Publisher:
     """Publishes replayed messages, at most ``rate_limit`` per second (no limit: as fast as possible)."""
 
     def __init__(self, channel: Any, rate_limit: float | None) -> None:
+        expected = "rate_limit must be a positive number of messages per second, or None"
+        if rate_limit is not None and (
+            isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float)
+        ):
+            raise TypeError(f"{expected}, got {got(rate_limit)}")
         if rate_limit is not None and not (is_finite_number(rate_limit) and rate_limit > 0):
-            raise ValueError(
-                f"rate_limit must be a positive number of messages per second, got {rate_limit!r}"
+            raise ValueError(f"{expected}, got {rate_limit!r}")
+        if not callable(getattr(channel, "publish_message", None)):
+            raise TypeError(
+                f"message_channel must be a message channel (a bus or a queue), got {got(channel)}"
             )
         self._channel = channel
         self._interval = None if rate_limit is None else 1 / rate_limit
@@ -112,11 +124,37 @@ class _Publisher:
 
 
 def _time_window(filters: Mapping[str, str] | None) -> tuple[str | None, str | None]:
-    filters = dict(filters or {})
-    unknown = sorted(set(filters) - {"from", "to"})
+    """The ``"from"`` and ``"to"`` timestamps of ``filters``, checked."""
+    if filters is None:
+        return None, None
+    if not isinstance(filters, Mapping):
+        raise TypeError(
+            f'filters must be a dict such as {{"from": timestamp, "to": timestamp}}, got {got(filters)}'
+        )
+    unknown = sorted(str(key) for key in set(filters) - {"from", "to"})
     if unknown:
         raise ValueError(f"Unknown filter keys {unknown}; allowed: ['from', 'to']")
+    for key, timestamp in filters.items():
+        if timestamp is not None and not isinstance(timestamp, str):
+            raise TypeError(f"filters[{key!r}] must be a str timestamp, got {got(timestamp)}")
     return filters.get("from"), filters.get("to")
+
+
+def _options(options: Mapping[str, Any] | None, allowed: tuple[str, ...], of: str) -> dict[str, Any]:
+    """``options`` as a dict, checked to hold only keyword arguments of ``of`` (``allowed``).
+
+    Their values are checked by ``of`` itself, when it is called.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict of keyword arguments of {of}, got {got(options)}")
+    if "page_token" in options and of == "list_aggregate_ids":
+        raise ValueError("options cannot hold page_token: the pour pages through the listing itself")
+    unknown = sorted(str(key) for key in set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown options {unknown} for {of}; allowed: {list(allowed)}")
+    return dict(options)
 
 
 def _within(timestamp: str | None, start: str | None, end: str | None) -> bool:
@@ -135,9 +173,12 @@ async def pour_aggregate_events(
     rate_limit: float | None = None,
 ) -> PouredEvents:
     """Publish the events of one aggregate (``options``: keyword arguments of ``get_events``)."""
+    require_event_store("event_store", event_store)
+    require_str("aggregate_id", aggregate_id)
+    get_events_options = _options(options, GET_EVENTS_OPTIONS, "get_events")
     start, end = _time_window(filters)
     publisher = _Publisher(message_channel, rate_limit)
-    events = await event_store.get_events(aggregate_id, **(options or {}))
+    events = await event_store.get_events(aggregate_id, **get_events_options)
     events = [event for event in events if _within(event.timestamp, start, end)]
     for event in events:
         await publisher.publish(NotificationMessage(event_store.event_store_id, event))
@@ -158,9 +199,8 @@ async def pour_event_store_aggregate_ids(
     ``options`` are keyword arguments of ``list_aggregate_ids``; ``limit`` is the page size, not
     a cap on the total (every page is poured).
     """
-    options = dict(options or {})
-    if "page_token" in options:
-        raise ValueError("options cannot hold page_token: the pour pages through the listing itself")
+    require_event_store("event_store", event_store)
+    options = _options(options, LISTING_OPTIONS, "list_aggregate_ids")
     publisher = _Publisher(message_channel, rate_limit)
     first = last = page_token = None
     while True:
@@ -186,6 +226,9 @@ async def pour_event_store_events(
     rate_limit: float | None = None,
 ) -> PouredStoreEvents:
     """Publish every event of one store in timestamp order."""
+    require_event_store(
+        "event_store", event_store, hint="for several stores, use pour_event_store_collection_events"
+    )
     poured = await pour_event_store_collection_events(
         event_stores=[event_store], message_channel=message_channel, filters=filters, rate_limit=rate_limit
     )
@@ -231,6 +274,18 @@ class _Scan:
         self.done = page.next_page_token is None
 
 
+def _check_event_stores(event_stores: object) -> None:
+    """A list of event stores, each once (the result reports each store under its id)."""
+    if isinstance(event_stores, str) or not isinstance(event_stores, Sequence):
+        raise TypeError(f"event_stores must be a list of event stores, got {got(event_stores)}")
+    seen: set[str] = set()
+    for index, event_store in enumerate(event_stores):
+        store_id = require_event_store(f"event_stores[{index}]", event_store).event_store_id
+        if store_id in seen:
+            raise ValueError(f"event_stores lists the event store {store_id!r} twice")
+        seen.add(store_id)
+
+
 async def pour_event_store_collection_events(
     *,
     event_stores: Sequence[EventStore],
@@ -239,6 +294,7 @@ async def pour_event_store_collection_events(
     rate_limit: float | None = None,
 ) -> PouredCollectionEvents:
     """Publish every event of several stores in one timestamp order."""
+    _check_event_stores(event_stores)
     start, end = _time_window(filters)
     publisher = _Publisher(message_channel, rate_limit)
     scans = [_Scan(rank, event_store) for rank, event_store in enumerate(event_stores)]

@@ -126,6 +126,7 @@ class InMemoryEventStorageAdapter:
         check_list_call(event_store_id, reverse)
         options = resolve_options(
             self.kind,
+            event_store_id=event_store_id,
             limit=limit,
             page_token=page_token,
             initial_event_after=initial_event_after,

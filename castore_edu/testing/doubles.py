@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from castore_edu.core.arguments import got, require_event_store
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
+
+
+def check_initial_events(initial_events: object) -> list[EventDetail]:
+    """``initial_events`` as a list, checked to hold only events (each one is validated further
+    when the in-memory adapter stores it)."""
+    if isinstance(initial_events, str) or not hasattr(initial_events, "__iter__"):
+        raise TypeError(f"initial_events must be a list of EventDetail, got {got(initial_events)}")
+    events = list(initial_events)
+    for index, event in enumerate(events):
+        if not isinstance(event, EventDetail):
+            raise TypeError(f"initial_events[{index}] must be an EventDetail, got {got(event)}")
+    return events
 
 
 class MockedEventStore(EventStore):
@@ -19,7 +32,8 @@ class MockedEventStore(EventStore):
     forgets everything pushed since."""
 
     def __init__(self, event_store: EventStore, initial_events: Iterable[EventDetail] = ()) -> None:
-        self.initial_events = list(initial_events)
+        require_event_store("event_store", event_store)
+        self.initial_events = check_initial_events(initial_events)
         super().__init__(
             event_store_id=event_store.event_store_id,
             event_types=event_store.event_types,
@@ -42,6 +56,7 @@ def mock_event_store(event_store: EventStore, initial_events: Iterable[EventDeta
 
 def mute_event_store(event_store: EventStore, initial_events: Iterable[EventDetail] = ()) -> None:
     """Give ``event_store`` fresh in-memory storage holding only ``initial_events``."""
+    require_event_store("event_store", event_store)
     event_store.event_storage_adapter = InMemoryEventStorageAdapter(
-        initial_events, event_store_id=event_store.event_store_id
+        check_initial_events(initial_events), event_store_id=event_store.event_store_id
     )

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeVar
 
+from castore_edu.core.arguments import got, require_callable, require_duration
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.protocol import require_ordered_log
 
@@ -93,6 +94,7 @@ class FaultSchedule:
     """
 
     def __init__(self, decide: Callable[[int], Fault | None]) -> None:
+        require_callable("decide", decide, hint="decide(call_number) returns a Fault or None")
         self._decide = decide
         self._decided: list[Fault | None] = []
 
@@ -186,13 +188,23 @@ class FaultRecord:
     fault: Fault | None
 
 
+def check_schedule(name: str, schedule: object) -> None:
+    """Refuse what is neither ``None`` nor a :class:`FaultSchedule` (a dict of faults is the
+    likely slip: it needs ``FaultSchedule.scripted``)."""
+    if schedule is None or isinstance(schedule, FaultSchedule):
+        return
+    hint = ". Hint: FaultSchedule.scripted({2: Fault.FAIL})" if isinstance(schedule, dict) else ""
+    raise TypeError(f"{name} must be a FaultSchedule or None, got {got(schedule)}{hint}")
+
+
 class _Faulty:
     """What both wrappers share: the inner adapter (which answers for every attribute the wrapper
     does not define), counting calls, consulting the schedule, awaiting latency."""
 
     def __init__(self, inner: Any, schedule: FaultSchedule | None, latency_ms: float, sleep: Sleep) -> None:
-        if latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
+        require_duration("latency_ms", latency_ms, unit="milliseconds")
+        require_callable("sleep", sleep)
+        check_schedule("schedule", schedule)
         self.inner = inner
         self.schedule = schedule if schedule is not None else FaultSchedule.never()
         self.latency_ms = latency_ms
@@ -312,6 +324,8 @@ class FaultyStorageAdapter(_Faulty):
         latency_ms: float = 0.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        check_schedule("writes", writes)
+        check_schedule("reads", reads)
         super().__init__(inner, writes, latency_ms, sleep)
         self.reads = reads if reads is not None else FaultSchedule.never()
         self.read_calls = 0

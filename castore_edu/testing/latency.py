@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from castore_edu.core.arguments import require_duration
+from castore_edu.core.event_store import check_storage_adapter
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.protocol import EventStorageAdapter, require_ordered_log
 
@@ -50,8 +52,8 @@ class SimulatedLatencyAdapter:
     """Wraps ``inner``: every call waits ``latency_ms`` first, and is counted."""
 
     def __init__(self, inner: EventStorageAdapter, *, latency_ms: float = 1.0) -> None:
-        if latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
+        check_storage_adapter(inner, name="inner")
+        require_duration("latency_ms", latency_ms, unit="milliseconds")
         self.inner = inner
         self.latency_ms = latency_ms
         self.counts = CallCounts()

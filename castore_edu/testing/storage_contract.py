@@ -9,7 +9,10 @@ an :class:`~castore_edu.storage.protocol.OrderedLogStorage`, and both log calls 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, TypeVar
@@ -89,6 +92,52 @@ class AdapterWithoutLog:
 
 
 YEARS = [f"{year}-01-01T00:00:00.000Z" for year in (2021, 2022, 2023, 2024)]
+
+
+def reforged_body(body: bytes) -> str:
+    """A page token around ``body`` with a checksum that matches, as a forger could make one:
+    the checksum guards against accidents, not against someone who knows the format."""
+    return base64.urlsafe_b64encode(body).decode() + "." + hashlib.sha256(body).hexdigest()[:16]
+
+
+def reforged(token: str, changes: dict[str, Any]) -> str:
+    """``token`` with some fields set to ``changes`` (``...`` deletes one), checksum recomputed."""
+    fields = json.loads(base64.urlsafe_b64decode(token.split(".")[0]))
+    for name, value in changes.items():
+        if value is ...:
+            del fields[name]
+        else:
+            fields[name] = value
+    return reforged_body(json.dumps(fields).encode())
+
+
+# One row per forgery: the fields a forger sets, and words the refusal must contain.
+FORGED_TOKEN_CHANGES = [
+    pytest.param({"limit": 0}, "limit must be None or an int >= 1", id="limit 0"),
+    pytest.param({"limit": -2}, "limit must be None or an int >= 1", id="negative limit"),
+    pytest.param({"limit": "2"}, "limit must be None or an int >= 1", id="limit as str"),
+    pytest.param({"limit": True}, "limit must be None or an int >= 1", id="limit as bool"),
+    pytest.param({"limit": 1.5}, "limit must be None or an int >= 1", id="limit as float"),
+    pytest.param(
+        {"initial_event_after": 2021}, "initial_event_after must be None or a str", id="bound as int"
+    ),
+    pytest.param(
+        {"initial_event_before": []}, "initial_event_before must be None or a str", id="bound as list"
+    ),
+    pytest.param({"reverse": "yes"}, "reverse must be True or False", id="reverse as str"),
+    pytest.param({"reverse": None}, "reverse must be True or False", id="reverse as None"),
+    pytest.param({"after": None}, "its position must be", id="no position"),
+    pytest.param({"after": ["2021", 1]}, "its position must be", id="short position"),
+    pytest.param({"after": ["2021", "1", "agg1"]}, "its position must be", id="created as str"),
+    pytest.param({"after": ["2021", -1, "agg1"]}, "its position must be", id="negative created"),
+    pytest.param({"after": ["2021", 1, 7]}, "its position must be", id="aggregate id as int"),
+    pytest.param({"reverse": ...}, "does not hold the fields", id="missing field"),
+    pytest.param({"offset": 3}, "does not hold the fields", id="extra field"),
+    pytest.param({"adapter": 1}, "its adapter and event store must be str", id="adapter as int"),
+    pytest.param({"adapter": "OtherAdapter"}, "issued by a 'OtherAdapter'", id="another adapter"),
+    pytest.param({"event_store_id": "T"}, "issued by event store 'T', not 'S'", id="another store"),
+    pytest.param({"event_store_id": "T" * 10_000}, "issued by event store 'TTT", id="a long store id"),
+]
 
 
 class _HasClose(Protocol):
@@ -372,6 +421,56 @@ class StorageAdapterContract:
         tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + checksum
         with pytest.raises(ValueError, match="Invalid page token"):
             await adapter.list_aggregate_ids(event_store_id="S", page_token=tampered)
+
+    @pytest.mark.parametrize(("changes", "words"), FORGED_TOKEN_CHANGES)
+    async def test_a_forged_page_token_is_refused_with_what_is_wrong(
+        self, changes: dict[str, Any], words: str
+    ) -> None:
+        adapter = await self.four_aggregates()
+        token = (await adapter.list_aggregate_ids(event_store_id="S", limit=1)).next_page_token
+        assert token is not None
+        with pytest.raises(ValueError, match="Invalid page token") as refused:
+            await adapter.list_aggregate_ids(event_store_id="S", page_token=reforged(token, changes))
+        assert words in str(refused.value)
+
+    async def test_a_page_token_from_another_event_store_is_refused(self) -> None:
+        adapter = await self.four_aggregates()
+        await adapter.push_event(event("trainer1"), event_store_id="T")
+        token = (await adapter.list_aggregate_ids(event_store_id="S", limit=1)).next_page_token
+        with pytest.raises(ValueError, match="issued by event store 'S', not 'T'"):
+            await adapter.list_aggregate_ids(event_store_id="T", page_token=token)
+
+    @pytest.mark.parametrize(
+        ("token", "words"),
+        [
+            ("é.0000000000000000", "does not decode"),
+            (reforged_body(b"[" * 100_000), "does not decode"),
+            (reforged_body(b"[]"), "does not hold the fields"),
+            (reforged_body(b"\xff"), "does not decode"),
+            ("x" * 5_000_000, "does not have the shape"),
+        ],
+        ids=["not ascii", "deeply nested", "not an object", "not utf-8", "five megabytes"],
+    )
+    async def test_a_broken_page_token_is_refused_in_a_short_message(self, token: str, words: str) -> None:
+        with pytest.raises(ValueError, match="Invalid page token") as refused:
+            await (await self.four_aggregates()).list_aggregate_ids(event_store_id="S", page_token=token)
+        assert words in str(refused.value)
+        assert len(str(refused.value)) < 300  # quotes the token's start only
+
+    @pytest.mark.parametrize(
+        ("options", "words"),
+        [
+            ({"page_token": 5}, "page_token must be None or the str"),
+            ({"page_token": b"abc.def"}, "page_token must be None or the str"),
+            ({"reverse": "yes"}, "reverse must be True, False or None"),
+        ],
+        ids=["page_token int", "page_token bytes", "reverse str"],
+    )
+    async def test_listing_arguments_of_the_wrong_type_are_refused(
+        self, options: dict[str, Any], words: str
+    ) -> None:
+        with pytest.raises(TypeError, match=re.escape(words)):
+            await (await self.four_aggregates()).list_aggregate_ids(event_store_id="S", **options)
 
     # -- event groups ----------------------------------------------------------------------
 
