@@ -50,11 +50,14 @@ def require_str(name: str, value: object, *, hint: str | None = None) -> str:
     return value
 
 
-def require_bool(name: str, value: object) -> bool:
-    """``value``, checked to be ``True`` or ``False`` (not ``1``, not ``"yes"``)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {got(value)}")
-    return value
+def require_bool(name: str, value: object, *, may_be_none: bool = False) -> None:
+    """Refuse a flag that is not ``True`` or ``False`` (nor ``None``, where that means "the
+    default"): ``force="no"`` is a true string, and reading it as true would overwrite an event
+    the caller meant to keep."""
+    if isinstance(value, bool) or (may_be_none and value is None):
+        return
+    expected = "True, False or None" if may_be_none else "True or False"
+    raise TypeError(f"{name} must be {expected}, got {got(value)}")
 
 
 def require_callable(name: str, value: object, *, hint: str | None = None) -> None:

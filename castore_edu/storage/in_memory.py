@@ -15,13 +15,13 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from castore_edu.core.arguments import require_bool
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
 from castore_edu.storage.listing import ListedAggregate, paginate, resolve_options
 from castore_edu.storage.protocol import (
     check_clock,
-    check_flag,
     check_list_call,
     check_log_read,
     check_read,
@@ -158,7 +158,7 @@ class InMemoryEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str = "", force: bool = False
     ) -> EventDetail:
-        check_flag("force", force)
+        require_bool("force", force)
         stored = _StoredEvent(*stamp_for_storage(event, self.clock, event_store_id=event_store_id))
         self._write(event_store_id, stored, force)
         return stored.event
@@ -175,7 +175,7 @@ class InMemoryEventStorageAdapter:
         There is no ``await`` between the first write and the last, so no other task can see
         half a group.
         """
-        check_flag("force", force)
+        require_bool("force", force)
         store_ids = group_context_ids(grouped_events)
         for index, grouped in enumerate(grouped_events):
             if not isinstance(grouped.event_storage_adapter, InMemoryEventStorageAdapter):

@@ -59,6 +59,7 @@ import psycopg
 import psycopg.conninfo
 import psycopg.errors
 
+from castore_edu.core.arguments import require_bool
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError, ServerUnavailableError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
@@ -66,7 +67,6 @@ from castore_edu.storage.listing import ListedAggregate, paginate, resolve_optio
 from castore_edu.storage.protocol import (
     StampedRow,
     check_clock,
-    check_flag,
     check_list_call,
     check_log_read,
     check_read,
@@ -335,7 +335,7 @@ class PostgresEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        check_flag("force", force)
+        require_bool("force", force)
         stamped, payload, metadata = stamp_for_storage(event, self.clock, event_store_id=event_store_id)
         return (await self._write_all([(event_store_id, stamped, payload, metadata)], force))[0]
 
@@ -346,7 +346,7 @@ class PostgresEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
-        check_flag("force", force)
+        require_bool("force", force)
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,

@@ -37,6 +37,7 @@ import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from castore_edu.core.arguments import require_bool
 from castore_edu.core.clock import Clock
 from castore_edu.core.events import (
     MAX_VERSION,
@@ -261,20 +262,11 @@ def check_event_store_id(event_store_id: object) -> None:
     check_text(event_store_id, "event_store_id", may_be_empty=True)
 
 
-def check_flag(name: str, value: object, *, may_be_none: bool = False) -> None:
-    """A flag (``force``, ``reverse``) must be a bool: ``force="no"`` is a true string, and
-    reading it as "force" would overwrite an event the caller meant to keep."""
-    if isinstance(value, bool) or (may_be_none and value is None):
-        return
-    expected = "a bool or None" if may_be_none else "a bool"
-    raise TypeError(f"{name} must be {expected}, got {value!r}")
-
-
 def check_list_call(event_store_id: object, reverse: object) -> None:
     """The checks of ``list_aggregate_ids`` that its page-token options leave out:
     ``reverse=None`` means "as the page token says, else oldest first"."""
     check_read_text("event_store_id", event_store_id, may_be_empty=True)
-    check_flag("reverse", reverse, may_be_none=True)
+    require_bool("reverse", reverse, may_be_none=True)
 
 
 def check_clock(clock: object) -> None:
@@ -317,7 +309,7 @@ def check_read(
         if value is not None and abs(value) > MAX_VERSION:
             raise ValueError(f"{name} must lie within ±MAX_VERSION ({MAX_VERSION}), got {value}")
     check_limit(limit)
-    check_flag("reverse", reverse)
+    require_bool("reverse", reverse)
 
 
 def check_read_text(name: str, value: object, *, may_be_empty: bool = False) -> None:

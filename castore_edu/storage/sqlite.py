@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from castore_edu.core.arguments import require_bool
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.errors import EventAlreadyExistsError
 from castore_edu.core.events import AggregateIdsPage, EventDetail, GroupedEvent, LoggedEvent
@@ -36,7 +37,6 @@ from castore_edu.storage.listing import ListedAggregate, paginate, resolve_optio
 from castore_edu.storage.protocol import (
     StampedRow,
     check_clock,
-    check_flag,
     check_list_call,
     check_log_read,
     check_read,
@@ -224,7 +224,7 @@ class SQLiteEventStorageAdapter:
     async def push_event(
         self, event: EventDetail, *, event_store_id: str, force: bool = False
     ) -> EventDetail:
-        check_flag("force", force)
+        require_bool("force", force)
         stamped = stamp_for_storage(event, self.clock, event_store_id=event_store_id)
         return self._write_all([(event_store_id, *stamped)], force)[0]
 
@@ -235,7 +235,7 @@ class SQLiteEventStorageAdapter:
         self, grouped_events: Sequence[GroupedEvent], *, force: bool = False
     ) -> list[EventDetail]:
         """All events in one transaction: a conflict anywhere rolls every one of them back."""
-        check_flag("force", force)
+        require_bool("force", force)
         rows = stamp_group_for_one_database(
             grouped_events,
             self.clock,

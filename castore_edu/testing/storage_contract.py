@@ -737,14 +737,14 @@ class StorageAdapterContract:
         adapter: Any = self.make_adapter()  # Any: these calls break the types on purpose
         await adapter.push_event(event(timestamp=YEARS[0]), event_store_id="S")
         replacement = event(type="APPEARED")
-        with pytest.raises(TypeError, match="force must be a bool"):
+        with pytest.raises(TypeError, match="force must be True or False"):
             await adapter.push_event(replacement, event_store_id="S", force="no")
         pokemons = store("S", adapter)
-        with pytest.raises(TypeError, match="force must be a bool"):
+        with pytest.raises(TypeError, match="force must be True or False"):
             await adapter.push_event_group([pokemons.group_event(replacement)], force=1)
-        with pytest.raises(TypeError, match="reverse must be a bool"):
+        with pytest.raises(TypeError, match="reverse must be True or False"):
             await adapter.get_events("pikachu", event_store_id="S", reverse="no")
-        with pytest.raises(TypeError, match="reverse must be a bool or None"):
+        with pytest.raises(TypeError, match="reverse must be True, False or None"):
             await adapter.list_aggregate_ids(event_store_id="S", reverse="no")
         assert await adapter.get_events("pikachu", event_store_id="S") == [event(timestamp=YEARS[0])]
         assert await adapter.last_position() == 1
