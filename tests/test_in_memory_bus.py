@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from castore_edu.core.events import EventDetail
+from castore_edu.core.events import EventDetail, EventType
 from castore_edu.messaging.channels import NotificationMessageBus
 from castore_edu.messaging.delivery import DeadLetter, TaskContext, round_half_up
 from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
@@ -21,6 +21,7 @@ from tests.fixtures_pokemon import (
     blueprint_stores,
     caught_message,
     pikachu_appeared,
+    pokemons_store,
     publish_all,
     ratios,
 )
@@ -282,6 +283,26 @@ def test_unknown_filter_keys_are_refused() -> None:
         adapter.on({"eventType": "APPEARED"}, Recorder())
     with pytest.raises(TypeError, match="filter pattern is a mapping"):
         adapter.on("APPEARED", Recorder())  # type: ignore[arg-type]
+
+
+def test_filter_values_must_be_strings_and_on_replay_a_bool() -> None:
+    adapter = InMemoryMessageBusAdapter()
+    appeared = EventType("POKEMON_APPEARED")
+    with pytest.raises(TypeError) as raised:
+        adapter.on({"event_type": appeared}, Recorder())  # type: ignore[dict-item]
+    assert str(raised.value) == (
+        f"The event_type filter value must be a string, got {appeared!r}"
+        ' (use its .type, e.g. {"event_type": "POKEMON_APPEARED"})'
+    )
+    with pytest.raises(TypeError, match=r'use its \.event_store_id, e\.g\. \{"event_store_id": "POKEMONS"\}'):
+        adapter.on({"event_store_id": pokemons_store()}, Recorder())
+    for bad in ({"event_store_id": 1}, {"event_type": None}, {"event_type": ["APPEARED"]}):
+        with pytest.raises(TypeError, match="filter value must be a string"):
+            adapter.on(bad, Recorder())
+    with pytest.raises(TypeError, match="The on_replay filter value must be True or False, got 'yes'"):
+        adapter.on({"on_replay": "yes"}, Recorder())
+    assert adapter._listeners == []  # nothing half-registered
+    adapter.on({"event_store_id": "POKEMONS", "event_type": "APPEARED", "on_replay": False}, Recorder())
 
 
 def test_handlers_must_be_async() -> None:

@@ -32,6 +32,7 @@ from castore_edu import (
     AggregateExistsMessage,
     ConnectedEventStore,
     EventDetail,
+    EventType,
     InMemoryMessageBusAdapter,
     NotificationMessage,
     NotificationMessageBus,
@@ -261,6 +262,10 @@ def test_bad_filters_handlers_settings_and_workers_are_refused_as_in_memory() ->
         adapter.on("POKEMONS", Recorder())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="handler must be an async function"):
         adapter.on({}, not_async)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r'use its \.type, e\.g\. \{"event_type": "APPEARED"\}'):
+        adapter.on({"event_type": EventType("APPEARED")}, Recorder())  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="The on_replay filter value must be True or False"):
+        adapter.on({"on_replay": 1}, Recorder())
     with pytest.raises(TypeError, match="worker must be an async function"):
         NatsMessageQueueAdapter(worker=not_async)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="retry_attempts"):

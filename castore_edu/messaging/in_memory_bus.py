@@ -9,6 +9,11 @@ with optional keys:
 - ``on_replay``: ``True`` to *also* receive replayed messages (``publish_message(..., replay=True)``).
   Without it, a handler sees real-time messages only.
 
+The values are strings (and ``on_replay`` a bool): anything else raises ``TypeError``. Comparing
+a message's ``"POKEMON_APPEARED"`` with the ``EventType`` object itself would silently match
+nothing, so ``{"event_type": PokemonAppeared}`` is refused with a hint: give its ``.type``.
+
+
 ``{}`` matches every real-time message. A handler registered with several patterns still runs once
 per message. (Castore differs on one point: there, ``event_type`` without ``event_store_id``
 matches everything.)
@@ -35,7 +40,8 @@ FILTER_KEYS = frozenset({"event_store_id", "event_type", "on_replay"})
 
 
 def check_filter_pattern(filter_pattern: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``filter_pattern``, or ``ValueError`` if it has keys a bus does not know."""
+    """A copy of ``filter_pattern``; ``ValueError`` if it has keys a bus does not know,
+    ``TypeError`` if a value has the wrong type (see ``check_filter_value``)."""
     if not isinstance(filter_pattern, Mapping):
         raise TypeError(
             f"A filter pattern is a mapping such as {{'event_store_id': 'POKEMONS'}}, got {filter_pattern!r}"
@@ -43,11 +49,32 @@ def check_filter_pattern(filter_pattern: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(filter_pattern) - FILTER_KEYS)
     if unknown:
         raise ValueError(f"Unknown filter pattern keys {unknown}; allowed: {sorted(FILTER_KEYS)}")
+    for key, value in filter_pattern.items():
+        check_filter_value(key, value)
     return dict(filter_pattern)
 
 
+def check_filter_value(key: str, value: object) -> None:
+    """Refuse, with ``TypeError``, a value that could never match: filters compare strings.
+
+    The likely slip is the object instead of its name, ``{"event_type": PokemonAppeared}`` (an
+    ``EventType``) or ``{"event_store_id": pokemons_store}``: the message then says which
+    attribute to give.
+    """
+    if key == "on_replay":
+        if not isinstance(value, bool):
+            raise TypeError(f"The on_replay filter value must be True or False, got {value!r}")
+        return
+    if isinstance(value, str):
+        return
+    name_attribute = "type" if key == "event_type" else "event_store_id"
+    name = getattr(value, name_attribute, None)
+    hint = f' (use its .{name_attribute}, e.g. {{"{key}": "{name}"}})' if isinstance(name, str) else ""
+    raise TypeError(f"The {key} filter value must be a string, got {value!r}{hint}")
+
+
 def matches(filter_pattern: Mapping[str, Any], message: Any, *, replay: bool) -> bool:
-    """Does ``message`` (published with ``replay``) pass ``filter_pattern``? (``None`` = key absent.)"""
+    """Does ``message`` (published with ``replay``) pass ``filter_pattern``? (``None``: key absent.)"""
     if replay and not filter_pattern.get("on_replay"):
         return False
     event_store_id = filter_pattern.get("event_store_id")

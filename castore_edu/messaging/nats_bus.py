@@ -16,7 +16,8 @@ start afresh).
 
 **Filters** are those of the in-memory bus, applied by the same function
 (``in_memory_bus.matches``): ``event_store_id``, ``event_type``, ``on_replay``, ``{}`` for every
-live message. A listener's consumer receives the whole channel, and the reader acks the messages
+live message, the same ``TypeError`` for a value that is not a string (``on_replay``: not a
+bool). A listener's consumer receives the whole channel, and the reader acks the messages
 its handler does not want without calling it. (The server could filter by subject instead — the
 subjects say store, type and replay — but NATS refuses overlapping filters in one consumer, and
 a handler's patterns may overlap; filtering in the reader keeps the rule in one place.)
