@@ -13,7 +13,6 @@ The values are strings (and ``on_replay`` a bool): anything else raises ``TypeEr
 a message's ``"POKEMON_APPEARED"`` with the ``EventType`` object itself would silently match
 nothing, so ``{"event_type": PokemonAppeared}`` is refused with a hint: give its ``.type``.
 
-
 ``{}`` matches every real-time message. A handler registered with several patterns still runs once
 per message. (Castore differs on one point: there, ``event_type`` without ``event_store_id``
 matches everything.)
@@ -25,7 +24,7 @@ runs the rest. So every handler has been *started* when ``publish_message`` retu
 Castore, where listeners are called synchronously. (A plain ``asyncio.create_task`` would start
 them only at the event loop's next turn, after ``publish_message`` has returned.) A failing handler
 is retried on its own; the other handlers of the message are not run again. See ``delivery`` for
-eager tasks on Python 3.11, retries, dead letters and ``wait_idle``.
+eager tasks on Python 3.11, retries, dead letters, ``handler_timeout`` and ``wait_idle(timeout=...)``.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, require_async_callable
+from castore_edu.messaging.delivery import Consumer, Delivery, InMemoryChannelAdapter, require_async_callable
 
 FILTER_KEYS = frozenset({"event_store_id", "event_type", "on_replay"})
 
@@ -115,15 +114,25 @@ def add_listener(listeners: list[Listener], filter_pattern: Mapping[str, Any], h
 
 
 class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
-    """Runs every handler whose filter pattern matches a published message."""
+    """Runs every handler whose filter pattern matches a published message.
+
+    ``handler_timeout`` (seconds, ``None``: no limit) cancels a handler that runs longer and
+    counts that as a failed delivery; see ``delivery`` for it and for the retry settings.
+    """
 
     def __init__(
-        self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
+        self,
+        *,
+        retry_attempts: int = 2,
+        retry_delay_ms: float = 30_000,
+        retry_backoff_rate: float = 2.0,
+        handler_timeout: float | None = None,
     ) -> None:
         super().__init__(
             retry_attempts=retry_attempts,
             retry_delay_ms=retry_delay_ms,
             retry_backoff_rate=retry_backoff_rate,
+            handler_timeout=handler_timeout,
         )
         self._listeners: list[Listener] = []
 
@@ -136,16 +145,15 @@ class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
         """Start every matching handler, in registration order, without waiting for them."""
         for listener in list(self._listeners):
             if listener.wants(message, replay):
-                self._start_eagerly(self._run_handler(listener.handler, message, replay))
+                delivery = Delivery(listener.handler, message)
+                delivery.task = self._start_eagerly(self._run_handler(delivery, replay))
 
-    async def _run_handler(self, handler: Consumer, message: Any, replay: bool) -> None:
-        attempt = 1
+    async def _run_handler(self, delivery: Delivery, replay: bool) -> None:
         while True:
-            try:
-                await handler(message, self._task_context(attempt, replay))
+            error = await self._deliver_once(delivery, self._task_context(delivery.attempt, replay))
+            if error is None or not self._will_retry(
+                delivery.consumer, delivery.message, delivery.attempt, error
+            ):
                 return
-            except Exception as error:
-                if not self._will_retry(handler, message, attempt, error):
-                    return
-            await self._sleep_before_retry(attempt)
-            attempt += 1
+            await self._sleep_before_retry(delivery.attempt)
+            delivery.attempt += 1

@@ -33,25 +33,17 @@ from typing import Any
 
 from nats.js.api import RetentionPolicy
 
-from castore_edu.messaging.delivery import Consumer
+from castore_edu.messaging.delivery import Consumer, handler_name
 from castore_edu.messaging.in_memory_bus import Listener, add_listener
 from castore_edu.messaging.nats_jetstream import JetStreamChannelAdapter, token
-
-
-def handler_name(handler: Consumer) -> str:
-    """``module.qualified_name`` of a handler: a function, a bound method, a ``functools.partial``
-    of one, or an object with an ``async __call__`` (named after its class)."""
-    target: Any = getattr(handler, "__func__", None) or getattr(handler, "func", None) or handler
-    if not hasattr(target, "__qualname__"):
-        target = type(target)
-    return f"{target.__module__}.{target.__qualname__}"
 
 
 class NatsMessageBusAdapter(JetStreamChannelAdapter):
     """A bus on NATS JetStream: each listener reads the channel's stream through its durable consumer.
 
     ``NatsMessageBusAdapter(**settings)``: the settings are those of ``JetStreamChannelAdapter``
-    (``servers``, ``message_channel_id``, ``ack_wait``, ``replicas``, ``decode_aggregate`` and the retry settings).
+    (``servers``, ``message_channel_id``, ``ack_wait``, ``replicas``, ``decode_aggregate``, the retry
+    settings and ``handler_timeout``).
     """
 
     channel_kind = "bus"
