@@ -133,12 +133,14 @@ class Call:
 class Recorder:
     """An async consumer (bus handler or queue worker) that records its calls.
 
-    It fails its first ``failures`` calls (``failures=-1``: always), and awaits ``gate`` (an
-    ``asyncio.Event`` made inside the loop) before returning when one is given.
+    It fails its first ``failures`` calls (``failures=-1``: always) by raising ``error`` (a
+    ``RuntimeError`` unless told), and awaits ``gate`` (an ``asyncio.Event`` made inside the loop)
+    before returning when one is given.
     """
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, error: type[BaseException] = RuntimeError) -> None:
         self.failures = failures
+        self.error = error
         self.calls: list[Call] = []
         self.finished: list[Any] = []
         self.gate: asyncio.Event | None = None
@@ -148,7 +150,7 @@ class Recorder:
         if self.gate is not None:
             await self.gate.wait()
         if self.failures < 0 or len(self.calls) <= self.failures:
-            raise RuntimeError(f"failure #{len(self.calls)}")
+            raise self.error(f"failure #{len(self.calls)}")
         self.finished.append(message)
 
     @property

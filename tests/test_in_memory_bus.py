@@ -6,10 +6,12 @@ import asyncio
 import contextvars
 import functools
 import logging
+import re
 
+import anyio
 import pytest
 
-from castore_edu.core.events import EventDetail
+from castore_edu.core.events import EventDetail, EventType
 from castore_edu.messaging.channels import NotificationMessageBus
 from castore_edu.messaging.delivery import DeadLetter, TaskContext, round_half_up
 from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
@@ -21,11 +23,13 @@ from tests.fixtures_pokemon import (
     blueprint_stores,
     caught_message,
     pikachu_appeared,
+    pokemons_store,
     publish_all,
     ratios,
 )
 
 pytestmark = pytest.mark.anyio
+WAIT = 30  # seconds: the longest any wait of this file may take before the test fails
 
 game_started_message = NotificationMessage(
     "TRAINERS", EventDetail(aggregate_id="ash", version=1, type="GAME_STARTED", timestamp="2020")
@@ -242,6 +246,109 @@ async def test_publisher_never_sees_handler_errors() -> None:
     assert len(adapter.dead_letters) == 1
 
 
+# -- a handler that raises CancelledError, a handler that hangs ----------------------------------
+
+
+async def test_a_handler_that_raises_cancelled_error_is_retried_then_a_logged_dead_letter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter, handler = (
+        InMemoryMessageBusAdapter(retry_delay_ms=1),
+        Recorder(failures=-1, error=asyncio.CancelledError),
+    )
+    adapter.on({}, handler)
+    with caplog.at_level(logging.ERROR, logger="castore_edu"), anyio.fail_after(WAIT):
+        await publish_all(adapter, appeared_message)
+    assert [c.context.attempt for c in handler.calls] == [1, 2, 3]
+    [dead_letter] = adapter.dead_letters
+    assert (dead_letter.attempts, dead_letter.handler) == (3, handler)
+    assert isinstance(dead_letter.error, asyncio.CancelledError)
+    assert "InMemoryMessageBusAdapter gave up on" in caplog.text
+
+
+async def test_a_handler_awaiting_a_cancelled_task_has_failed_and_is_retried() -> None:
+    attempts: list[int] = []
+
+    async def handler(message: object, context: TaskContext) -> None:
+        attempts.append(context.attempt)
+        if context.attempt == 1:
+            lookup = asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+            lookup.cancel()  # someone else cancels the task the handler waits for
+            await lookup
+
+    adapter = InMemoryMessageBusAdapter(retry_delay_ms=1)
+    adapter.on({}, handler)
+    with anyio.fail_after(WAIT):
+        await publish_all(adapter, appeared_message)
+    assert attempts == [1, 2]
+    assert adapter.dead_letters == []
+
+
+async def test_cancelling_the_adapters_task_still_stops_the_handler() -> None:
+    adapter, handler = InMemoryMessageBusAdapter(retry_delay_ms=1), Recorder()
+    handler.gate = asyncio.Event()  # never set
+    adapter.on({}, handler)
+    await adapter.publish_message(appeared_message)
+    [task] = adapter._tasks
+    task.cancel()  # what the end of the event loop does
+    with anyio.fail_after(WAIT):
+        await adapter.wait_idle()
+    assert task.cancelled()
+    assert len(handler.calls) == 1 and adapter.dead_letters == []
+
+
+async def test_wait_idle_with_a_timeout_names_the_handler_still_running() -> None:
+    adapter, handler = InMemoryMessageBusAdapter(), Recorder()
+    handler.gate = asyncio.Event()  # the handler hangs until we open it
+    adapter.on({}, handler)
+    await adapter.publish_message(appeared_message)
+    with pytest.raises(TimeoutError) as raised:
+        await adapter.wait_idle(timeout=0.05)
+    assert str(raised.value) == (
+        "InMemoryMessageBusAdapter not idle after 0.05 s (wait_idle timeout); still running: "
+        "tests.fixtures_pokemon.Recorder on POKEMONS pikachu1 version 1 (APPEARED), attempt 1"
+    )
+    handler.gate.set()
+    with anyio.fail_after(WAIT):
+        await adapter.wait_idle(timeout=WAIT)
+    assert handler.finished == [appeared_message]
+
+
+async def test_a_handler_slower_than_handler_timeout_is_cancelled_retried_then_dead_lettered() -> None:
+    adapter = InMemoryMessageBusAdapter(handler_timeout=0.05, retry_attempts=1, retry_delay_ms=1)
+    hanging, steady = Recorder(), Recorder()
+    hanging.gate = asyncio.Event()  # never set: every delivery hangs
+    adapter.on({}, hanging)
+    adapter.on({}, steady)
+    with anyio.fail_after(WAIT):
+        await publish_all(adapter, appeared_message)
+    assert [c.context.attempt for c in hanging.calls] == [1, 2]
+    assert hanging.gaps()[0] >= 0.05  # the first delivery was given its whole time
+    assert steady.finished == [appeared_message]
+    [dead_letter] = adapter.dead_letters
+    assert (dead_letter.attempts, dead_letter.handler) == (2, hanging)
+    assert isinstance(dead_letter.error, TimeoutError)
+    assert (
+        "Recorder on POKEMONS pikachu1 version 1 (APPEARED), attempt 2 took longer than handler_timeout=0.05 s"
+        in str(dead_letter.error)
+    )
+
+
+async def test_a_handler_that_times_out_once_succeeds_on_its_retry() -> None:
+    async def slow_the_first_time(message: object, context: TaskContext) -> None:
+        attempts.append(context.attempt)
+        if context.attempt == 1:
+            await asyncio.sleep(3600)
+
+    attempts: list[int] = []
+    adapter = InMemoryMessageBusAdapter(handler_timeout=0.05, retry_delay_ms=1)
+    adapter.on({}, slow_the_first_time)
+    with anyio.fail_after(WAIT):
+        await publish_all(adapter, appeared_message)
+    assert attempts == [1, 2]
+    assert adapter.dead_letters == []
+
+
 # -- settings and bad input --------------------------------------------------------------------
 
 
@@ -258,6 +365,17 @@ def test_bad_settings_are_refused_by_name(setting: str, message: str, value: obj
     with pytest.raises(ValueError) as raised:
         InMemoryMessageBusAdapter(**{setting: value})
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "2", True])
+async def test_bad_time_limits_are_refused_by_name(value: object) -> None:
+    message = "please select a positive number of seconds (or None)."
+    with pytest.raises(ValueError, match=rf"^Invalid handler_timeout, {re.escape(message)}$"):
+        InMemoryMessageBusAdapter(handler_timeout=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=rf"^Invalid timeout, {re.escape(message)}$"):
+        await InMemoryMessageBusAdapter().wait_idle(timeout=value)  # type: ignore[arg-type]
+    assert InMemoryMessageBusAdapter(handler_timeout=2).handler_timeout == 2.0
+    assert InMemoryMessageBusAdapter().handler_timeout is None
 
 
 def test_zero_settings_are_accepted_and_halves_round_up() -> None:
@@ -282,6 +400,26 @@ def test_unknown_filter_keys_are_refused() -> None:
         adapter.on({"eventType": "APPEARED"}, Recorder())
     with pytest.raises(TypeError, match="filter pattern is a mapping"):
         adapter.on("APPEARED", Recorder())  # type: ignore[arg-type]
+
+
+def test_filter_values_must_be_strings_and_on_replay_a_bool() -> None:
+    adapter = InMemoryMessageBusAdapter()
+    appeared = EventType("POKEMON_APPEARED")
+    with pytest.raises(TypeError) as raised:
+        adapter.on({"event_type": appeared}, Recorder())  # type: ignore[dict-item]
+    assert str(raised.value) == (
+        f"The event_type filter value must be a string, got {appeared!r}"
+        ' (use its .type, e.g. {"event_type": "POKEMON_APPEARED"})'
+    )
+    with pytest.raises(TypeError, match=r'use its \.event_store_id, e\.g\. \{"event_store_id": "POKEMONS"\}'):
+        adapter.on({"event_store_id": pokemons_store()}, Recorder())
+    for bad in ({"event_store_id": 1}, {"event_type": None}, {"event_type": ["APPEARED"]}):
+        with pytest.raises(TypeError, match="filter value must be a string"):
+            adapter.on(bad, Recorder())
+    with pytest.raises(TypeError, match="The on_replay filter value must be True or False, got 'yes'"):
+        adapter.on({"on_replay": "yes"}, Recorder())
+    assert adapter._listeners == []  # nothing half-registered
+    adapter.on({"event_store_id": "POKEMONS", "event_type": "APPEARED", "on_replay": False}, Recorder())
 
 
 def test_handlers_must_be_async() -> None:

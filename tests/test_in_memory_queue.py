@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import anyio
 import pytest
 
 from castore_edu.core.events import EventDetail
@@ -25,6 +26,7 @@ from tests.fixtures_pokemon import (
 pytestmark = pytest.mark.anyio
 
 REPLAY_CONTEXT = TaskContext(attempt=1, retry_attempts_left=2, replay=True)
+WAIT = 30  # seconds: the longest any wait of this file may take before the test fails
 
 
 async def test_worker_is_called_before_publish_returns() -> None:
@@ -211,6 +213,65 @@ async def test_a_worker_that_always_fails_ends_as_a_dead_letter(caplog: pytest.L
     assert [r.levelno for r in caplog.records if r.name == "castore_edu"] == [logging.ERROR] * 2
 
 
+# -- a worker that raises CancelledError, a worker that hangs -------------------------------------
+
+
+async def test_a_worker_that_raises_cancelled_error_is_retried_then_dead_lettered_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = Recorder(failures=3, error=asyncio.CancelledError)  # the three deliveries of the first message
+    adapter = InMemoryMessageQueueAdapter(worker=worker, retry_delay_ms=1)
+    with caplog.at_level(logging.ERROR, logger="castore_edu"), anyio.fail_after(WAIT):
+        await publish_all(adapter, appeared_message)
+        await publish_all(adapter, caught_message)
+    assert [(c.message, c.context.attempt) for c in worker.calls] == [
+        (appeared_message, 1),
+        (appeared_message, 2),
+        (appeared_message, 3),
+        (caught_message, 1),
+    ]
+    [dead_letter] = adapter.dead_letters
+    assert (dead_letter.message, dead_letter.attempts) == (appeared_message, 3)
+    assert isinstance(dead_letter.error, asyncio.CancelledError)
+    assert worker.finished == [caught_message]  # the worker was not stopped
+    assert "InMemoryMessageQueueAdapter gave up on" in caplog.text
+
+
+async def test_a_worker_slower_than_handler_timeout_is_cancelled_and_the_queue_goes_on() -> None:
+    async def hangs_on_the_first(message: NotificationMessage, context: TaskContext) -> None:
+        seen.append((message.event.version, context.attempt))
+        if message.event.version == 1:
+            await asyncio.sleep(3600)
+
+    seen: list[tuple[int, int]] = []
+    adapter = InMemoryMessageQueueAdapter(
+        worker=hangs_on_the_first, handler_timeout=0.05, retry_attempts=1, retry_delay_ms=1
+    )
+    with anyio.fail_after(WAIT):
+        await publish_all(adapter, appeared_message, caught_message)
+    assert sorted(seen) == [(1, 1), (1, 2), (2, 1)]
+    [dead_letter] = adapter.dead_letters
+    assert (dead_letter.message, dead_letter.attempts) == (appeared_message, 2)
+    assert isinstance(dead_letter.error, TimeoutError)
+    assert "took longer than handler_timeout=0.05 s" in str(dead_letter.error)
+
+
+async def test_wait_idle_with_a_timeout_names_the_worker_call_still_running() -> None:
+    worker = Recorder()
+    worker.gate = asyncio.Event()  # the worker hangs until we open it
+    adapter = InMemoryMessageQueueAdapter(worker=worker)
+    await adapter.publish_message(caught_message)
+    with pytest.raises(
+        TimeoutError, match=r"not idle after 0\.05 s \(wait_idle timeout\); still running: "
+    ) as raised:
+        await adapter.wait_idle(timeout=0.05)
+    assert "Recorder on POKEMONS pikachu1 version 2 (CAUGHT_BY_TRAINER), attempt 1" in str(raised.value)
+    worker.gate.set()
+    with anyio.fail_after(WAIT):
+        await adapter.wait_idle(timeout=WAIT)
+    assert worker.finished == [caught_message]
+
+
 def test_worker_must_be_async_and_settings_non_negative() -> None:
     def sync_worker(message: object, context: TaskContext) -> None: ...
 
@@ -222,3 +283,7 @@ def test_worker_must_be_async_and_settings_non_negative() -> None:
     assert adapter.worker is None
     with pytest.raises(ValueError, match=r"^Invalid retry_delay_ms, please select a positive number\.$"):
         InMemoryMessageQueueAdapter(retry_delay_ms=-1)
+    with pytest.raises(
+        ValueError, match=r"^Invalid handler_timeout, please select a positive number of seconds"
+    ):
+        InMemoryMessageQueueAdapter(handler_timeout=-1)

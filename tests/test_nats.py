@@ -32,6 +32,7 @@ from castore_edu import (
     AggregateExistsMessage,
     ConnectedEventStore,
     EventDetail,
+    EventType,
     InMemoryMessageBusAdapter,
     NotificationMessage,
     NotificationMessageBus,
@@ -261,6 +262,13 @@ def test_bad_filters_handlers_settings_and_workers_are_refused_as_in_memory() ->
         adapter.on("POKEMONS", Recorder())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="handler must be an async function"):
         adapter.on({}, not_async)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r'use its \.type, e\.g\. \{"event_type": "APPEARED"\}'):
+        adapter.on({"event_type": EventType("APPEARED")}, Recorder())  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="The on_replay filter value must be True or False"):
+        adapter.on({"on_replay": 1}, Recorder())
+    for bad_limit in (0, -1, "5"):
+        with pytest.raises(ValueError, match="Invalid handler_timeout"):
+            NatsMessageQueueAdapter(handler_timeout=bad_limit)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="worker must be an async function"):
         NatsMessageQueueAdapter(worker=not_async)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="retry_attempts"):
@@ -546,6 +554,85 @@ async def test_a_message_that_always_fails_becomes_a_logged_dead_letter(
     assert "NatsMessageQueueAdapter gave up on" in caplog.text
     await asyncio.sleep(0.3)
     assert len(worker.calls) == 3  # terminated: the server does not hand it out again
+
+
+def consume(adapter: JetStreamChannelAdapter, consumer: Recorder) -> None:
+    """Make ``consumer`` the bus's handler of every live message, or the queue's worker."""
+    if isinstance(adapter, NatsMessageBusAdapter):
+        adapter.on({}, consumer)
+    else:
+        assert isinstance(adapter, NatsMessageQueueAdapter)
+        adapter.worker = consumer
+
+
+@pytest.mark.parametrize("kind", [NatsMessageBusAdapter, NatsMessageQueueAdapter])
+async def test_a_consumer_that_raises_cancelled_error_is_retried_then_a_logged_dead_letter(
+    opened: Any, kind: type[JetStreamChannelAdapter], caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter, consumer = opened(kind, retry_delay_ms=10), Recorder(failures=-1, error=asyncio.CancelledError)
+    consume(adapter, consumer)
+    with caplog.at_level(logging.ERROR, logger="castore_edu"):
+        await adapter.publish_message(appeared_message)
+        with anyio.fail_after(WAIT):
+            await adapter.wait_idle()
+    assert [call.context.attempt for call in consumer.calls] == [1, 2, 3]
+    [letter] = adapter.dead_letters
+    assert (letter.message, letter.attempts, letter.handler) == (appeared_message, 3, consumer)
+    assert isinstance(letter.error, asyncio.CancelledError)
+    assert f"{kind.__name__} gave up on" in caplog.text
+
+
+async def test_a_handler_slower_than_handler_timeout_is_naked_for_its_retry_not_left_to_ack_wait(
+    opened: Any,
+) -> None:
+    async def hangs_the_first_time(message: Any, context: TaskContext) -> None:
+        calls.append(context)
+        if context.attempt == 1:
+            await asyncio.sleep(3600)
+
+    calls: list[TaskContext] = []
+    adapter = opened(NatsMessageBusAdapter, ack_wait=60, handler_timeout=0.2, retry_delay_ms=10)
+    adapter.on({}, hangs_the_first_time)
+    await adapter.publish_message(appeared_message)
+    with anyio.fail_after(WAIT):  # half of ack_wait: only a NAK can bring the message back this soon
+        await adapter.wait_idle()
+    assert calls == [DEFAULT_CONTEXT, TaskContext(attempt=2, retry_attempts_left=1, replay=False)]
+    assert adapter.dead_letters == []
+
+
+async def test_a_worker_that_always_outlasts_handler_timeout_becomes_a_timeout_dead_letter(
+    opened: Any,
+) -> None:
+    worker = Recorder()
+    worker.gate = asyncio.Event()  # never set: every delivery hangs
+    queue = opened(NatsMessageQueueAdapter, handler_timeout=0.2, retry_attempts=1, retry_delay_ms=10)
+    queue.worker = worker
+    await queue.publish_message(caught_message)
+    with anyio.fail_after(WAIT):
+        await queue.wait_idle()
+    [letter] = queue.dead_letters
+    assert (letter.message, letter.attempts, letter.handler) == (caught_message, 2, worker)
+    assert isinstance(letter.error, TimeoutError)
+    assert "took longer than handler_timeout=0.2 s" in str(letter.error)
+    assert worker.gaps()[0] >= 0.2  # the first delivery was given its whole time
+
+
+async def test_wait_idle_with_a_timeout_names_the_handler_still_running(opened: Any) -> None:
+    adapter, handler = opened(NatsMessageBusAdapter), Recorder()
+    handler.gate = asyncio.Event()  # the handler hangs until we open it
+    adapter.on({}, handler)
+    await adapter.publish_message(appeared_message)
+    await eventually(lambda: bool(handler.calls))
+    with pytest.raises(TimeoutError) as raised:
+        await adapter.wait_idle(timeout=0.2)
+    assert str(raised.value) == (
+        "NatsMessageBusAdapter not idle after 0.2 s (wait_idle timeout); still running: "
+        "tests.fixtures_pokemon.Recorder on POKEMONS pikachu1 version 1 (APPEARED), attempt 1"
+    )
+    handler.gate.set()
+    with anyio.fail_after(WAIT):
+        await adapter.wait_idle(timeout=WAIT)
+    assert handler.finished == [appeared_message]
 
 
 async def test_bytes_that_are_no_message_become_a_dead_letter_at_once(

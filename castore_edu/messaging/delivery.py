@@ -23,6 +23,18 @@ keeps a reference to each task until it ends (asyncio itself keeps only weak one
 ``await adapter.wait_idle()`` returns once none of them is running or waiting for a retry —
 handy in tests and notebooks. Nothing here is tied to one event loop: an adapter made outside
 any loop works inside every later ``asyncio.run``.
+
+**Hangs.** A consumer that never returns would keep ``wait_idle()`` waiting for ever, and its
+message with it. Two settings stop that from being silent: ``wait_idle(timeout=seconds)`` raises
+``TimeoutError`` naming what is still running (which consumer, which message, which attempt), and
+the constructor's ``handler_timeout=seconds`` (``None``, the default: no limit) cancels a delivery
+that takes longer and counts it as a failed one: retried with the back-off, then a dead letter
+whose error is a ``TimeoutError``.
+
+**A consumer that raises ``asyncio.CancelledError``** (say, it awaited a task that someone else
+cancelled) has failed, like one that raises anything else: it is retried, then dead-lettered and
+logged. Only a cancellation of the adapter's *own* task (``close()``, the end of the event loop)
+stops the adapter. ``_deliver_once`` explains how the two are told apart.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeAlias, TypeGuard
+
+from castore_edu.messaging.messages import is_aggregate_exists_message, is_event_carrying_message
 
 logger = logging.getLogger("castore_edu")
 
@@ -60,6 +74,40 @@ class DeadLetter:
     error: BaseException
     attempts: int
     handler: Consumer
+
+
+def handler_name(handler: Consumer) -> str:
+    """``module.qualified_name`` of a consumer: a function, a bound method, a ``functools.partial``
+    of one, or an object with an ``async __call__`` (named after its class)."""
+    target: Any = getattr(handler, "__func__", None) or getattr(handler, "func", None) or handler
+    if not hasattr(target, "__qualname__"):
+        target = type(target)
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def describe_message(message: Any) -> str:
+    """A message in a few words, for error messages: ``POKEMONS pikachu1 version 1 (APPEARED)``."""
+    if is_event_carrying_message(message):
+        event = message.event
+        return f"{message.event_store_id} {event.aggregate_id} version {event.version} ({event.type})"
+    if is_aggregate_exists_message(message):
+        return f"{message.event_store_id} {message.aggregate_id} (aggregate exists)"
+    return repr(message)
+
+
+@dataclass(eq=False)
+class Delivery:
+    """A message on its way to one consumer: what ``handler_timeout`` cancels, and what
+    ``wait_idle(timeout=...)`` names when it is still running."""
+
+    consumer: Consumer
+    message: Any
+    attempt: int = 1
+    task: asyncio.Task[Any] | None = None  # the task that runs the consumer (None: not known yet)
+    timed_out: bool = False  # the adapter cancelled this attempt because of handler_timeout
+
+    def describe(self) -> str:
+        return f"{handler_name(self.consumer)} on {describe_message(self.message)}, attempt {self.attempt}"
 
 
 def round_half_up(value: float) -> int:
@@ -116,19 +164,36 @@ def _non_negative(name: str, value: object, kind: str) -> float:
     return value
 
 
+def seconds_or_none(name: str, value: object) -> float | None:
+    """A time limit: ``None`` (no limit) or a positive, finite number of seconds."""
+    if value is None:
+        return None
+    if not is_finite_number(value) or value <= 0:
+        raise ValueError(f"Invalid {name}, please select a positive number of seconds (or None).")
+    return float(value)
+
+
 class ChannelAdapter:
     """What every shipped channel adapter shares, in memory or on a broker: the retry settings and
-    the delays they give, the contexts consumers are told, dead letters, ``attach_to``, and the
-    tasks the adapter holds on to. (The NATS adapters, ``nats_jetstream``, build on it too.)"""
+    the delays they give, the contexts consumers are told, dead letters, ``attach_to``, the
+    ``handler_timeout`` of one delivery, and the tasks the adapter holds on to. (The NATS adapters,
+    ``nats_jetstream``, build on it too.)"""
 
     def __init__(
-        self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
+        self,
+        *,
+        retry_attempts: int = 2,
+        retry_delay_ms: float = 30_000,
+        retry_backoff_rate: float = 2.0,
+        handler_timeout: float | None = None,
     ) -> None:
         self.retry_attempts = round_half_up(_non_negative("retry_attempts", retry_attempts, "integer"))
         self.retry_delay_ms = round_half_up(_non_negative("retry_delay_ms", retry_delay_ms, "number"))
         self.retry_backoff_rate = _non_negative("retry_backoff_rate", retry_backoff_rate, "number")
+        self.handler_timeout = seconds_or_none("handler_timeout", handler_timeout)
         self.dead_letters: list[DeadLetter] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: list[Delivery] = []  # deliveries whose consumer is being awaited now
 
     @classmethod
     def attach_to(cls, channel: Any, **settings: Any) -> Self:
@@ -149,7 +214,7 @@ class ChannelAdapter:
         """Milliseconds to wait after delivery number ``failed_attempt`` failed."""
         return round_half_up(self.retry_delay_ms * self.retry_backoff_rate ** (failed_attempt - 1))
 
-    async def wait_idle(self) -> None:
+    async def wait_idle(self, timeout: float | None = None) -> None:
         raise NotImplementedError
 
     def _spawn(
@@ -169,7 +234,73 @@ class ChannelAdapter:
         """The context of delivery number ``attempt``."""
         return TaskContext(attempt, self.retry_attempts - (attempt - 1), replay)
 
-    def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: Exception) -> bool:
+    async def _deliver_once(self, delivery: Delivery, context: TaskContext) -> BaseException | None:
+        """Await the consumer once; return what made this delivery fail, or ``None`` if it did not.
+
+        A failure is whatever the consumer raised, a ``CancelledError`` included, or a
+        ``TimeoutError`` if it outlasted ``handler_timeout``. Only a cancellation of the adapter's
+        own task (``close()``, the end of the event loop) is raised: it must stop the adapter.
+        """
+        delivery.timed_out = False
+        timer = self._start_timer(delivery)
+        self._running.append(delivery)
+        error: BaseException | None = None
+        try:
+            await delivery.consumer(delivery.message, context)
+        except (Exception, asyncio.CancelledError) as failure:
+            error = failure
+        finally:
+            self._running.remove(delivery)
+            if timer is not None:
+                timer.cancel()
+        # Who cancelled? A CancelledError looks the same wherever it comes from, but a task counts
+        # the cancellations *requested of it* (Task.cancelling(), Python 3.11+): task.cancel() adds
+        # one, and close() or the end of the loop cancel the adapter's task that way. A consumer
+        # that raises CancelledError itself (or awaits something that another task cancelled)
+        # leaves that count at zero. Our own handler_timeout cancel is one we take back here
+        # (uncancel), as asyncio.timeout does; whatever is left was asked by someone else.
+        if delivery.timed_out and delivery.task is not None:
+            delivery.task.uncancel()
+        if isinstance(error, asyncio.CancelledError) and self._cancelled_from_outside(delivery):
+            raise error
+        if delivery.timed_out:
+            return TimeoutError(
+                f"{delivery.describe()} took longer than handler_timeout={self.handler_timeout} s"
+            )
+        return error
+
+    def _start_timer(self, delivery: Delivery) -> asyncio.TimerHandle | None:
+        """With a ``handler_timeout``, cancel ``delivery`` once it is over (see ``_time_out``)."""
+        if self.handler_timeout is None:
+            return None
+        return asyncio.get_running_loop().call_later(self.handler_timeout, self._time_out, delivery)
+
+    @staticmethod
+    def _time_out(delivery: Delivery) -> None:
+        """``delivery`` ran out of time: cancel its task, and remember that the adapter did it.
+
+        The task is looked up now, not when the timer started: a bus handler's first step may
+        run before its task exists (Python 3.11, see ``_start_eagerly``); a timer, though, only
+        fires from the event loop, after ``publish_message`` has recorded the task.
+        """
+        if delivery.task is not None and delivery.task.cancel():
+            delivery.timed_out = True
+
+    @staticmethod
+    def _cancelled_from_outside(delivery: Delivery) -> bool:
+        """Has someone asked the task that runs ``delivery`` to stop? (No task yet: nobody could.)"""
+        return delivery.task is not None and delivery.task.cancelling() > 0
+
+    def _idle_timeout_error(self, timeout: float, nothing_running: str) -> TimeoutError:
+        """The error of a ``wait_idle`` that ran out of time: what is still running, or else why
+        the adapter is not idle (``nothing_running``)."""
+        running = "; ".join(delivery.describe() for delivery in self._running)
+        return TimeoutError(
+            f"{type(self).__name__} not idle after {timeout} s (wait_idle timeout); "
+            + (f"still running: {running}" if running else nothing_running)
+        )
+
+    def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: BaseException) -> bool:
         """Delivery number ``attempt`` failed with ``error``: True if another one is due.
 
         After the last allowed delivery the message becomes a dead letter, and is logged.
@@ -213,35 +344,48 @@ class SettableWorker:
 class InMemoryChannelAdapter(ChannelAdapter):
     """Base class of ``InMemoryMessageBusAdapter`` and ``InMemoryMessageQueueAdapter``."""
 
-    async def wait_idle(self) -> None:
-        """Return once no delivery is running or waiting for a retry."""
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Return once no delivery is running or waiting for a retry.
+
+        With a ``timeout`` (seconds), raise ``TimeoutError`` if that takes longer; its message
+        names the deliveries still running (a consumer that hangs, say).
+        """
+        limit = seconds_or_none("timeout", timeout)
         loop = asyncio.get_running_loop()
+        started = loop.time()
         # Tasks of a loop that has ended can never finish in this one: they are not waited for.
         while busy := [task for task in self._tasks if not task.done() and task.get_loop() is loop]:
-            await asyncio.wait(busy)
+            if limit is None:
+                await asyncio.wait(busy)
+            elif (seconds_left := started + limit - loop.time()) > 0:
+                await asyncio.wait(busy, timeout=seconds_left)
+            else:
+                raise self._idle_timeout_error(limit, "nothing is running: retries wait for their delay")
 
-    def _start_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _start_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Run ``coroutine`` now, up to its first real wait; a task runs the rest, if any.
 
         That is an *eager task* (Python 3.12 and later): a handler that never waits is over
         before this returns, without a trip through the event loop, and one that waits has at
         least started. Its first step runs in a copy of the caller's context variables, so it
-        cannot change the caller's.
+        cannot change the caller's. Returns the task that runs the rest (``None``: nothing left).
         """
         if sys.version_info >= (3, 12):
             task = asyncio.Task(coroutine, loop=asyncio.get_running_loop(), eager_start=True)
-            if not task.done():
-                self._hold(task)
+            if task.done():
+                return None
+            self._hold(task)
+            return task
         else:  # Python 3.11 has no eager tasks: take the first step by hand, a task takes the rest
             # (during that step ``asyncio.current_task()`` is still the publisher's, not a task of its own)
             context = contextvars.copy_context()
             try:
                 first_wait = context.run(coroutine.send, None)
             except StopIteration:
-                return
-            self._hold(
-                asyncio.get_running_loop().create_task(_rest_of(coroutine, first_wait), context=context)
-            )
+                return None
+            rest = asyncio.get_running_loop().create_task(_rest_of(coroutine, first_wait), context=context)
+            self._hold(rest)
+            return rest
 
     async def _sleep_before_retry(self, failed_attempt: int) -> None:
         await asyncio.sleep(self.retry_delay_for(failed_attempt) / 1000)

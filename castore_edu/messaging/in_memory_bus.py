@@ -9,6 +9,10 @@ with optional keys:
 - ``on_replay``: ``True`` to *also* receive replayed messages (``publish_message(..., replay=True)``).
   Without it, a handler sees real-time messages only.
 
+The values are strings (and ``on_replay`` a bool): anything else raises ``TypeError``. Comparing
+a message's ``"POKEMON_APPEARED"`` with the ``EventType`` object itself would silently match
+nothing, so ``{"event_type": PokemonAppeared}`` is refused with a hint: give its ``.type``.
+
 ``{}`` matches every real-time message. A handler registered with several patterns still runs once
 per message. (Castore differs on one point: there, ``event_type`` without ``event_store_id``
 matches everything.)
@@ -20,7 +24,7 @@ runs the rest. So every handler has been *started* when ``publish_message`` retu
 Castore, where listeners are called synchronously. (A plain ``asyncio.create_task`` would start
 them only at the event loop's next turn, after ``publish_message`` has returned.) A failing handler
 is retried on its own; the other handlers of the message are not run again. See ``delivery`` for
-eager tasks on Python 3.11, retries, dead letters and ``wait_idle``.
+eager tasks on Python 3.11, retries, dead letters, ``handler_timeout`` and ``wait_idle(timeout=...)``.
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, require_async_callable
+from castore_edu.messaging.delivery import Consumer, Delivery, InMemoryChannelAdapter, require_async_callable
 
 FILTER_KEYS = frozenset({"event_store_id", "event_type", "on_replay"})
 
 
 def check_filter_pattern(filter_pattern: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``filter_pattern``, or ``ValueError`` if it has keys a bus does not know."""
+    """A copy of ``filter_pattern``; ``ValueError`` if it has keys a bus does not know,
+    ``TypeError`` if a value has the wrong type (see ``check_filter_value``)."""
     if not isinstance(filter_pattern, Mapping):
         raise TypeError(
             f"A filter pattern is a mapping such as {{'event_store_id': 'POKEMONS'}}, got {filter_pattern!r}"
@@ -43,11 +48,32 @@ def check_filter_pattern(filter_pattern: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(filter_pattern) - FILTER_KEYS)
     if unknown:
         raise ValueError(f"Unknown filter pattern keys {unknown}; allowed: {sorted(FILTER_KEYS)}")
+    for key, value in filter_pattern.items():
+        check_filter_value(key, value)
     return dict(filter_pattern)
 
 
+def check_filter_value(key: str, value: object) -> None:
+    """Refuse, with ``TypeError``, a value that could never match: filters compare strings.
+
+    The likely slip is the object instead of its name, ``{"event_type": PokemonAppeared}`` (an
+    ``EventType``) or ``{"event_store_id": pokemons_store}``: the message then says which
+    attribute to give.
+    """
+    if key == "on_replay":
+        if not isinstance(value, bool):
+            raise TypeError(f"The on_replay filter value must be True or False, got {value!r}")
+        return
+    if isinstance(value, str):
+        return
+    name_attribute = "type" if key == "event_type" else "event_store_id"
+    name = getattr(value, name_attribute, None)
+    hint = f' (use its .{name_attribute}, e.g. {{"{key}": "{name}"}})' if isinstance(name, str) else ""
+    raise TypeError(f"The {key} filter value must be a string, got {value!r}{hint}")
+
+
 def matches(filter_pattern: Mapping[str, Any], message: Any, *, replay: bool) -> bool:
-    """Does ``message`` (published with ``replay``) pass ``filter_pattern``? (``None`` = key absent.)"""
+    """Does ``message`` (published with ``replay``) pass ``filter_pattern``? (``None``: key absent.)"""
     if replay and not filter_pattern.get("on_replay"):
         return False
     event_store_id = filter_pattern.get("event_store_id")
@@ -88,15 +114,25 @@ def add_listener(listeners: list[Listener], filter_pattern: Mapping[str, Any], h
 
 
 class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
-    """Runs every handler whose filter pattern matches a published message."""
+    """Runs every handler whose filter pattern matches a published message.
+
+    ``handler_timeout`` (seconds, ``None``: no limit) cancels a handler that runs longer and
+    counts that as a failed delivery; see ``delivery`` for it and for the retry settings.
+    """
 
     def __init__(
-        self, *, retry_attempts: int = 2, retry_delay_ms: float = 30_000, retry_backoff_rate: float = 2.0
+        self,
+        *,
+        retry_attempts: int = 2,
+        retry_delay_ms: float = 30_000,
+        retry_backoff_rate: float = 2.0,
+        handler_timeout: float | None = None,
     ) -> None:
         super().__init__(
             retry_attempts=retry_attempts,
             retry_delay_ms=retry_delay_ms,
             retry_backoff_rate=retry_backoff_rate,
+            handler_timeout=handler_timeout,
         )
         self._listeners: list[Listener] = []
 
@@ -109,16 +145,15 @@ class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
         """Start every matching handler, in registration order, without waiting for them."""
         for listener in list(self._listeners):
             if listener.wants(message, replay):
-                self._start_eagerly(self._run_handler(listener.handler, message, replay))
+                delivery = Delivery(listener.handler, message)
+                delivery.task = self._start_eagerly(self._run_handler(delivery, replay))
 
-    async def _run_handler(self, handler: Consumer, message: Any, replay: bool) -> None:
-        attempt = 1
+    async def _run_handler(self, delivery: Delivery, replay: bool) -> None:
         while True:
-            try:
-                await handler(message, self._task_context(attempt, replay))
+            error = await self._deliver_once(delivery, self._task_context(delivery.attempt, replay))
+            if error is None or not self._will_retry(
+                delivery.consumer, delivery.message, delivery.attempt, error
+            ):
                 return
-            except Exception as error:
-                if not self._will_retry(handler, message, attempt, error):
-                    return
-            await self._sleep_before_retry(attempt)
-            attempt += 1
+            await self._sleep_before_retry(delivery.attempt)
+            delivery.attempt += 1

@@ -16,7 +16,10 @@ Deviations from Castore's in-memory queue, both because a queue should keep what
 Delivery starts inside a running event loop. Setting the worker outside one (at the top of a
 script, say) is fine: delivery then starts at the next ``publish_message`` or ``wait_idle``. If the
 loop ends while the worker is busy (``asyncio.run`` cancels what is left), the message goes back to
-the front of the queue and is delivered again in the next loop: delivery is at least once.
+the front of the queue and is delivered again in the next loop: delivery is at least once. A
+worker that raises ``CancelledError`` itself has failed, like any other error; and with
+``handler_timeout`` (seconds) a worker call that takes longer is cancelled and counts as failed too
+(see ``delivery``). Either way the worker goes on with the next message.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from castore_edu.messaging.delivery import Consumer, InMemoryChannelAdapter, SettableWorker
+from castore_edu.messaging.delivery import Consumer, Delivery, InMemoryChannelAdapter, SettableWorker
 
 
 @dataclass(frozen=True)
-class _Delivery:
+class _Queued:
+    """A message in the queue, and the delivery it is waiting for."""
+
     message: Any
     attempt: int
     replay: bool
@@ -46,13 +51,15 @@ class InMemoryMessageQueueAdapter(SettableWorker, InMemoryChannelAdapter):
         retry_attempts: int = 2,
         retry_delay_ms: float = 30_000,
         retry_backoff_rate: float = 2.0,
+        handler_timeout: float | None = None,
     ) -> None:
         super().__init__(
             retry_attempts=retry_attempts,
             retry_delay_ms=retry_delay_ms,
             retry_backoff_rate=retry_backoff_rate,
+            handler_timeout=handler_timeout,
         )
-        self._queued: deque[_Delivery] = deque()
+        self._queued: deque[_Queued] = deque()
         self._consumer: asyncio.Task[None] | None = None
         self.worker = worker
 
@@ -61,17 +68,18 @@ class InMemoryMessageQueueAdapter(SettableWorker, InMemoryChannelAdapter):
 
     async def publish_message(self, message: Any, *, replay: bool = False) -> None:
         """Queue the message; return without waiting for the worker."""
-        self._queued.append(_Delivery(message, 1, replay))
+        self._queued.append(_Queued(message, 1, replay))
         self._start_consuming()
         await asyncio.sleep(0)  # lets an idle worker start on the message
 
-    async def wait_idle(self) -> None:
+    async def wait_idle(self, timeout: float | None = None) -> None:
         """Return once the worker has nothing left to do now or after a retry delay.
 
-        Messages waiting for a worker that is not set do not count.
+        Messages waiting for a worker that is not set do not count. With a ``timeout``
+        (seconds), raise ``TimeoutError`` naming the worker call still running if it takes longer.
         """
         self._start_consuming()
-        await super().wait_idle()
+        await super().wait_idle(timeout)
 
     def _start_consuming(self) -> None:
         """Start the task that feeds the worker, unless it runs already or has nothing to do."""
@@ -87,19 +95,19 @@ class InMemoryMessageQueueAdapter(SettableWorker, InMemoryChannelAdapter):
 
     async def _consume(self) -> None:
         while self._worker is not None and self._queued:
-            delivery, worker = self._queued.popleft(), self._worker
+            queued, worker = self._queued.popleft(), self._worker
+            delivery = Delivery(worker, queued.message, queued.attempt, asyncio.current_task())
             try:
-                await worker(delivery.message, self._task_context(delivery.attempt, delivery.replay))
+                error = await self._deliver_once(delivery, self._task_context(queued.attempt, queued.replay))
             except asyncio.CancelledError:
-                self._queued.appendleft(delivery)  # the loop is closing: keep the message for the next one
+                self._queued.appendleft(queued)  # the loop is closing: keep the message for the next one
                 raise
-            except Exception as error:
-                if self._will_retry(worker, delivery.message, delivery.attempt, error):
-                    self._spawn(self._retry_later(delivery))
+            if error is not None and self._will_retry(worker, queued.message, queued.attempt, error):
+                self._spawn(self._retry_later(queued))
 
-    async def _retry_later(self, delivery: _Delivery) -> None:
+    async def _retry_later(self, queued: _Queued) -> None:
         try:
-            await self._sleep_before_retry(delivery.attempt)
+            await self._sleep_before_retry(queued.attempt)
         finally:  # also when the loop closes during the delay: the message is not lost
-            self._queued.append(replace(delivery, attempt=delivery.attempt + 1))
+            self._queued.append(replace(queued, attempt=queued.attempt + 1))
         self._start_consuming()

@@ -16,7 +16,8 @@ start afresh).
 
 **Filters** are those of the in-memory bus, applied by the same function
 (``in_memory_bus.matches``): ``event_store_id``, ``event_type``, ``on_replay``, ``{}`` for every
-live message. A listener's consumer receives the whole channel, and the reader acks the messages
+live message, the same ``TypeError`` for a value that is not a string (``on_replay``: not a
+bool). A listener's consumer receives the whole channel, and the reader acks the messages
 its handler does not want without calling it. (The server could filter by subject instead — the
 subjects say store, type and replay — but NATS refuses overlapping filters in one consumer, and
 a handler's patterns may overlap; filtering in the reader keeps the rule in one place.)
@@ -32,25 +33,17 @@ from typing import Any
 
 from nats.js.api import RetentionPolicy
 
-from castore_edu.messaging.delivery import Consumer
+from castore_edu.messaging.delivery import Consumer, handler_name
 from castore_edu.messaging.in_memory_bus import Listener, add_listener
 from castore_edu.messaging.nats_jetstream import JetStreamChannelAdapter, token
-
-
-def handler_name(handler: Consumer) -> str:
-    """``module.qualified_name`` of a handler: a function, a bound method, a ``functools.partial``
-    of one, or an object with an ``async __call__`` (named after its class)."""
-    target: Any = getattr(handler, "__func__", None) or getattr(handler, "func", None) or handler
-    if not hasattr(target, "__qualname__"):
-        target = type(target)
-    return f"{target.__module__}.{target.__qualname__}"
 
 
 class NatsMessageBusAdapter(JetStreamChannelAdapter):
     """A bus on NATS JetStream: each listener reads the channel's stream through its durable consumer.
 
     ``NatsMessageBusAdapter(**settings)``: the settings are those of ``JetStreamChannelAdapter``
-    (``servers``, ``message_channel_id``, ``ack_wait``, ``replicas``, ``decode_aggregate`` and the retry settings).
+    (``servers``, ``message_channel_id``, ``ack_wait``, ``replicas``, ``decode_aggregate``, the retry
+    settings and ``handler_timeout``).
     """
 
     channel_kind = "bus"

@@ -36,6 +36,16 @@ the server every ``ack_wait / 3`` seconds that it is still working on the messag
 default; a setting of both adapters). A message whose deliveries have run out that way, with no
 answer, becomes a dead letter too (``UnansweredDeliveriesError``).
 
+**A handler that hangs** is the other side of that coin: its reader is alive and keeps telling
+the server it is working, so ``ack_wait`` never ends the wait, and the message is held for ever.
+``handler_timeout`` (seconds; ``None``, the default: no limit) is the limit on the handler itself,
+as in memory: the reader cancels a handler that takes longer and NAKs the message with the
+back-off delay, like any failure (after the last retry: a dead letter whose error is a
+``TimeoutError``). So ``ack_wait`` is how long the server waits for a *silent reader* (a dead
+process), ``handler_timeout`` how long the reader waits for its *handler*; neither needs to be
+larger than the other. A handler that raises ``CancelledError`` itself is a failure as well; only
+``close()`` or the end of the event loop cancel the reader (see ``delivery``).
+
 **Duplicates.** A live event-carrying message is published with the broker message id
 ``{event_store_id}#{aggregate_id}#{version}`` (header ``Nats-Msg-Id``): inside the stream's
 duplicate window (two minutes), the server stores a message with an id it has already seen only
@@ -68,6 +78,8 @@ always). ``replicas`` must not exceed the cluster's size; a lone server accepts 
 how far it has acknowledged without a gap (its *ack floor*), and returns once that floor has
 reached the last message this adapter published: everything it published has been handled or
 dead-lettered (or, on a queue, by a worker of another process: the consumer is theirs too).
+``wait_idle(timeout=seconds)`` raises ``TimeoutError`` if that takes longer, naming the handlers
+of this process still running, and which message and attempt each is on.
 """
 
 from __future__ import annotations
@@ -92,7 +104,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from nats.js.client import JetStreamContext
 
 from castore_edu.core.errors import ServerUnavailableError
-from castore_edu.messaging.delivery import ChannelAdapter, Consumer, is_finite_number
+from castore_edu.messaging.delivery import (
+    ChannelAdapter,
+    Consumer,
+    Delivery,
+    is_finite_number,
+    seconds_or_none,
+)
 from castore_edu.messaging.messages import is_aggregate_exists_message
 from castore_edu.messaging.wire import AggregateDecoder, decode_message, encode_message
 
@@ -159,7 +177,9 @@ class JetStreamChannelAdapter(ChannelAdapter):
     - ``ack_wait``: seconds the server waits for an answer before it delivers a message again;
     - ``replicas``: on how many servers of a cluster the stream is kept (1 to 5; see below);
     - ``decode_aggregate``: rebuilds a state-carrying message's aggregate from its JSON (``wire``);
-    - ``retry_attempts``, ``retry_delay_ms``, ``retry_backoff_rate``: as in memory (``delivery``).
+    - ``retry_attempts``, ``retry_delay_ms``, ``retry_backoff_rate``: as in memory (``delivery``);
+    - ``handler_timeout``: seconds a handler may take before it is cancelled and its message NAKed
+      for a retry (``None``: no limit; not to be confused with ``ack_wait``, see above).
     """
 
     channel_kind: ClassVar[str]
@@ -176,11 +196,13 @@ class JetStreamChannelAdapter(ChannelAdapter):
         retry_attempts: int = 2,
         retry_delay_ms: float = 30_000,
         retry_backoff_rate: float = 2.0,
+        handler_timeout: float | None = None,
     ) -> None:
         super().__init__(
             retry_attempts=retry_attempts,
             retry_delay_ms=retry_delay_ms,
             retry_backoff_rate=retry_backoff_rate,
+            handler_timeout=handler_timeout,
         )
         if not is_finite_number(ack_wait) or ack_wait <= 0:
             raise ValueError("Invalid ack_wait, please select a positive number of seconds.")
@@ -332,9 +354,16 @@ class JetStreamChannelAdapter(ChannelAdapter):
             ack = await js.publish(subject, data, headers=headers)
         self._published_up_to = max(self._published_up_to, ack.seq)
 
-    async def wait_idle(self) -> None:
+    async def wait_idle(self, timeout: float | None = None) -> None:
         """Return once every message published through this adapter so far has been handled or
-        dead-lettered by the consumers this process reads."""
+        dead-lettered by the consumers this process reads.
+
+        With a ``timeout`` (seconds), raise ``TimeoutError`` if that takes longer; its message
+        names the handlers of this process still running.
+        """
+        limit = seconds_or_none("timeout", timeout)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             js = await self._start_readers()
             behind = False
@@ -345,6 +374,12 @@ class JetStreamChannelAdapter(ChannelAdapter):
                 behind = behind or floor < self._published_up_to
             if not behind:
                 return
+            if limit is not None and loop.time() - started >= limit:
+                raise self._idle_timeout_error(
+                    limit,
+                    "no handler of this process is running: messages wait for a retry delay, "
+                    "or for a consumer in another process",
+                )
             await asyncio.sleep(IDLE_POLL_SECONDS)
 
     # -- reading -----------------------------------------------------------------------------
@@ -456,16 +491,16 @@ class JetStreamChannelAdapter(ChannelAdapter):
             self._dead_letter(consumer, message, attempt - 1, unanswered)
             await msg.term()
             return
-        try:
-            async with self._working_on(msg):
-                await consumer(message, self._task_context(attempt, replay))
-        except Exception as error:
-            if self._will_retry(consumer, message, attempt, error):
-                await msg.nak(delay=self.retry_delay_for(attempt) / 1000)
-            else:
-                await msg.term()
-            return
-        await msg.ack()
+        delivery = Delivery(consumer, message, attempt, asyncio.current_task())
+        async with self._working_on(msg):
+            failure = await self._deliver_once(delivery, self._task_context(attempt, replay))
+        if failure is None:
+            await msg.ack()
+        elif self._will_retry(consumer, message, attempt, failure):
+            # A timed-out handler too: NAKed now, with the back-off, rather than left to ack_wait.
+            await msg.nak(delay=self.retry_delay_for(attempt) / 1000)
+        else:
+            await msg.term()
 
     @contextlib.asynccontextmanager
     async def _working_on(self, msg: Msg) -> AsyncIterator[None]:

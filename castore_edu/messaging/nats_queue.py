@@ -34,7 +34,7 @@ class NatsMessageQueueAdapter(SettableWorker, JetStreamChannelAdapter):
 
     ``NatsMessageQueueAdapter(*, worker=None, **settings)``: the settings are those of
     ``JetStreamChannelAdapter`` (``servers``, ``message_channel_id``, ``ack_wait``,
-    ``replicas``, ``decode_aggregate`` and the retry settings).
+    ``replicas``, ``decode_aggregate``, the retry settings and ``handler_timeout``).
     """
 
     channel_kind = "queue"
