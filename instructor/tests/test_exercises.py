@@ -19,6 +19,7 @@ there is nothing to compare with: the module is skipped.
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import inspect
 import re
@@ -362,6 +363,17 @@ def filtering_in_the_handler(bus_adapter: Any, alerts: list) -> None:
     bus_adapter.on({}, alert)
 
 
+def cancelling_to_skip(bus_adapter: Any, alerts: list) -> None:
+    """Raises CancelledError to "skip" a message: a failed delivery, retried a minute later."""
+
+    async def alert(message: Any, context: Any) -> None:
+        if message.event.type != POKEMON_LEVELED_UP.type:
+            raise asyncio.CancelledError
+        alerts.append((message.event.aggregate_id, message.event.version))
+
+    bus_adapter.on({"event_store_id": "POKEMONS"}, alert)
+
+
 def alerting_on_replays(bus_adapter: Any, alerts: list) -> None:
     async def alert(message: Any, context: Any) -> None:
         alerts.append((message.event.aggregate_id, message.event.version))
@@ -659,6 +671,7 @@ WRONG_ANSWERS = [
     (2, "make_level_up_command", returning_the_aggregate, "should return the Pokémon's new level"),
     (3, "listen_for_level_ups", filtering_in_the_handler, "your handler was called for 8 messages"),
     (3, "listen_for_level_ups", alerting_on_replays, "a replayed level-up raised an alert"),
+    (3, "listen_for_level_ups", cancelling_to_skip, "CancelledError"),
     (
         3,
         "listen_for_level_ups",

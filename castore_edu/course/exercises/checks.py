@@ -251,7 +251,7 @@ class _SpyBusAdapter(InMemoryMessageBusAdapter):
         self.published: list[tuple[Any, bool]] = []
         self.patterns: list[dict[str, Any]] = []
         self.deliveries = 0
-        self.errors: list[Exception] = []
+        self.errors: list[BaseException] = []
         self._wrappers: list[tuple[Any, Any]] = []
 
     async def publish_message(self, message: Any, *, replay: bool = False) -> None:
@@ -273,8 +273,11 @@ class _SpyBusAdapter(InMemoryMessageBusAdapter):
             self.deliveries += 1
             try:
                 await handler(message, context)
-            except Exception as error:
-                self.errors.append(error)
+            except (Exception, asyncio.CancelledError) as error:
+                task = asyncio.current_task()
+                if isinstance(error, asyncio.CancelledError) and task is not None and task.cancelling():
+                    raise  # the adapter itself is being stopped
+                self.errors.append(error)  # reported by settle(), not retried for a minute
 
         self._wrappers.append((handler, wrapper))
         return wrapper

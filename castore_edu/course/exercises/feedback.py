@@ -128,6 +128,16 @@ async def attempt(
         failure = NotYet(
             exercise, f"this exercise still raises NotImplementedError — {error}", next_step=STUB_NEXT_STEP
         )
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the check itself is being stopped (an interrupted cell): not the learner's error
+        failure = NotYet(
+            exercise,
+            f"{doing} raised CancelledError.",
+            hint="CancelledError tells asyncio that a task was cancelled; a channel adapter counts it as a "
+            "failed delivery and retries it. To skip a message, return; to report a failure, raise an ordinary error.",
+        )
     except TimeoutError:
         failure = NotYet(
             exercise,
