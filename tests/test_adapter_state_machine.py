@@ -88,6 +88,16 @@ GIVEN_TIMESTAMPS = ("2023-12-31T23:59:59.000Z", "2024-01-01T00:00:02.000Z", "202
 # The bounds a listing may take (inclusive): some equal to timestamps above, some between.
 LISTING_BOUNDS = (None, "2024-01-01T00:00:00.000Z", "2024-01-01T00:00:02.000Z", "2024-01-01T00:00:04.500Z")
 
+store_ids = st.sampled_from(EVENT_STORES)
+# KNOWN BUG (issue 14): validate_event lets a NUL character ("\x00") through in aggregate_id and
+# type: memory and SQLite store it, PostgreSQL raises psycopg's DataError, not InvalidEventError.
+# A lone surrogate ("\ud800") is stored in memory, but SQLite and PostgreSQL raise
+# UnicodeEncodeError, on a push and on a read (get_events) alike. Generated names leave both out
+# (codec="utf-8" leaves out surrogates) until validate_event refuses them; then each becomes a
+# line of BAD_EVENTS.
+generated_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=8)
+aggregate_ids = st.sampled_from(AGGREGATE_IDS) | generated_names
+
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -124,13 +134,11 @@ class Content:
 
 contents = st.builds(
     Content,
-    type=st.sampled_from(EVENT_TYPES),
+    type=st.sampled_from(EVENT_TYPES) | generated_names,
     timestamp=st.none() | st.sampled_from(GIVEN_TIMESTAMPS),
     payload=json_values,
     metadata=st.none() | st.fixed_dictionaries({"by": st.sampled_from(["Ash", "Misty"])}),
 )
-store_ids = st.sampled_from(EVENT_STORES)
-aggregate_ids = st.sampled_from(AGGREGATE_IDS)
 
 
 @dataclass(frozen=True)
@@ -412,7 +420,7 @@ class AdapterMachine(RuleBasedStateMachine):
             event=event, event_storage_adapter=self.adapter(store_id), context=EventStoreContext(store_id)
         )
 
-    def as_stored(self, pushed: list[EventDetail], returned: list[EventDetail], first_stamp: int) -> None:
+    def check_stored(self, pushed: list[EventDetail], returned: list[EventDetail], first_stamp: int) -> None:
         """Check that ``returned`` is ``pushed`` as storage must keep it: a given timestamp kept,
         and every missing one filled with one stamp, shared, that the clock gave during the push
         (``self.clock.stamps[first_stamp:]``)."""
@@ -434,7 +442,7 @@ class AdapterMachine(RuleBasedStateMachine):
         """Push an event the adapter must accept; check its answer, then record it."""
         first_stamp = len(self.clock.stamps)
         stored = self.run(self.adapter(store_id).push_event(event, event_store_id=store_id, force=force))
-        self.as_stored([event], [stored], first_stamp)
+        self.check_stored([event], [stored], first_stamp)
         self.model.write(store_id, stored)
 
     # -- pushes ----------------------------------------------------------------------------
@@ -500,7 +508,7 @@ class AdapterMachine(RuleBasedStateMachine):
             return
         first_stamp = len(self.clock.stamps)
         stored = self.run(first_adapter.push_event_group(grouped, force=force))
-        self.as_stored([event for _, event in group], stored, first_stamp)
+        self.check_stored([event for _, event in group], stored, first_stamp)
         for (store_id, _), event in zip(group, stored, strict=True):
             self.model.write(store_id, event)
 
@@ -618,8 +626,10 @@ class AdapterMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_aggregate_reads_back_as_modelled(self) -> None:
+        """Every aggregate the model holds, and those of the fixed list that it may not."""
+        known = dict.fromkeys([*AGGREGATE_IDS, *(aggregate_id for _, aggregate_id in self.model.aggregates)])
         for store_id in EVENT_STORES:
-            for aggregate_id in AGGREGATE_IDS:
+            for aggregate_id in known:
                 read = self.run(self.adapter(store_id).get_events(aggregate_id, event_store_id=store_id))
                 assert read == self.model.events_of(store_id, aggregate_id), (store_id, aggregate_id)
 
