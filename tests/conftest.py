@@ -7,6 +7,17 @@ when the test ends, as ``asyncio.run`` would.
 Tests that need PostgreSQL take ``postgres_conninfo``: a schema of their own on one server per run.
 Tests that need NATS take ``nats_server_url``: one JetStream server per run (each test names its
 channels afresh, so that no test meets another's streams).
+
+Property-based tests (hypothesis) run under one of two settings profiles, chosen by the
+environment variable ``HYPOTHESIS_PROFILE``:
+
+- ``bounded`` (the default, what ``make test`` and CI run): few examples, derandomized, so that
+  every run tries the same examples and a red CI is red again on your machine; no example
+  database (nothing written to ``.hypothesis/``);
+- ``nightly``: many more examples and steps, a new random seed each run; a failure prints a
+  ``@reproduce_failure`` blob that replays it.
+
+Both have no deadline: a step that waits on a loaded machine's disk or database is not a bug.
 """
 
 from __future__ import annotations
@@ -16,6 +27,27 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "bounded",
+    max_examples=50,
+    stateful_step_count=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "nightly",
+    max_examples=500,
+    stateful_step_count=50,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
 
 
 @pytest.fixture
