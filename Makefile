@@ -37,7 +37,7 @@ LAB_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_CONFIG  := tools/jupyter/jupyter_server_config.py
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab lint test e2e-setup bench notebooks exercises lock clean
+.PHONY: help setup lab lint test e2e-setup bench notebooks exercises handout lock clean
 
 help:
 	@echo "make lab    set up .venv and open JupyterLab on notebooks/ (LAB_ARGS=... for extra flags)"
@@ -46,6 +46,7 @@ help:
 	@echo "make bench  set up .venv and run the benchmark with the peer comparison (python -m benchmarks --all)"
 	@echo "make notebooks  rebuild notebooks/*.ipynb from tools/notebooks/*.py with fresh outputs (NOTEBOOKS=\"02 05\" for some)"
 	@echo "make exercises  rebuild instructor/solutions/ (run) and notebooks/exercises/ (stubs) from instructor/exercises/*.py"
+	@echo "make handout  build the learners' copy, without instructor/ and any answer, in build/handout/ (HANDOUT=DIR elsewhere)"
 	@echo "make setup  only create/update .venv (fast when nothing changed)"
 	@echo "make e2e-setup  install Chromium and Playwright for the browser test (tests/e2e/)"
 	@echo "make lock   re-resolve $(CONSTRAINTS) for every platform and Python >= 3.11 (uv), check the wheels"
@@ -131,6 +132,11 @@ notebooks: setup
 
 exercises: setup
 	$(VENV_PY) tools/build_exercises.py $(NOTEBOOKS)
+
+# The learners' copy of the course (tools/handout.py): tracked files only, without instructor/ and
+# the tools and targets that need it, checked for answers before it is reported as written.
+handout: setup
+	$(VENV_PY) tools/handout.py $(HANDOUT)
 
 bench: $(BENCH_STAMP)
 	$(VENV_PY) -m benchmarks --all
