@@ -149,6 +149,12 @@ def test_the_instructor_only_blocks_go_and_an_unpaired_marker_is_refused() -> No
         handout_tool.learner_markdown("a\n<!-- instructor-only -->\nsecret\n")
 
 
+@pytest.mark.parametrize("dest", [".", "..", "castore_edu", "notebooks/exercises"])
+def test_it_never_empties_the_repository_or_a_folder_of_it(dest: str) -> None:
+    with pytest.raises(ValueError, match="outside the repository, or under build/"):
+        handout_tool.build(handout_tool.ROOT / dest)
+
+
 def test_a_makefile_without_the_target_to_remove_is_refused() -> None:
     with pytest.raises(ValueError, match="expected one match"):
         handout_tool.without_make_target("help:\n\t@echo hi\n", "exercises")

@@ -212,8 +212,12 @@ def answers_in(dest: Path, regions: list[tuple[str, str]] | None = None) -> list
 
 def build(dest: Path) -> list[str]:
     """Write the handout into ``dest`` (emptied first); return its files."""
-    if dest.resolve() in (ROOT, *ROOT.parents):
-        raise ValueError(f"{dest} would empty the repository: choose a folder of its own")
+    # dest is emptied first: never a folder that holds the repository or part of it
+    where = dest.resolve()
+    if where in (ROOT, *ROOT.parents) or (
+        where.is_relative_to(ROOT) and not where.is_relative_to(ROOT / "build")
+    ):
+        raise ValueError(f"{dest}: choose a folder outside the repository, or under build/")
     shutil.rmtree(dest, ignore_errors=True)
     files = handout_files()
     for path in files:
