@@ -19,10 +19,10 @@ from castore_edu.course.pokedex import (
 )
 from castore_edu.course.widgets import (
     EventStoreExplorer,
-    ExplorerSnapshot,
+    LoadedHistories,
     aggregate_html,
     event_html,
-    load_snapshot,
+    load_histories,
 )
 
 pytestmark = pytest.mark.anyio
@@ -39,35 +39,35 @@ async def story(pokedex: Pokedex | None = None) -> Pokedex:
 
 
 async def explorer_of(pokedex: Pokedex) -> EventStoreExplorer:
-    return EventStoreExplorer(await load_snapshot(*pokedex.stores))
+    return EventStoreExplorer(await load_histories(*pokedex.stores))
 
 
-# -- the snapshot: time travel by folding preloaded events ------------------------------------
+# -- the loaded histories: time travel by folding preloaded events -----------------------------
 
 
 @pytest.mark.parametrize("make_pokedex", [in_memory_pokedex, sqlite_pokedex])
 async def test_folding_up_to_a_version_is_get_aggregate_with_max_version(make_pokedex: Any) -> None:
     pokedex = await story(make_pokedex())
-    snapshot = await load_snapshot(*pokedex.stores)
+    loaded = await load_histories(*pokedex.stores)
     stores = {store.event_store_id: store for store in pokedex.stores}
     checked = 0
-    for key in snapshot.aggregate_keys():
+    for key in loaded.aggregate_keys():
         store_id, aggregate_id = key
-        for version in snapshot.versions(key):
+        for version in loaded.versions(key):
             expected = await stores[store_id].get_aggregate(aggregate_id, max_version=version)
-            assert snapshot.aggregate_at(key, version) == expected.aggregate
-            assert snapshot.event_at(key, version) == expected.last_event
+            assert loaded.aggregate_at(key, version) == expected.aggregate
+            assert loaded.event_at(key, version) == expected.last_event
             checked += 1
     assert checked == 4 + 1 + 2  # every version of pikachu, charmander and ash
     pokedex.close()
 
 
-async def test_load_snapshot_reads_every_page_in_listing_order() -> None:
+async def test_load_histories_reads_every_page_in_listing_order() -> None:
     pokedex = await story()
     for name in ("bulbasaur", "squirtle", "eevee"):
         await pokedex.pokemons.push_event(pokemon_appeared(name, name=name.title(), level=1))
-    snapshot = await load_snapshot(*pokedex.stores, page_size=2)
-    assert snapshot.aggregate_keys() == [
+    loaded = await load_histories(*pokedex.stores, page_size=2)
+    assert loaded.aggregate_keys() == [
         PIKACHU,
         CHARMANDER,
         ("POKEMONS", "bulbasaur"),
@@ -75,31 +75,31 @@ async def test_load_snapshot_reads_every_page_in_listing_order() -> None:
         ("POKEMONS", "eevee"),
         ASH,
     ]
-    assert snapshot.versions(PIKACHU) == [1, 2, 3, 4]
+    assert loaded.versions(PIKACHU) == [1, 2, 3, 4]
 
 
-async def test_a_snapshot_is_a_photograph() -> None:
+async def test_loaded_histories_do_not_follow_the_store() -> None:
     pokedex = await story()
-    snapshot = await load_snapshot(pokedex.pokemons)
+    loaded = await load_histories(pokedex.pokemons)
     await pokedex.pokemons.push_event(pokemon_appeared("mew", name="Mew", level=50))
-    assert ("POKEMONS", "mew") not in snapshot.aggregate_keys()
-    assert ("POKEMONS", "mew") in (await load_snapshot(pokedex.pokemons)).aggregate_keys()
+    assert ("POKEMONS", "mew") not in loaded.aggregate_keys()
+    assert ("POKEMONS", "mew") in (await load_histories(pokedex.pokemons)).aggregate_keys()
 
 
 def test_a_version_without_event_shows_none_and_folds_what_came_before() -> None:
     store = pokemons_event_store()
     appeared = pokemon_appeared("mew", name="Mew", level=50, timestamp="2024")
     later = EventDetail(aggregate_id="mew", version=3, type="POKEMON_LEVELED_UP", timestamp="2024")
-    snapshot = ExplorerSnapshot([store], {("POKEMONS", "mew"): [later, appeared]})  # any order in
-    assert snapshot.versions(("POKEMONS", "mew")) == [1, 3]
-    assert snapshot.event_at(("POKEMONS", "mew"), 2) is None
-    assert snapshot.aggregate_at(("POKEMONS", "mew"), 2).level == 50
-    assert snapshot.aggregate_at(("POKEMONS", "mew"), 3).level == 51
+    loaded = LoadedHistories([store], {("POKEMONS", "mew"): [later, appeared]})  # any order in
+    assert loaded.versions(("POKEMONS", "mew")) == [1, 3]
+    assert loaded.event_at(("POKEMONS", "mew"), 2) is None
+    assert loaded.aggregate_at(("POKEMONS", "mew"), 2).level == 50
+    assert loaded.aggregate_at(("POKEMONS", "mew"), 3).level == 51
 
 
-def test_a_snapshot_needs_the_store_of_each_aggregate() -> None:
+def test_loaded_histories_need_the_store_of_each_aggregate() -> None:
     with pytest.raises(ValueError, match="TRAINERS"):
-        ExplorerSnapshot([pokemons_event_store()], {("TRAINERS", "ash"): []})
+        LoadedHistories([pokemons_event_store()], {("TRAINERS", "ash"): []})
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ async def test_the_dropdown_lists_every_aggregate_with_its_store() -> None:
     ]
 
 
-async def test_an_empty_snapshot_says_so_and_disables_the_controls() -> None:
+async def test_an_empty_load_says_so_and_disables_the_controls() -> None:
     explorer = await explorer_of(in_memory_pokedex())
     assert explorer.selected is None and "No aggregate" in explorer.title.value
     assert explorer.aggregate.disabled and explorer.version.disabled

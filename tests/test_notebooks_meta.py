@@ -142,6 +142,47 @@ def test_further_reading_points_to_the_page_it_mirrors(stem: str, link: str) -> 
     assert link in load(stem).cells[-1].source
 
 
+def exercise_pointers() -> list[tuple[str, str, str]]:
+    """(course notebook, exercise notebook, "exercises N–M") from notebooks/README.md's table.
+
+    Each row reads `` | `exercises/01_reducers_and_commands` | 01, 02 | 25 | 1 · … · 2 · … | ``:
+    the exercises are due after the last notebook of the second column (numbers in parentheses
+    are earlier sections, not where the exercise is due).
+    """
+    readme = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
+    pointers = []
+    for exercise, after, numbers in re.findall(
+        r"^\| `(exercises/\d\d_\w+)` \| ([^|]+) \| \d+ \| (.+) \|$", readme, flags=re.MULTILINE
+    ):
+        due_after = re.findall(r"\b\d\d\b", re.sub(r"\(.*?\)", "", after))[-1]
+        (stem,) = [stem for stem in STEMS if stem.startswith(f"{due_after}_")]
+        first, *_, last = re.findall(r"(\d+) ·", numbers)
+        pointers.append((stem, exercise, f"exercises {first}–{last}"))
+    return pointers
+
+
+EXERCISE_POINTERS = exercise_pointers()
+
+
+def test_the_readme_table_gives_each_exercise_notebook_the_notebook_it_follows() -> None:
+    assert [(stem[:2], exercise[10:12], numbers) for stem, exercise, numbers in EXERCISE_POINTERS] == [
+        ("02", "01", "exercises 1–2"),
+        ("05", "02", "exercises 3–4"),
+        ("06", "03", "exercises 5–6"),
+        ("08", "04", "exercises 7–8"),
+        ("10", "05", "exercises 9–10"),
+    ]
+
+
+@pytest.mark.parametrize("stem, exercise, numbers", EXERCISE_POINTERS)
+def test_its_last_cell_sends_the_learner_to_the_exercises_due_after_it(
+    stem: str, exercise: str, numbers: str
+) -> None:
+    assert (NOTEBOOKS / f"{exercise}.ipynb").exists()
+    last = load(stem).cells[-1].source
+    assert f"Now do {numbers} in `{exercise}.ipynb`" in last
+
+
 @pytest.mark.parametrize("stem", STEMS)
 def test_it_is_stored_executed_in_order_with_outputs(stem: str) -> None:
     notebook = load(stem)

@@ -6,9 +6,10 @@ in between, the event is stored and its message is lost for good. Castore's docu
 to the other way: let the storage's own *data stream* (DynamoDB streams, a database's change log)
 feed the message channel. This module is that other way.
 
-Both shipped storage adapters keep an ordered log (:class:`~castore_edu.storage.protocol.OrderedLogStorage`):
-every accepted event gets the next position (1, 2, 3...). A :class:`Relay` follows it, awaiting
-``read_log`` and ``last_position`` (coroutines, so that a server database can serve them too):
+The shipped storage adapters (in memory, SQLite, PostgreSQL) keep an ordered log
+(:class:`~castore_edu.storage.protocol.OrderedLogStorage`): every accepted event gets the next
+position (1, 2, 3...). A :class:`Relay` follows it, awaiting ``read_log`` and ``last_position``
+(coroutines, so that a server database can serve them too):
 
 1. read the log after its *checkpoint* (the last position it has published), a batch at a time;
 2. publish each event on the channel routed to its event store — a ``NotificationMessage`` on a
@@ -21,15 +22,22 @@ passes it once its publish succeeded. A failed publish leaves the checkpoint bef
 next step publishes it again; a crash (or a cancelled task) forgets whatever was published since
 the last checkpoint, so the next relay publishes that again. Messages are delivered **at least
 once** — sometimes twice, which is why consumers must be idempotent (see ``idempotency``) — and,
-the log being in commit order and each step publishing in log order, **in order per aggregate**.
+the log being in commit order and each step publishing in log order, in order per aggregate
+*from the checkpoint on*. After a failed step or a restart the relay goes back to its
+checkpoint, so a consumer sees an aggregate's versions go back, then forward again (v1, v2, v3,
+v2, v3, v4): a consumer that keeps the latest state should ignore versions at or below the one
+it has (notebook 08, section 3).
 
 "The log is in commit order, without gaps" is what makes a checkpoint safe: no event can appear
-later at a position the relay has already passed. That holds for SQLite and memory only (SQLite
-lets one writer in at a time, and memory appends to a list). On a server database many
-transactions write at once, and one that took a lower position can commit *after* one that took
-a higher position: a relay that had already passed the higher one would skip the lower one for
-good. The PostgreSQL adapter guards its log against that (its writers take turns; see
-``storage/postgres.py`` and notebook 09), so the relay follows it as it follows SQLite.
+later at a position the relay has already passed. Without a guard, that holds for SQLite and
+memory only: SQLite lets one writer in at a time, and memory appends to a list. On a server
+database many transactions write at once, and one that took a lower position can commit
+*after* one that took a higher position: a relay that had already passed the higher one would
+skip the lower one for good. The PostgreSQL adapter
+guards its log against that: a position is unique, and a writer takes the last committed one
+plus one, so its log is in commit order with one unique position per event (see
+``storage/postgres.py`` and notebook 09), and the relay follows it as it follows SQLite. An
+adapter for another server database needs such a guard before a relay can follow it.
 
 Checkpoints live where the events live: for an SQLite or PostgreSQL adapter in the table
 ``relay_checkpoints`` of the same database (keyed by the relay's name), so a relay started after

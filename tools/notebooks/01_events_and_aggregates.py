@@ -5,7 +5,8 @@
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #
-# 1. describe an event as an immutable fact with an aggregate id and a version;
+# 1. describe an event as an immutable fact with an aggregate id and a version, and say what
+#    keeps a stored event from changing;
 # 2. declare event types, and say why some names are reserved;
 # 3. write a reducer — a pure function `(aggregate, event) -> aggregate` — and fold events with it by hand;
 # 4. use `EventStore.build_aggregate`, and fold in steps (the idea behind `prev_aggregate`, notebook 05).
@@ -40,8 +41,9 @@ appeared = EventDetail(
 appeared
 
 # %% [markdown]
-# Facts do not change: `EventDetail` is a frozen dataclass. Trying to rewrite history raises an
-# error. (The cell below is *expected* to fail; the cell after it checks the error.)
+# Facts do not change: `EventDetail` is a frozen dataclass, so its fields cannot be assigned
+# again. Trying to rewrite history that way raises an error. (The cell below is *expected* to
+# fail; the cell after it checks the error.)
 
 # %% tags=["raises-exception"]
 appeared.payload = {"name": "Raichu", "level": 50}
@@ -52,6 +54,29 @@ import sys
 
 assert isinstance(sys.last_value, dataclasses.FrozenInstanceError)
 assert appeared.payload == {"name": "Pikachu", "level": 5}
+
+# %% [markdown]
+# *Frozen* stops assigning a field, not changing what the field holds: `payload` is an ordinary
+# dict, and `appeared.payload["level"] = 99` would change it in place. History is still safe,
+# because a store never keeps your objects: every storage adapter of this course keeps each
+# payload as JSON text — the in-memory one too (`castore_edu/storage/in_memory.py`) — and builds a
+# fresh dict on every read. Below, a store takes Mew's first event; then we change our payload,
+# and the copy a read hands us.
+
+# %%
+from castore_edu.course.pokedex import in_memory_pokedex, pokemon_appeared
+
+store = in_memory_pokedex().pokemons  # notebook 02 introduces the event store
+mew = pokemon_appeared("mew", name="Mew", level=30)
+await store.push_event(mew)
+
+mew.payload["level"] = 99  # allowed: the dict inside a frozen dataclass is still a dict
+(stored,) = await store.get_events("mew")
+print("ours:", mew.payload, "| stored:", stored.payload)
+assert stored.payload == {"name": "Mew", "level": 30}
+
+stored.payload["level"] = 1  # the dict a read returns is a fresh copy, too
+assert (await store.get_events("mew"))[0].payload == {"name": "Mew", "level": 30}
 
 # %% [markdown]
 # ## 2. Event types
@@ -185,6 +210,8 @@ print(f"{pokemons!r} folds {len(events)} events into {pikachu}")
 # ## Recap
 #
 # - An event is an immutable fact about one aggregate, identified by `(aggregate_id, version)`.
+# - A frozen dataclass refuses new field values, not changes inside a dict; stored events stay
+#   unchanged because the store keeps its own copy of every payload (JSON text).
 # - Event types document a store; two names are reserved.
 # - A reducer is a pure function `(aggregate | None, event) -> aggregate`; folding it over the
 #   events computes the state, and folding a prefix computes a past state.

@@ -109,17 +109,17 @@ assert (await pokemons.get_aggregate("mewtwo")).aggregate is None
 # up twice. Then open the **explorer**: pick an aggregate, slide through its versions, and watch
 # the event stored at that version next to the aggregate right after it.
 #
-# Widget callbacks cannot `await`, so the explorer loads every event once (`load_snapshot`, in
+# Widget callbacks cannot `await`, so the explorer loads every event once (`load_histories`, in
 # `castore_edu/course/widgets/explorer.py`) and time-travels by folding the loaded events up to the
 # slider's version.
 
 # %%
 from castore_edu.course.pokedex import tell_the_story
-from castore_edu.course.widgets import EventStoreExplorer, load_snapshot
+from castore_edu.course.widgets import EventStoreExplorer, load_histories
 
 story = in_memory_pokedex()
 await tell_the_story(story)
-explorer = EventStoreExplorer(await load_snapshot(*story.stores))
+explorer = EventStoreExplorer(await load_histories(*story.stores))
 explorer
 
 # %% [markdown]
@@ -133,15 +133,15 @@ assert "POKEMON_CAUGHT" in explorer.event_view.value
 explorer.previous.click()
 assert explorer.version.value == 1 and "wild" in explorer.aggregate_view.value
 
-for key in explorer.snapshot.aggregate_keys():
+for key in explorer.loaded.aggregate_keys():
     store_id, aggregate_id = key
     store = story.pokemons if store_id == "POKEMONS" else story.trainers
-    for version in explorer.snapshot.versions(key):
+    for version in explorer.loaded.versions(key):
         expected = await store.get_aggregate(aggregate_id, max_version=version)
-        assert explorer.snapshot.aggregate_at(key, version) == expected.aggregate
+        assert explorer.loaded.aggregate_at(key, version) == expected.aggregate
 print(
     "explorer and get_aggregate(max_version=...) agree on",
-    len(explorer.snapshot.aggregate_keys()),
+    len(explorer.loaded.aggregate_keys()),
     "aggregates",
 )
 
@@ -228,6 +228,10 @@ assert outcomes[0] == 11 and isinstance(outcomes[1], EventAlreadyExistsError)
 # calls `on_event_already_exists` and retries, up to `event_already_exists_retries` more times
 # (2 by default). Because a retry repeats everything, a handler should have no side effect other
 # than pushing events.
+#
+# Two things are called "handler" below. `handler=level_up` gives the command *our* function;
+# `level_up_command.handler(...)` is the command's own method, which runs `level_up` and runs it
+# again after a conflict. Calling `level_up` directly would not retry.
 
 # %%
 from castore_edu import Command
@@ -246,7 +250,7 @@ level_up_command = Command(
     on_event_already_exists=record_conflict,
 )
 
-levels = await asyncio.gather(
+levels = await asyncio.gather(  # Command.handler: runs level_up, retries it on a conflict
     level_up_command.handler({"pokemon_id": "pikachu"}, [pokemons]),
     level_up_command.handler({"pokemon_id": "pikachu"}, [pokemons]),
 )
@@ -345,7 +349,7 @@ database = Path(temporary.name) / "pokedex.sqlite3"
 
 async def all_events(pokedex):
     """Every event of every aggregate of both stores: what the explorer loads (section 3)."""
-    return (await load_snapshot(*pokedex.stores)).histories
+    return (await load_histories(*pokedex.stores)).histories
 
 
 in_memory, on_disk = in_memory_pokedex(), sqlite_pokedex(database)
@@ -411,4 +415,5 @@ assert not database.exists()
 # - In this package: `castore_edu/core/event_store.py`, `castore_edu/storage/in_memory.py`, `castore_edu/storage/sqlite.py`,
 #   `castore_edu/core/command.py`, `castore_edu/course/widgets/explorer.py`.
 #
-# Next: **03 · Messages and channels**.
+# Now do exercises 1–2 in `exercises/01_reducers_and_commands.ipynb` (a reducer of your own, and a
+# command that retries), then go on to **03 · Messages and channels**.

@@ -8,7 +8,7 @@
 # 1. tell the three kinds of message apart, and relate two of them to Martin Fowler's
 #    *event notification* and *event-carried state transfer*;
 # 2. choose between a message **bus** (fan out to every interested listener) and a message
-#    **queue** (one worker, one message at a time, in order);
+#    **queue** (each message to one worker), and say what order a queue does and does not keep;
 # 3. filter what a bus listener receives;
 # 4. predict what retries do when a consumer fails, and where a message goes when they run out;
 # 5. replay past events into a channel, so that a new consumer catches up.
@@ -138,8 +138,9 @@ else:
 # %% [markdown]
 # ## 3. A queue takes turns
 #
-# A **queue** hands each message to one **worker**, one message at a time, in order
-# (`castore_edu/messaging/in_memory_queue.py`). A bus starts a delivery for every message at once. To see
+# A **queue** hands each message to one **worker**. This course's in-memory queue
+# (`castore_edu/messaging/in_memory_queue.py`) has a single worker that takes one message at a time,
+# in the order they were published. A bus starts a delivery for every message at once. To see
 # the difference, the consumer below writes down when it starts and ends each message, and
 # awaits in between (as real work would).
 
@@ -176,8 +177,18 @@ assert queue_timeline == ["start v1", "end v1", "start v2", "end v2"]  # one at 
 assert bus_timeline == ["start v1", "start v2", "end v1", "end v2"]  # both at once
 
 # %% [markdown]
-# Use a queue when order matters or when the consumer must not be flooded (a projection that
-# updates one row per message); use a bus to let any number of independent consumers react.
+# That order is the in-memory adapter's, not a promise of queues in general. Even here, a
+# message whose worker fails goes to the *back* of the queue to wait for its retry (retries are
+# section 5), so later messages overtake it. Amazon SQS, behind Castore's queue adapter, has two
+# kinds: a *standard* queue delivers at least once and in no guaranteed order, and several
+# workers (competing consumers) take messages in parallel; a *FIFO* queue keeps order only within
+# a *message group* (one per aggregate, say), and hands out a group's next message only once the
+# one before it is done.
+#
+# So use a queue when each message must be handled by exactly one worker — a projection that
+# updates one row per message, work that must not flood its consumer — and use a bus to let any
+# number of independent consumers react. When order matters, check what your queue keeps (a FIFO
+# queue, grouped by aggregate), or make the consumer cope with disorder (notebooks 07 and 08).
 
 # %% [markdown]
 # ## 4. State-carrying channels
@@ -345,7 +356,9 @@ assert castore_tasks() == []
 # - Notifications carry the event; state-carrying messages also carry the aggregate (Fowler's
 #   event notification vs event-carried state transfer); aggregate-exists messages carry an id.
 # - A channel checks the source store and delegates delivery to its adapter.
-# - A bus fans out to every matching listener, concurrently; a queue feeds one worker, in order.
+# - A bus fans out to every matching listener, concurrently; a queue gives each message to one
+#   worker. The in-memory queue has one worker, in order; SQS standard queues keep no order, FIFO
+#   queues keep it per message group.
 # - Consumers fail silently for the publisher: the adapter retries with back-off, then keeps a
 #   dead letter (and logs it).
 # - `pour_*` replays stored events with `replay=True`; listeners opt in with `on_replay`.
@@ -358,6 +371,8 @@ assert castore_tasks() == []
 # - Castore, messages: <https://castore-dev.github.io/castore/docs/reacting-to-events/messages/>
 # - Castore, message queues: <https://castore-dev.github.io/castore/docs/reacting-to-events/message-queues/>
 # - Castore, message buses: <https://castore-dev.github.io/castore/docs/reacting-to-events/message-buses/>
+# - Amazon SQS, standard and FIFO queues:
+#   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-queue-types.html>
 # - In this package: `castore_edu/messaging/messages.py`, `castore_edu/messaging/channels.py`, `castore_edu/messaging/in_memory_bus.py`,
 #   `castore_edu/messaging/in_memory_queue.py`, `castore_edu/messaging/delivery.py`, `castore_edu/replay/dam.py`.
 #

@@ -330,4 +330,5 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 #   <https://martinfowler.com/articles/201701-event-driven.html>
 # - In this package: `castore_edu/testing/latency.py`, `castore_edu/connected/connected_event_store.py`, `castore_edu/course/pokedex.py`.
 #
-# Next: **06 · Event groups**.
+# Now do exercises 3–4 in `exercises/02_channels_and_connected_stores.ipynb` (a filtered bus
+# listener, and a state-carrying queue fed without reads), then go on to **06 · Event groups**.

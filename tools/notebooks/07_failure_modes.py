@@ -9,8 +9,8 @@
 #    every failure below happens the same way on every run;
 # 2. explain why a publish that fails *after* the push loses the message, and why retrying the
 #    push cannot bring it back;
-# 3. tell apart what a failing *consumer* costs (retries, then a dead letter) from what a
-#    failing *publisher* costs (a message that never existed);
+# 3. tell apart what a failing *consumer* costs (retries, then a dead letter you can publish
+#    again) from what a failing *publisher* costs (a message that never existed);
 # 4. recognise duplicate, out-of-order and wrong state-carrying messages, and a group whose events
 #    were all stored but only partly published.
 #
@@ -63,6 +63,29 @@ pokemons, trainers = pokedex.pokemons, pokedex.trainers
 schedule = FaultSchedule.seeded(7, fail=0.1, duplicate=0.05)
 print("the first 20 calls:", ["." if fault is None else fault.value for fault in schedule.decisions(20)])
 assert schedule.decisions(20) == FaultSchedule.seeded(7, fail=0.1, duplicate=0.05).decisions(20)
+
+# %% [markdown]
+# Two of the faults before the stories below: `FAIL_AFTER` and `CRASH`, on a bus. The first
+# publish is delivered and *then* raises, so the publisher believes it failed; the second
+# "kills the process" before anything is delivered.
+
+# %%
+from castore_edu import NotificationMessage
+
+demo_bus, demo_inbox = listening_bus(NotificationMessageBus, "FAULT_DEMO", [pokemons])
+FaultyChannelAdapter.wrap(demo_bus, FaultSchedule.scripted({1: Fault.FAIL_AFTER, 2: Fault.CRASH}))
+outcomes = []
+for event in (await pokemons.get_events("pikachu"))[:2]:
+    try:
+        await demo_bus.publish_message(NotificationMessage("POKEMONS", event))
+    except InjectedFault as error:
+        outcomes.append(f"v{event.version}: the publisher got {error}")
+    except SimulatedCrash as crash:
+        outcomes.append(f"v{event.version}: the process died: {crash}")
+await demo_bus.message_channel_adapter.wait_idle()
+print(*outcomes, sep="\n")
+print("delivered:", [f"v{message.event.version}" for message in demo_inbox])
+assert [message.event.version for message in demo_inbox] == [1]  # v1 arrived although its publish raised
 
 # %% [markdown]
 # ## 1. The publish fails after the push
@@ -156,12 +179,15 @@ import logging
 quiet = logging.NullHandler()
 logging.getLogger("castore_edu").addHandler(quiet)
 
-attempts = []
+attempts, projected = [], []
+database_up = False
 
 
 async def projection_with_its_database_down(message, context):
     attempts.append((context.attempt, context.retry_attempts_left))
-    raise ConnectionError("the read model database is down")
+    if not database_up:
+        raise ConnectionError("the read model database is down")
+    projected.append(message.event.version)
 
 
 fragile = NotificationMessageBus(message_bus_id="FRAGILE", source_event_stores=[pokemons])
@@ -184,8 +210,23 @@ assert [fragile_adapter.retry_delay_for(attempt) for attempt in (1, 2)] == [10, 
 assert dead.attempts == 3 and dead.message.event.aggregate_id == "charmander"
 
 # %% [markdown]
-# Compare with sections 1 and 2: here the message exists and is kept, so it can be delivered
-# again once the consumer is fixed. A message that was never published has no dead letter.
+# Compare with sections 1 and 2: here the message exists and is kept, with the error and the
+# number of deliveries. Nothing re-sends it by itself; once the consumer works again, publishing
+# the kept message again is up to you. Two lines do it here (on a bus, every listener that
+# matches it gets it again):
+
+# %%
+database_up = True  # the read model's database is back
+for letter in fragile_adapter.dead_letters:
+    await fragile.publish_message(letter.message)
+await fragile_adapter.wait_idle()
+print("handled after the re-publish:", [f"charmander v{version}" for version in projected])
+assert projected == [2] and attempts[-1] == (1, 2)  # a new delivery, attempt 1
+fragile_adapter.dead_letters.clear()  # handled: nothing left to re-publish
+
+# %% [markdown]
+# A message that was never published (sections 1 and 2) has no dead letter: nothing can send it
+# again.
 
 # %% [markdown]
 # ## 4. Duplicates and deliveries out of order
@@ -223,13 +264,15 @@ assert (latest_state["charmander"].version, truth.version) == (4, 5)
 #
 # Passing `prev_aggregate` spares a state-carrying store a read (notebook 05). The store trusts
 # it. Here we read Charmander, another writer pushes a level-up, and we push the next version
-# with the aggregate we read before.
+# with the aggregate we read before — a *stale read*.
 
 # %%
-snapshot = (await pokemons.get_aggregate("charmander")).aggregate  # v5
+read_earlier = (await pokemons.get_aggregate("charmander")).aggregate  # v5
 await pokemons.push_event(pokemon_leveled_up("charmander", version=6))  # the other writer
 charmander_inbox.clear()
-await connected_charmander.push_event(pokemon_leveled_up("charmander", version=7), prev_aggregate=snapshot)
+await connected_charmander.push_event(
+    pokemon_leveled_up("charmander", version=7), prev_aggregate=read_earlier
+)  # a stale read: it does not know v6
 await charmander_news.message_channel_adapter.wait_idle()
 
 (sent,) = charmander_inbox
@@ -317,7 +360,8 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 #   or a seeded random generator — never the clock.
 # - A connected store publishes *after* storing. A failed publish or a crash in between leaves a
 #   stored event whose message is lost; retrying the push only meets `EventAlreadyExistsError`.
-# - Consumer failures are retried with back-off and end as dead letters, which can be replayed.
+# - Consumer failures are retried with back-off and end as dead letters, kept with their message
+#   in `adapter.dead_letters`; re-publishing them once the consumer works is up to you.
 # - Consumers must expect duplicates, reordering and — with a stale `prev_aggregate` — wrong states.
 # - A group is stored atomically but published store by store: part of it can go unpublished.
 #

@@ -6,10 +6,11 @@
 # **Learning objectives.** By the end of this notebook you will be able to:
 #
 # 1. publish events from the storage's **ordered log** with a relay that checkpoints only what
-#    it has published — at least once, in order per aggregate;
+#    it has published — at least once, in log order from its checkpoint on;
 # 2. crash a relay and start a new one on the same SQLite database, which continues from the
-#    checkpoint;
-# 3. make a consumer **idempotent**, so that duplicates and replays are harmless, and rebuild a
+#    checkpoint, and say what a consumer sees when the stream rewinds there;
+# 3. make a consumer cope: a **version gate** for the latest state, an **idempotent** handler for
+#    effects that add up, so that duplicates, rewinds and replays are harmless; and rebuild a
 #    read model from scratch by replaying the store;
 # 4. measure the connected store and the relay side by side under the same random faults.
 #
@@ -21,14 +22,18 @@
 # %% [markdown]
 # ## 1. The storage's ordered log
 #
-# Every event an adapter accepts gets the next **position** — 1, 2, 3… in commit order, without
-# gaps. `await adapter.read_log(after_position=p)` returns what came after position `p`. A
+# Every event an adapter accepts gets the next **position**: 1, 2, 3…
+# `await adapter.read_log(after_position=p)` returns what came after position `p`. On the
+# in-memory and SQLite adapters used here, positions follow commit order, without gaps, so a
 # follower that remembers the last position it handled can resume from there and miss nothing.
 #
-# Both log calls, `read_log` and `last_position`, are coroutines, like every call to storage: on
-# a server database they are queries over the network. "In commit order, without gaps" holds for
-# SQLite and memory, which let one writer in at a time; a server database needs more, as
-# notebook 09 shows.
+# "In commit order, without gaps" holds for SQLite and memory because they let one writer in at a
+# time. It does not hold on a server database by itself: many transactions write at once, and
+# one that took a lower position can commit after one that took a higher position. Notebook 09
+# shows that gap on PostgreSQL, and how its adapter closes it (positions are unique and writers
+# take turns, so the log is in commit order again: `castore_edu/storage/postgres.py`). Both log
+# calls, `read_log` and `last_position`, are coroutines, like every call to storage: on a server
+# database they are queries over the network.
 
 # %%
 from castore_edu import (
@@ -223,10 +228,56 @@ print("relay_checkpoints:", checkpoints)
 assert checkpoints == [("pokemon-states", 7)]
 
 # %% [markdown]
-# Every stored Pokémon event was delivered, in version order for each Pokémon, and two of them
-# twice. The state-carrying messages were right, too: the relay computes each aggregate from the
-# log itself (folding the previous one, or reading the store after a restart), never from a
-# caller's `prev_aggregate`.
+# Every stored Pokémon event was delivered: nothing was lost. But look at Pikachu's versions:
+# 1, 2, 3, then 2, 3 again, then 4. A restart **rewinds** the stream: the new relay starts from
+# the checkpoint and delivers again what the dead one had published after it. As long as nothing
+# fails, a relay publishes in log order, so one Pokémon's versions only go forward; after a
+# failure they go back to the checkpoint, then forward again, and some arrive twice.
+#
+# Each state-carrying message was right, though: the relay computes each aggregate from the log
+# itself (folding the previous one, or reading the store after a restart), never from a caller's
+# `prev_aggregate`. The trouble is the consumer's. The "latest state wins" consumer of notebook
+# 07, section 4, keeps whatever came last: after the restart it shows Pikachu at v2, level 5, until
+# v3 and v4 arrive again. A **version gate** keeps each Pokémon's version with its state and
+# ignores any message at or below it. Both follow the deliveries above, in their order:
+
+
+# %%
+def latest_wins(kept, version, level):
+    return (version, level)  # notebook 07, section 4: "the last message is the newest"
+
+
+def version_gate(kept, version, level):
+    return (version, level) if version > kept[0] else kept  # at or below what it has: ignored
+
+
+def follow(consume):
+    """Feed the deliveries above to a consumer; note every time a Pokémon's version went back."""
+    state, went_back = {}, []
+    for aggregate_id, version, level in deliveries:
+        before = state.get(aggregate_id, (0, None))
+        state[aggregate_id] = consume(before, version, level)
+        if state[aggregate_id][0] < before[0]:
+            went_back.append(f"{aggregate_id} v{before[0]} -> v{state[aggregate_id][0]}")
+    return state, went_back
+
+
+in_store = {}
+for pokemon_id in ("pikachu", "charmander"):
+    pokemon = (await dex.pokemons.get_aggregate(pokemon_id)).aggregate
+    in_store[pokemon_id] = (pokemon.version, pokemon.level)
+
+for consume in (latest_wins, version_gate):
+    state, went_back = follow(consume)
+    print(f"{consume.__name__:12} went back: {went_back or 'never'}; ends at (version, level) {state}")
+assert follow(latest_wins)[1] == ["pikachu v3 -> v2"]  # for a moment, level 5 again
+assert follow(version_gate) == (in_store, [])  # never goes back, and ends where the store is
+
+# %% [markdown]
+# A gate suits state-carrying messages: a newer state already holds every older one, so an
+# older message has nothing to add. A consumer that *adds up* events cannot use it — a message
+# overtaken by a newer one (notebook 07's reordering) would be dropped for good. It needs to know
+# which events it has processed, one by one: section 4.
 
 # %% [markdown]
 # ## 4. Idempotent consumers
@@ -319,6 +370,24 @@ plt.show()
 # pays in duplicates (every `lose_ack`, every crash mid-batch), which the idempotent read model
 # absorbs. The test suite runs this comparison over 1,000 random fault schedules
 # (`tests/test_experiment.py`).
+#
+# The row **errors seen** counts the errors the publisher got back: every publish that met
+# `fail` or `lose_ack` raised `InjectedFault` (a `crash` is counted apart, under *crashes*). For
+# the connected store that is a `push_event` that raised although its event was stored: 14 `fail`
+# and 14 `lose_ack` among its 300 publishes, one per push. For the relay it is a step that failed
+# and was retried from the checkpoint. The relay's count is higher because it publishes more often
+# — the failed message again after each error, the unsaved part of a batch again after each crash
+# — and every publish meets the schedule's next decision.
+
+# %%
+from collections import Counter
+
+decisions = Counter(rates.schedule(8).decisions(300))  # the faults met by the connected store
+print({fault.value: count for fault, count in decisions.items() if fault is not None})
+assert decisions[Fault.FAIL] == decisions[Fault.FAIL_AFTER] == 14
+assert result.connected.errors_seen == decisions[Fault.FAIL] + decisions[Fault.FAIL_AFTER]
+assert result.relay.errors_seen > result.connected.errors_seen
+assert result.connected.crashes == decisions[Fault.CRASH]
 
 # %% [markdown]
 # ## 7. The failure simulator
@@ -373,8 +442,10 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # ## Recap
 #
 # - A relay publishes from the storage's ordered log and moves its checkpoint only after a
-#   successful publish: nothing stored is ever lost, messages come in order per aggregate, and
-#   a failure costs a duplicate instead.
+#   successful publish: nothing stored is ever lost, and a failure costs duplicates instead.
+# - After a failure the stream rewinds to the checkpoint: a consumer sees one aggregate's
+#   versions go back, then forward again. A version gate (ignore what is at or below the version
+#   kept) keeps a latest-state consumer from going back.
 # - On SQLite the checkpoint lives in the same database, so a relay started after a crash
 #   continues where the old one stopped.
 # - Idempotent consumers skip what they have processed, keyed by
@@ -395,4 +466,6 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # - In this package: `castore_edu/reliability/relay.py`, `castore_edu/reliability/idempotency.py`,
 #   `castore_edu/course/experiment.py`, `benchmarks/relay.py`.
 #
-# Next: notebook 09 takes the event store to a PostgreSQL server, where the log needs a guard.
+# Now do exercises 7–8 in `exercises/04_reliable_delivery.ipynb` (an idempotent consumer, and a
+# relay that resumes from its checkpoint), then go on to notebook 09, which takes the event store
+# to a PostgreSQL server, where the log needs a guard.

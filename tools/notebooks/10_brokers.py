@@ -299,6 +299,10 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # - Castore's AWS adapters have the same pieces: EventBridge rules, SQS visibility timeout,
 #   FIFO deduplication id, redrive policy and dead-letter queue.
 #
+# Now do exercises 9–10 in `exercises/05_beyond_one_machine.ipynb` (a log reader that never
+# passes a transaction in flight, and an acknowledgement sent only after the read model
+# committed). They run in memory: no server needed.
+#
 # *When this notebook was last built it ran in {{build_time}} in a fresh kernel.*
 #
 # **Further reading**

@@ -7,20 +7,20 @@ browser; the widget itself only wires buttons and sliders to that logic.
 
 from castore_edu.course.widgets.explorer import (
     EventStoreExplorer,
-    ExplorerSnapshot,
+    LoadedHistories,
     aggregate_html,
     event_html,
-    load_snapshot,
+    load_histories,
 )
 from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html
 
 __all__ = [
     "EventStoreExplorer",
-    "ExplorerSnapshot",
     "FailureSimulator",
+    "LoadedHistories",
     "aggregate_html",
     "chart_png",
     "event_html",
-    "load_snapshot",
+    "load_histories",
     "result_html",
 ]

@@ -7,12 +7,13 @@ sourcing — the past is not overwritten, it is replayed — and it is exactly w
 
 Why everything is loaded up front: widget callbacks are plain synchronous functions, called by
 ipywidgets when a slider moves; they cannot ``await`` a storage read. So
-:func:`load_snapshot` reads the events of every listed aggregate once (async, in a notebook cell),
+:func:`load_histories` reads the events of every listed aggregate once (async, in a notebook cell),
 and the explorer then time-travels by folding the preloaded events up to the chosen version with
 the store's own reducer — which gives the same aggregate as ``get_aggregate(max_version=...)``
-(the tests check that they agree). A snapshot is a photograph: push more events, load again.
+(the tests check that they agree). What was loaded does not follow the store: push more events,
+load again.
 
-The logic lives in :class:`ExplorerSnapshot` and the two ``*_html`` functions; the
+The logic lives in :class:`LoadedHistories` and the two ``*_html`` functions; the
 :class:`EventStoreExplorer` widget only wires a dropdown, a slider and two buttons to them, so
 tests drive it headlessly by setting ``.value`` and calling ``.click()``.
 """
@@ -33,7 +34,7 @@ from castore_edu.core.events import EventDetail
 AggregateKey = tuple[str, str]  # (event_store_id, aggregate_id)
 
 
-class ExplorerSnapshot:
+class LoadedHistories:
     """The events of some aggregates, loaded once, and the stores that know how to fold them."""
 
     def __init__(
@@ -67,7 +68,7 @@ class ExplorerSnapshot:
         return self.event_stores[event_store_id].build_aggregate(events)
 
 
-async def load_snapshot(*event_stores: EventStore, page_size: int = 100) -> ExplorerSnapshot:
+async def load_histories(*event_stores: EventStore, page_size: int = 100) -> LoadedHistories:
     """Read every aggregate of ``event_stores`` (all pages of ``list_aggregate_ids``) and their events."""
     histories: dict[AggregateKey, list[EventDetail]] = {}
     for store in event_stores:
@@ -81,7 +82,7 @@ async def load_snapshot(*event_stores: EventStore, page_size: int = 100) -> Expl
             page_token = page.next_page_token
             if page_token is None:
                 break
-    return ExplorerSnapshot(event_stores, histories)
+    return LoadedHistories(event_stores, histories)
 
 
 # -- rendering: pure functions from values to HTML ------------------------------------------
@@ -136,9 +137,9 @@ class EventStoreExplorer:
     so that code — a test, or a notebook cell checking what the explorer shows — can drive it.
     """
 
-    def __init__(self, snapshot: ExplorerSnapshot) -> None:
-        self.snapshot = snapshot
-        keys = snapshot.aggregate_keys()
+    def __init__(self, loaded: LoadedHistories) -> None:
+        self.loaded = loaded
+        keys = loaded.aggregate_keys()
         self.aggregate = widgets.Dropdown(
             description="Aggregate",
             options=[
@@ -167,7 +168,7 @@ class EventStoreExplorer:
         self._select_aggregate()
 
     def __repr__(self) -> str:
-        return f"EventStoreExplorer({len(self.snapshot.aggregate_keys())} aggregates)"
+        return f"EventStoreExplorer({len(self.loaded.aggregate_keys())} aggregates)"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # The widget view, with a short, stable text form (the default one lists every child).
@@ -187,7 +188,7 @@ class EventStoreExplorer:
     def _select_aggregate(self) -> None:
         """A new aggregate: stretch the slider over its versions and show its latest state."""
         key = self.selected
-        versions = self.snapshot.versions(key) if key is not None else []
+        versions = self.loaded.versions(key) if key is not None else []
         first, last = (versions[0], versions[-1]) if versions else (0, 0)
         # Widen before narrowing: ipywidgets refuses min > max at every single step.
         self.version.max = max(self.version.max, last)
@@ -205,7 +206,7 @@ class EventStoreExplorer:
         self.next.disabled = disabled or version >= self.version.max
         if key is None:
             self.title.value = (
-                "<p><i>No aggregate to explore: push some events, then load a snapshot.</i></p>"
+                "<p><i>No aggregate to explore: push some events, then load them again.</i></p>"
             )
             self.event_view.value = self.aggregate_view.value = ""
             return
@@ -214,5 +215,5 @@ class EventStoreExplorer:
             f"<p><b>{html.escape(store_id)} · {html.escape(aggregate_id)}</b>: "
             f"version {version} of {self.version.max}</p>"
         )
-        self.event_view.value = event_html(self.snapshot.event_at(key, version))
-        self.aggregate_view.value = aggregate_html(self.snapshot.aggregate_at(key, version))
+        self.event_view.value = event_html(self.loaded.event_at(key, version))
+        self.aggregate_view.value = aggregate_html(self.loaded.aggregate_at(key, version))
