@@ -40,7 +40,8 @@
 # </details>
 #
 # **Check yourself.** Run your cell, then the check: it folds Misty's whole story with your
-# reducer — her start, two catches, a release, and an event type your reducer has never heard of.
+# reducer — her start, three catches, a release, and an event type your reducer has never heard of
+# (and Brock's start, too).
 
 # %%
 from dataclasses import replace
@@ -96,7 +97,8 @@ await check_trainer_reducer(trainer_reducer)
 # </details>
 #
 # **Check yourself.** The check runs four level-ups of Pikachu at once, on storage that pauses at
-# every call, so that every handler reads before any of them writes.
+# every call, so that every handler reads before any of them writes; then another writer levels
+# Pikachu up, and your command levels up Pikachu and Eevee once more.
 
 # %%
 from castore_edu import Command, EventStore

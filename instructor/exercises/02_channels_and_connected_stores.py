@@ -32,8 +32,8 @@
 # receives replays.
 # </details>
 #
-# **Check yourself.** The check publishes every event of the opening story (both stores), one
-# replayed level-up and one new level-up, then compares your alerts — and counts how often your
+# **Check yourself.** The check publishes every event of the opening story (both stores) and a
+# level-up of a third store (`GYM_POKEMONS`), one replayed level-up and one new level-up, then compares your alerts — and counts how often your
 # handler was called.
 
 # %%

@@ -73,8 +73,9 @@ await check_catch(catch)
 # pours a whole store. `await adapter.wait_idle()` waits for the deliveries.
 # </details>
 #
-# **Check yourself.** The check gives you a store of three Pokémon and a bus, then compares your
-# levels with the aggregates, and looks at what was published.
+# **Check yourself.** The check gives you a store of three Pokémon and a bus whose listeners run
+# late, as a broker's do, then compares your levels with the aggregates, counts the store's reads
+# and looks at what was published.
 
 # %%
 from castore_edu import EventStore, NotificationMessageBus, pour_event_store_events

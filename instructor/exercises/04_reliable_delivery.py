@@ -31,8 +31,9 @@
 # The order of two lines decides what happens when `apply` fails.
 # </details>
 #
-# **Check yourself.** The check delivers level-ups of two Pokémon, delivers them all again, then
-# makes `apply` fail once on a new message and delivers that message a second time.
+# **Check yourself.** The check delivers level-ups of three Pokémon (one version out of order,
+# two Eevees of two stores), delivers them all again — as new, equal objects, the way a broker
+# does — then makes `apply` fail once on a new message and delivers that message a second time.
 
 # %%
 from castore_edu.course.pokedex import POKEMON_LEVELED_UP
@@ -91,8 +92,9 @@ await check_idempotent_counter(LevelUpCounter)
 # to storage). *When* you save decides what a failure costs.
 # </details>
 #
-# **Check yourself.** The check steps your relay over the opening story while the channel refuses
-# the 3rd publish, then steps it again, and again after one more event, and runs a second relay.
+# **Check yourself.** The check steps your relay over the opening story, on a log whose positions
+# have gaps (as a server database's log can), while the channel refuses the 3rd publish, then
+# steps it again, and again after one more event, and runs a second relay.
 
 # %%
 from castore_edu import InMemoryCheckpointStore, NotificationMessage

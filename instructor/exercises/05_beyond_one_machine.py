@@ -95,9 +95,10 @@ await check_read_new(read_new)
 # applied already.
 # </details>
 #
-# **Check yourself.** The check delivers four level-ups: the process dies during the commit of
+# **Check yourself.** The check delivers six level-ups: the process dies during the commit of
 # the second, between the commit and the ack of the third, and the commit of the fourth fails
-# with an error. Whatever was not acknowledged is delivered again.
+# with an error; the last two are of two Eevees, in two stores, at the same version. Whatever was
+# not acknowledged is delivered again.
 
 # %%
 from castore_edu.course.exercises import Delivery, LevelDatabase

@@ -52,6 +52,8 @@ from castore_edu.course.exercises import EXERCISES, NotYet  # noqa: E402
 from castore_edu.course.exercises.feedback import attempt  # noqa: E402
 from castore_edu.course.pokedex import (  # noqa: E402
     POKEMON_LEVELED_UP,
+    TRAINER_CREATED,
+    Trainer,
     pokemon_caught,
     pokemon_leveled_up,
     trainer_caught_pokemon,
@@ -315,6 +317,53 @@ def unknown_types_refused(trainer: Any, event: Any) -> Any:
     return course_trainer_reducer(trainer, event)
 
 
+def released(trainer: Any, event: Any, pokemon_ids: tuple[str, ...]) -> Any:
+    return replace(trainer, version=event.version, pokemon_ids=pokemon_ids)
+
+
+def a_right_reducer(trainer: Any, event: Any) -> Any:
+    """What the wrong answers below get right: every event but the one each gets wrong."""
+    if event.type == "TRAINER_RELEASED_POKEMON":
+        gone = event.payload["pokemon_id"]
+        return released(trainer, event, tuple(p for p in trainer.pokemon_ids if p != gone))
+    return course_trainer_reducer(trainer, event)
+
+
+def release_the_first(trainer: Any, event: Any) -> Any:
+    if event.type == "TRAINER_RELEASED_POKEMON":
+        return released(trainer, event, trainer.pokemon_ids[1:])  # the one released is not always the first
+    return a_right_reducer(trainer, event)
+
+
+def compared_with_the_event_type(trainer: Any, event: Any) -> Any:
+    if event.type == TRAINER_CREATED:  # an EventType, never equal to a str: no branch matches
+        return Trainer(aggregate_id=event.aggregate_id, version=event.version, name=event.payload["name"])
+    return replace(trainer, version=event.version)
+
+
+def pokemon_ids_in_a_list(trainer: Any, event: Any) -> Any:
+    if event.type == "TRAINER_CREATED":
+        return Trainer(event.aggregate_id, event.version, event.payload["name"], [])
+    if event.type == "TRAINER_CAUGHT_POKEMON":
+        return replace(
+            trainer, version=event.version, pokemon_ids=[*trainer.pokemon_ids, event.payload["pokemon_id"]]
+        )
+    return a_right_reducer(trainer, event)
+
+
+def popping_the_payload(trainer: Any, event: Any) -> Any:
+    if event.type == "TRAINER_CAUGHT_POKEMON":
+        caught = event.payload.pop("pokemon_id")  # changes the stored event
+        return replace(trainer, version=event.version, pokemon_ids=(*trainer.pokemon_ids, caught))
+    return a_right_reducer(trainer, event)
+
+
+def created_as_misty(trainer: Any, event: Any) -> Any:
+    if event.type == "TRAINER_CREATED":
+        return Trainer(event.aggregate_id, event.version, "Misty")
+    return a_right_reducer(trainer, event)
+
+
 # Exercise 2: make_level_up_command
 
 
@@ -348,6 +397,29 @@ def returning_the_aggregate(pokemons: EventStore) -> Command:
     async def handler(input: Any, event_stores: Any) -> Any:
         await level_up_handler(input, event_stores)
         return (await event_stores[0].get_aggregate(input["pokemon_id"])).aggregate
+
+    return level_up_command(pokemons, handler, event_already_exists_retries=3)
+
+
+def levelling_up_pikachu_only(pokemons: EventStore) -> Command:
+    async def handler(input: Any, event_stores: Any) -> Any:
+        return await level_up_handler({"pokemon_id": "pikachu"}, event_stores)
+
+    return level_up_command(pokemons, handler, event_already_exists_retries=3)
+
+
+def reading_once_for_all_calls(pokemons: EventStore) -> Command:
+    known: dict[str, Any] = {}  # the state of each Pokémon, read once, then kept across calls
+
+    async def handler(input: Any, event_stores: Any) -> Any:
+        (store,) = event_stores
+        pokemon_id = input["pokemon_id"]
+        if pokemon_id not in known:
+            known[pokemon_id] = (await store.get_existing_aggregate(pokemon_id)).aggregate
+        current = known[pokemon_id]
+        event = pokemon_leveled_up(pokemon_id, version=current.version + 1)
+        known[pokemon_id] = (await store.push_event(event, prev_aggregate=current)).next_aggregate
+        return known[pokemon_id].level
 
     return level_up_command(pokemons, handler, event_already_exists_retries=3)
 
@@ -388,6 +460,20 @@ def with_a_plain_function(bus_adapter: Any, alerts: list) -> None:
         alerts.append((message.event.aggregate_id, message.event.version))
 
     bus_adapter.on({"event_store_id": "POKEMONS", "event_type": POKEMON_LEVELED_UP.type}, alert)
+
+
+def any_store_s_level_ups(bus_adapter: Any, alerts: list) -> None:
+    async def alert(message: Any, context: Any) -> None:
+        alerts.append((message.event.aggregate_id, message.event.version))
+
+    bus_adapter.on({"event_type": POKEMON_LEVELED_UP.type}, alert)
+
+
+def filtering_on_the_event_type_object(bus_adapter: Any, alerts: list) -> None:
+    async def alert(message: Any, context: Any) -> None:
+        alerts.append((message.event.aggregate_id, message.event.version))
+
+    bus_adapter.on({"event_store_id": "POKEMONS", "event_type": POKEMON_LEVELED_UP}, alert)
 
 
 # Exercise 4: connect_to_level_queue, level_up
@@ -437,6 +523,26 @@ async def catch_swallowing_the_conflict(*stores_and_ids: Any) -> None:
     grouped = [store.group_event(event) for store, event in await catch_events(*stores_and_ids)]
     with contextlib.suppress(EventAlreadyExistsError):
         await EventStore.push_event_group(*grouped)
+
+
+async def catch_retrying_three_times(*stores_and_ids: Any) -> None:
+    for attempt_number in range(3):
+        grouped = [store.group_event(event) for store, event in await catch_events(*stores_and_ids)]
+        try:
+            await EventStore.push_event_group(*grouped)
+            return
+        except EventAlreadyExistsError:
+            if attempt_number == 2:
+                raise
+
+
+async def catch_at_version_two(
+    pokemons: EventStore, trainers: EventStore, pokemon_id: str, trainer_id: str
+) -> None:
+    trainer = (await trainers.get_existing_aggregate(trainer_id)).aggregate
+    caught = pokemon_caught(pokemon_id, version=2, trainer_id=trainer_id)  # a wild Pokémon is not always at 1
+    recorded = trainer_caught_pokemon(trainer_id, version=trainer.version + 1, pokemon_id=pokemon_id)
+    await EventStore.push_event_group(pokemons.group_event(caught), trainers.group_event(recorded))
 
 
 # Exercise 6: rebuild_levels
@@ -490,6 +596,26 @@ async def rebuild_live(pokemons: EventStore, bus: Any) -> dict[str, int]:
     return levels
 
 
+async def rebuild_without_waiting(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    bus.message_channel_adapter.on({"on_replay": True}, levels_listener(levels))
+    await pour_event_store_events(event_store=pokemons, message_channel=bus)
+    return levels  # the in-memory bus may have run the listener already; a broker has not
+
+
+async def rebuild_reading_the_store(pokemons: EventStore, bus: Any) -> dict[str, int]:
+    levels: dict[str, int] = {}
+
+    async def keep(message: Any, context: Any) -> None:
+        pokemon_id = message.event.aggregate_id
+        levels[pokemon_id] = (await pokemons.get_aggregate(pokemon_id)).aggregate.level
+
+    bus.message_channel_adapter.on({"on_replay": True}, keep)
+    await pour_event_store_events(event_store=pokemons, message_channel=bus)
+    await bus.message_channel_adapter.wait_idle()
+    return levels
+
+
 # Exercise 7: LevelUpCounter.handle (subclasses of the solution's class)
 
 
@@ -519,6 +645,27 @@ async def handle_swallowing_errors(self: Any, message: Any, context: Any) -> Non
         self.processed.add(key)
     except Exception:
         pass
+
+
+async def handle_keyed_by_identity(self: Any, message: Any, context: Any) -> None:
+    if id(message) not in self.processed:  # a redelivery is another object, equal to the first
+        self.apply(message)
+        self.processed.add(id(message))
+
+
+async def handle_keyed_without_the_store(self: Any, message: Any, context: Any) -> None:
+    key = (message.event.aggregate_id, message.event.version)
+    if key not in self.processed:
+        self.apply(message)
+        self.processed.add(key)
+
+
+async def handle_keeping_the_last_version(self: Any, message: Any, context: Any) -> None:
+    key = (message.event_store_id, message.event.aggregate_id)
+    last_versions = self.__dict__.setdefault("last_versions", {})
+    if message.event.version > last_versions.get(key, 0):  # skips a version that comes late
+        self.apply(message)
+        last_versions[key] = message.event.version
 
 
 # Exercise 8: relay_step
@@ -571,6 +718,24 @@ async def relay_with_one_checkpoint(storage: Any, channel: Any, checkpoints: Any
     return published
 
 
+async def relay_saving_a_count(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    start, published = await checkpoints.load(name), 0
+    for entry in await storage.read_log(after_position=start):
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        published += 1
+        await checkpoints.save(name, start + published)  # a count, not a position
+    return published
+
+
+async def relay_ignoring_its_name(storage: Any, channel: Any, checkpoints: Any, name: str) -> int:
+    published = 0
+    for entry in await storage.read_log(after_position=await checkpoints.load("relay")):
+        await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
+        await checkpoints.save("relay", entry.position)
+        published += 1
+    return published
+
+
 # Exercise 9: read_new
 
 
@@ -600,6 +765,13 @@ async def read_returning_the_entries_only(log: Any, checkpoint: int) -> Any:
     horizon = await log.oldest_in_flight()
     entries = await log.read_log(after_position=checkpoint)
     return [entry for entry in entries if horizon is None or entry.position < horizon]
+
+
+async def read_counting_the_checkpoint(log: Any, checkpoint: int) -> Any:
+    horizon = await log.oldest_in_flight()
+    entries = await log.read_log(after_position=checkpoint)
+    entries = [entry for entry in entries if horizon is None or entry.position < horizon]
+    return entries, checkpoint + len(entries)  # a count: wrong after a gap
 
 
 # Exercise 10: work
@@ -651,6 +823,49 @@ async def work_swallowing_errors(delivery: Any, board: Any) -> None:
     await delivery.ack()
 
 
+async def work_keyed_without_the_store(delivery: Any, board: Any) -> None:
+    message = delivery.message
+    key = (message.event.aggregate_id, message.event.version)
+    async with board.transaction() as tx:
+        if not tx.has_applied(key):
+            tx.level_up(message.event.aggregate_id)
+            tx.remember(key)
+    await delivery.ack()
+
+
+async def work_keyed_by_identity(delivery: Any, board: Any) -> None:
+    async with board.transaction() as tx:
+        if not tx.has_applied(id(delivery.message)):
+            tx.level_up(delivery.message.event.aggregate_id)
+            tx.remember(id(delivery.message))
+    await delivery.ack()
+
+
+async def work_retrying_the_transaction(delivery: Any, board: Any) -> None:
+    for _ in range(3):
+        try:
+            async with board.transaction() as tx:
+                if not tx.has_applied(level_up_key(delivery.message)):
+                    tx.level_up(delivery.message.event.aggregate_id)
+                    tx.remember(level_up_key(delivery.message))
+            break
+        except ConnectionError:
+            continue
+    await delivery.ack()
+
+
+async def work_remembering_in_a_second_transaction(delivery: Any, board: Any) -> None:
+    key = level_up_key(delivery.message)
+    async with board.transaction() as tx:
+        applied = tx.has_applied(key)
+        if not applied:
+            tx.level_up(delivery.message.event.aggregate_id)
+    if not applied:
+        async with board.transaction() as tx:
+            tx.remember(key)
+    await delivery.ack()
+
+
 # (exercise, what the wrong answer replaces, the wrong answer, what the check must say about it)
 WRONG_ANSWERS = [
     (1, "trainer_reducer", release_ignored, "should no longer own that Pokémon"),
@@ -662,6 +877,16 @@ WRONG_ANSWERS = [
     ),
     (1, "trainer_reducer", unknown_types_refused, "your reducer (on TRAINER_WAVED) raised ValueError"),
     (
+        1,
+        "trainer_reducer",
+        release_the_first,
+        "without the released id (payload['pokemon_id']), wherever it stands",
+    ),
+    (1, "trainer_reducer", compared_with_the_event_type, "event.type == TRAINER_CREATED.type"),
+    (1, "trainer_reducer", pokemon_ids_in_a_list, "pokemon_ids is a list, not a tuple"),
+    (1, "trainer_reducer", popping_the_payload, "changed the payload of the event it was given"),
+    (1, "trainer_reducer", created_as_misty, "payload['name']"),
+    (
         2,
         "make_level_up_command",
         default_retries,
@@ -669,7 +894,9 @@ WRONG_ANSWERS = [
     ),
     (2, "make_level_up_command", swallowing_conflicts, "Pikachu should be at level 9"),
     (2, "make_level_up_command", returning_the_aggregate, "should return the Pokémon's new level"),
-    (3, "listen_for_level_ups", filtering_in_the_handler, "your handler was called for 8 messages"),
+    (2, "make_level_up_command", levelling_up_pikachu_only, "the Pokémon that input['pokemon_id'] names"),
+    (2, "make_level_up_command", reading_once_for_all_calls, "must read the Pokémon each time it runs"),
+    (3, "listen_for_level_ups", filtering_in_the_handler, "your handler was called for 10 messages"),
     (3, "listen_for_level_ups", alerting_on_replays, "a replayed level-up raised an alert"),
     (3, "listen_for_level_ups", cancelling_to_skip, "CancelledError"),
     (
@@ -677,6 +904,13 @@ WRONG_ANSWERS = [
         "listen_for_level_ups",
         with_a_plain_function,
         "raised TypeError: The handler must be an async function",
+    ),
+    (3, "listen_for_level_ups", any_store_s_level_ups, "the filter pattern can name the event_store_id too"),
+    (
+        3,
+        "listen_for_level_ups",
+        filtering_on_the_event_type_object,
+        "Hint:     The event_type filter value must be a string",
     ),
     (4, "level_up", level_up_then_read, "your 3 level-ups read the store 6 times"),
     (
@@ -694,11 +928,15 @@ WRONG_ANSWERS = [
     (5, "catch", catch_in_two_pushes, "half a catch"),
     (5, "catch", catch_in_two_pushes_trainer_first, "stored one after the other"),
     (5, "catch", catch_swallowing_the_conflict, "yet catch did not raise"),
+    (5, "catch", catch_retrying_three_times, "after the conflict, it tried again"),
+    (5, "catch", catch_at_version_two, "never assume its version"),
     (6, "rebuild_levels", rebuild_without_on_replay, "your listener received none of the replayed messages"),
     (6, "rebuild_levels", rebuild_one_aggregate, "4 of the store's 8 events were replayed"),
     (6, "rebuild_levels", rebuild_by_reading, "nothing was published on the bus you were given"),
     (6, "rebuild_levels", rebuild_live, "8 messages were published live, not as replays"),
     (6, "rebuild_levels", rebuild_on_a_new_adapter, "the bus you were given has another adapter now"),
+    (6, "rebuild_levels", rebuild_without_waiting, "not complete when rebuild_levels returned"),
+    (6, "rebuild_levels", rebuild_reading_the_store, "fold message.event into your read model"),
     (7, "LevelUpCounter.handle", handle_without_memory, "delivered again, messages were counted again"),
     (7, "LevelUpCounter.handle", handle_recording_first, "its level-up is lost"),
     (
@@ -708,21 +946,36 @@ WRONG_ANSWERS = [
         "after one delivery of each message, the counts are wrong",
     ),
     (7, "LevelUpCounter.handle", handle_swallowing_errors, "did not let the error out"),
+    (7, "LevelUpCounter.handle", handle_keyed_by_identity, "a message delivered again is another object"),
+    (7, "LevelUpCounter.handle", handle_keyed_without_the_store, "needs the event store too"),
+    (7, "LevelUpCounter.handle", handle_keeping_the_last_version, "deliveries may come out of order"),
     (8, "relay_step", relay_from_the_start, "every event should have been published once"),
     (8, "relay_step", relay_saving_first, "the checkpoint passed events never published"),
     (8, "relay_step", relay_saving_at_the_end, "save the checkpoint after each successful publish"),
     (8, "relay_step", relay_stopping_quietly, "but relay_step returned normally"),
     (8, "relay_step", relay_with_one_checkpoint, "should have its own checkpoint"),
+    (8, "relay_step", relay_saving_a_count, "not a count: a log may have gaps"),
+    (8, "relay_step", relay_ignoring_its_name, "not under the name it was given ('news')"),
     (9, "read_new", read_everything_committed, "nothing at or above await log.oldest_in_flight() is safe"),
     (9, "read_new", read_until_a_gap, "a rolled-back transaction leaves a gap that never fills"),
     (9, "read_new", read_then_ask_for_the_horizon, "ask for oldest_in_flight *before* reading the log"),
     (9, "read_new", read_returning_the_entries_only, "should return a pair"),
+    (9, "read_new", read_counting_the_checkpoint, "not a count: position 6 is a gap"),
     (10, "work", work_acking_first, "acknowledge after the `async with board.transaction()` block"),
     (10, "work", work_acking_inside_the_transaction, "was acknowledged before its level-up was committed"),
     (10, "work", work_without_a_key, "was applied twice"),
     (10, "work", work_skipping_without_ack, "was never acknowledged"),
     (10, "work", work_swallowing_errors, "your worker returned normally"),
+    (10, "work", work_keyed_without_the_store, "a message's key needs the event store"),
+    (10, "work", work_keyed_by_identity, "a message delivered again is a new, equal object"),
+    (10, "work", work_retrying_the_transaction, "nor retry it yourself"),
+    (10, "work", work_remembering_in_a_second_transaction, "in the same transaction as its level-up"),
 ]
+
+
+async def test_the_reducer_the_wrong_answers_start_from_is_right(capsys: pytest.CaptureFixture[str]) -> None:
+    await run_exercise(1, "trainer_reducer", a_right_reducer)  # so each row shows one mistake only
+    assert capsys.readouterr().out.startswith("✅ Exercise 1 passed: ")
 
 
 def test_every_exercise_has_wrong_answers() -> None:
