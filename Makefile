@@ -106,8 +106,8 @@ lint: setup
 
 # --cov: branch coverage of the library, with its floor ([tool.coverage] in pyproject.toml).
 # Then, for every other Python found (not .venv's), a venv .venv-3.X with the notebook and test
-# extras and the unit tests plus nbval there (no lint, no browser test: those are the same on
-# every Python).
+# extras and the unit tests plus nbval there (no lint, no browser test, no tooling test: those are
+# the same on every Python).
 test: lint e2e-setup
 	@echo "== Python $$($(VENV_PY) -c 'import platform; print(platform.python_version())') (.venv): the whole suite"
 	$(VENV_PY) -m pytest --cov=castore_edu --cov-report=term $(PYTEST_ARGS)
@@ -122,7 +122,7 @@ test: lint e2e-setup
 	  SECONDS=0; \
 	  echo "== Python $$minor (.venv-$$minor): unit tests and nbval"; \
 	  $(MAKE) --no-print-directory setup VENV=.venv-$$minor PYTHON=$${found#*=} EXTRAS=notebooks,test,postgres,nats,servers; \
-	  .venv-$$minor/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS); \
+	  .venv-$$minor/bin/python -m pytest -m "not e2e and not tooling" -q $(PYTEST_ARGS); \
 	  echo "== Python $$minor: done in $$SECONDS s"; \
 	done
 

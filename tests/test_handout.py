@@ -29,12 +29,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+import nbformat
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
+from tools import handout as handout_tool
+from tools.build_notebooks import execute
 
-from tools import handout as handout_tool  # noqa: E402
-from tools.build_notebooks import execute  # noqa: E402
+pytestmark = pytest.mark.tooling  # the same on every Python: make test runs it on the newest only
 
 SOLUTION_NOTEBOOK = "instructor/solutions/01_reducers_and_commands.ipynb"
 # Representative of the learner's `make test` (see the module docstring for why not all of it).

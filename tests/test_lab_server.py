@@ -17,8 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from castore_edu.testing.servers import free_port
 
+pytestmark = pytest.mark.tooling  # the same on every Python: make test runs it on the newest only
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 90  # a fresh kernel-less server starts in a few seconds; a loaded machine is slower
 
