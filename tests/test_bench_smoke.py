@@ -15,6 +15,8 @@ import pytest
 from benchmarks import floor as bench_floor, peers as bench_peers
 from benchmarks.peers import QUICK, Results, eventsourcing_installed
 
+pytestmark = pytest.mark.tooling  # the benchmark commands, the same on every Python: newest only
+
 # Every (group, workload, peer) the table must have. The eventsourcing rows are there even when
 # the library is not installed, with an empty peer figure.
 EXPECTED_ROWS = {
