@@ -1,4 +1,4 @@
-"""The JupyterLab server ``make lab`` starts: 127.0.0.1 only, a token, no terminals.
+"""The JupyterLab server ``make lab`` starts: 127.0.0.1 only, a token, no terminals, no news.
 
 The test asks ``make -n lab`` for the very command ``make lab`` would run, starts it on a free
 port (with this Python's ``jupyter``), and then talks to it as a browser would. A terminal in that
@@ -7,6 +7,7 @@ server would be a shell for anyone holding the link, a root shell where ``make l
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -49,6 +50,15 @@ def get(url: str) -> int:
         return error.code
 
 
+def notification_defaults(base: str, token: str) -> dict[str, object]:
+    """The defaults JupyterLab's notification plugin starts with: the server applies
+    ``overrides.json`` to the defaults of the plugin's settings schema."""
+    url = f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        properties = json.load(response)["schema"]["properties"]
+    return {name: setting.get("default") for name, setting in properties.items()}
+
+
 def listening_addresses(port: int) -> set[str]:
     """Local addresses with a TCP socket listening on ``port``, from Linux's /proc/net/tcp*."""
     addresses = set()
@@ -61,7 +71,7 @@ def listening_addresses(port: int) -> set[str]:
     return addresses
 
 
-def test_the_lab_server_listens_on_loopback_asks_for_its_token_and_has_no_terminals() -> None:
+def test_the_lab_server_listens_on_loopback_asks_for_its_token_has_no_terminals_and_no_news() -> None:
     port = free_port()
     command = lab_command(port)
     assert "--config=tools/jupyter/jupyter_server_config.py" in command
@@ -81,6 +91,8 @@ def test_the_lab_server_listens_on_loopback_asks_for_its_token_and_has_no_termin
         assert get(f"{base}/api/contents?token={token}") == 200
         assert get(f"{base}/api/contents") == 403  # the token is required
         assert get(f"{base}/api/terminals?token={token}") == 404  # terminals are off
+        news = notification_defaults(base, token)
+        assert news["fetchNews"] == "false" and news["checkForUpdates"] is False  # no toast asking
         if sys.platform == "linux":
             assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, and nothing else
     finally:

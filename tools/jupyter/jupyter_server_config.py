@@ -5,11 +5,16 @@
   here turns it off.
 - **No terminals:** the notebooks need none. On a machine where ``make lab`` runs as root (it
   adds ``--allow-root`` there), a terminal would be a root shell for anyone who has the link.
+- **No news:** JupyterLab would otherwise ask, in a toast over the first notebook, whether to fetch
+  Jupyter news from the internet. ``lab-settings/overrides.json`` answers no (and no update check).
 
-tests/test_lab_server.py starts a server with this file and checks all three.
+tests/test_lab_server.py starts a server with this file and checks all four.
 """
+
+from pathlib import Path
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (traitlets provides get_config)
 
 c.ServerApp.ip = "127.0.0.1"
 c.ServerApp.terminals_enabled = False
+c.LabApp.app_settings_dir = str(Path(__file__).parent / "lab-settings")
