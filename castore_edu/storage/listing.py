@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from castore_edu.core.arguments import quote
+from castore_edu.core.arguments import quote, require_bool
 from castore_edu.core.events import AggregateIdEntry, AggregateIdsPage
 from castore_edu.storage.protocol import check_limit
 
@@ -71,8 +71,7 @@ def resolve_options(
     ):
         if bound is not None and not isinstance(bound, str):
             raise TypeError(f"{name} must be a str timestamp or None, got {bound!r}")
-    if reverse is not None and not isinstance(reverse, bool):
-        raise TypeError(f"reverse must be True, False or None, got {reverse!r}")
+    require_bool("reverse", reverse, may_be_none=True)
     if page_token is not None and not isinstance(page_token, str):
         raise TypeError(
             f"page_token must be None or the str a page gave as next_page_token, got {type(page_token).__name__}"

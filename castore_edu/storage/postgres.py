@@ -282,7 +282,7 @@ class PostgresEventStorageAdapter:
         initial_event_before: str | None = None,
         reverse: bool | None = None,
     ) -> AggregateIdsPage:
-        check_list_call(event_store_id, reverse)
+        check_list_call(event_store_id)
         options = resolve_options(
             self.kind,
             event_store_id=event_store_id,

@@ -262,11 +262,10 @@ def check_event_store_id(event_store_id: object) -> None:
     check_text(event_store_id, "event_store_id", may_be_empty=True)
 
 
-def check_list_call(event_store_id: object, reverse: object) -> None:
-    """The checks of ``list_aggregate_ids`` that its page-token options leave out:
-    ``reverse=None`` means "as the page token says, else oldest first"."""
+def check_list_call(event_store_id: object) -> None:
+    """The check of ``list_aggregate_ids`` that its listing options (``listing.resolve_options``,
+    which checks ``reverse``, ``limit``, the bounds and the page token) leave out."""
     check_read_text("event_store_id", event_store_id, may_be_empty=True)
-    require_bool("reverse", reverse, may_be_none=True)
 
 
 def check_clock(clock: object) -> None:
