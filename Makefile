@@ -105,26 +105,21 @@ lint: setup
 	exit $$status
 
 # --cov: branch coverage of the library, with its floor ([tool.coverage] in pyproject.toml).
-# Then, for every other Python found (not .venv's), a venv .venv-3.X with the notebook and test
-# extras and the unit tests plus nbval there (no lint, no browser test, no tooling test: those are
-# the same on every Python).
-test: lint e2e-setup
+# Every other Python found (not .venv's) gets a venv .venv-3.X with the notebook and test extras,
+# and the unit tests plus nbval there (no lint, no browser test, no tooling test: those are the
+# same on every Python). Those venvs are set up in the background while lint and the main suite
+# run, and their suites run at the same time as each other (tools/test_other_pythons.sh).
+MAIN_MINOR = $(shell $(VENV_PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+test: setup
+	@bash tools/test_other_pythons.sh setup "$(MAIN_MINOR)" "$(OTHER_PYTHONS)"
+	@$(MAKE) --no-print-directory lint e2e-setup
 	@echo "== Python $$($(VENV_PY) -c 'import platform; print(platform.python_version())') (.venv): the whole suite"
 	$(VENV_PY) -m pytest --cov=castore_edu --cov-report=term $(PYTEST_ARGS)
-	@main=$$($(VENV_PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-	newest=$(firstword $(FOUND_PYTHONS)); \
-	if [ -z "$(PYTHON)" ] && [ -n "$$newest" ] && [ "$${newest%%=*}" != "$$main" ]; then \
-	  echo "note: .venv runs Python $$main, the newest here is $${newest%%=*}: make clean, then make test, to move"; \
-	fi; \
-	for found in $(OTHER_PYTHONS); do \
-	  minor=$${found%%=*}; \
-	  if [ "$$minor" = "$$main" ]; then continue; fi; \
-	  SECONDS=0; \
-	  echo "== Python $$minor (.venv-$$minor): unit tests and nbval"; \
-	  $(MAKE) --no-print-directory setup VENV=.venv-$$minor PYTHON=$${found#*=} EXTRAS=notebooks,test,postgres,nats,servers; \
-	  .venv-$$minor/bin/python -m pytest -m "not e2e and not tooling" -q $(PYTEST_ARGS); \
-	  echo "== Python $$minor: done in $$SECONDS s"; \
-	done
+	@newest=$(firstword $(FOUND_PYTHONS)); \
+	if [ -z "$(PYTHON)" ] && [ -n "$$newest" ] && [ "$${newest%%=*}" != "$(MAIN_MINOR)" ]; then \
+	  echo "note: .venv runs Python $(MAIN_MINOR), the newest here is $${newest%%=*}: make clean, then make test, to move"; \
+	fi
+	@bash tools/test_other_pythons.sh run "$(MAIN_MINOR)" "$(OTHER_PYTHONS)" $(PYTEST_ARGS)
 
 NOTEBOOKS ?=
 notebooks: setup
