@@ -10,7 +10,7 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 from castore_edu.course.experiment import FaultRates, run_experiment
-from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html
+from castore_edu.course.widgets.simulator import FailureSimulator, chart_figure, chart_png, result_html
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +102,39 @@ async def test_the_html_table_and_the_chart_render_a_result() -> None:
         in table
     )
     assert chart_png(result).startswith(PNG_SIGNATURE)
+
+
+async def test_the_chart_puts_lost_and_duplicated_messages_on_their_own_scale() -> None:
+    result = await run_experiment(pushes=300, rates=FaultRates(fail=0.05, duplicate=0.05), seed=8)
+    figure = chart_figure(result)
+    volumes, faults = figure.axes
+    panels = {}
+    for axes in (volumes, faults):
+        names = [label.get_text() for label in axes.get_xticklabels()]
+        heights = [
+            int(bar.get_height()) for bar in axes.patches
+        ]  # the connected store's bars, then the relay's
+        panels[tuple(names)] = heights
+        assert heights == [path.counts()[name] for path in (result.connected, result.relay) for name in names]
+    assert list(panels) == [("stored events", "delivered messages"), ("lost messages", "duplicated messages")]
+
+    # Each panel is scaled to its own bars: the handful lost or duplicated fill theirs.
+    highest_fault = max(panels["lost messages", "duplicated messages"])
+    assert 0 < result.connected.lost_messages < 30 and result.relay.lost_messages == 0
+    assert faults.get_ylim() == pytest.approx((0, 1.2 * highest_fault))
+    assert volumes.get_ylim() == pytest.approx((0, 1.2 * max(panels["stored events", "delivered messages"])))
+    assert faults.get_ylim()[1] < volumes.get_ylim()[1] / 5
+
+    (legend,) = figure.legends  # one legend for both panels
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "connected store (read model ≠ store)",
+        "relay (read model = store)",
+    ]
+    assert "300 pushes, seed 8" in figure.get_suptitle()
+
+
+async def test_without_faults_the_fault_panel_still_has_a_scale() -> None:
+    result = await run_experiment(pushes=20, rates=FaultRates(), seed=2)
+    _, faults = chart_figure(result).axes
+    assert [bar.get_height() for bar in faults.patches] == [0, 0, 0, 0]
+    assert faults.get_ylim() == pytest.approx((0, 1.2))
