@@ -12,9 +12,7 @@ import random
 import pytest
 
 from castore_edu.course.experiment import (
-    ExperimentResult,
     FaultRates,
-    plot_experiment,
     run_connected,
     run_experiment,
     run_relay,
@@ -144,18 +142,3 @@ async def test_the_relay_survives_a_crash_on_every_publish_it_can_crash_on() -> 
         if result.crashes == 0:  # the run made fewer publishes than that
             break
     assert call > len(events)
-
-
-async def test_the_chart_has_one_bar_per_count_and_path() -> None:
-    pytest.importorskip("matplotlib")
-    result: ExperimentResult = await run_experiment(
-        pushes=30, rates=FaultRates(fail=0.2, duplicate=0.1), seed=5
-    )
-    figure = plot_experiment(result)
-    (ax,) = figure.axes
-    heights = [int(bar.get_height()) for bar in ax.patches]
-    assert heights == [*result.connected.counts().values(), *result.relay.counts().values()]
-    assert [label.get_text() for label in ax.get_xticklabels()] == list(result.connected.counts())
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend == ["connected store (read model ≠ store)", "relay (read model = store)"]
-    assert "30 pushes, seed 5" in ax.get_title()

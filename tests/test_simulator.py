@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
-from castore_edu.course.experiment import FaultRates, run_experiment
-from castore_edu.course.widgets.simulator import FailureSimulator, chart_figure, chart_png, result_html
+from castore_edu.course.experiment import FaultRates, plot_experiment, run_experiment
+from castore_edu.course.widgets.simulator import FailureSimulator, chart_png, result_html
 
 pytestmark = pytest.mark.anyio
 
@@ -106,7 +106,7 @@ async def test_the_html_table_and_the_chart_render_a_result() -> None:
 
 async def test_the_chart_puts_lost_and_duplicated_messages_on_their_own_scale() -> None:
     result = await run_experiment(pushes=300, rates=FaultRates(fail=0.05, duplicate=0.05), seed=8)
-    figure = chart_figure(result)
+    figure = plot_experiment(result)
     volumes, faults = figure.axes
     panels = {}
     for axes in (volumes, faults):
@@ -135,6 +135,18 @@ async def test_the_chart_puts_lost_and_duplicated_messages_on_their_own_scale() 
 
 async def test_without_faults_the_fault_panel_still_has_a_scale() -> None:
     result = await run_experiment(pushes=20, rates=FaultRates(), seed=2)
-    _, faults = chart_figure(result).axes
+    _, faults = plot_experiment(result).axes
     assert [bar.get_height() for bar in faults.patches] == [0, 0, 0, 0]
     assert faults.get_ylim() == pytest.approx((0, 1.2))
+
+
+async def test_the_chart_draws_on_a_figure_it_is_given() -> None:
+    from matplotlib.figure import Figure
+
+    result = await run_experiment(pushes=20, rates=FaultRates(fail=0.2), seed=3)
+    given = Figure()
+    assert plot_experiment(result, given) is given
+    assert [axes.get_title() for axes in given.axes] == [
+        "stored and delivered",
+        "lost and duplicated (its own scale)",
+    ]

@@ -360,8 +360,7 @@ assert result.relay.duplicated_messages > result.connected.duplicated_messages
 # %%
 import matplotlib.pyplot as plt
 
-figure, axes = plt.subplots(figsize=(8, 3.8))
-plot_experiment(result, axes)
+plot_experiment(result, plt.figure(figsize=(7.5, 3.6), layout="constrained"))
 plt.show()
 
 # %% [markdown]

@@ -24,16 +24,11 @@ import asyncio
 import html
 import io
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as widgets
 
-from castore_edu.course.experiment import ExperimentResult, FaultRates, PathResult, run_experiment
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+from castore_edu.course.experiment import ExperimentResult, FaultRates, plot_experiment, run_experiment
 
 Runner = Callable[..., Awaitable[ExperimentResult]]
 DEFAULT_RATES = FaultRates(fail=0.1)
@@ -45,61 +40,10 @@ RATE_LABELS = {
 }
 
 
-# The chart's two panels: a title and the counts (keys of PathResult.counts()) each one shows.
-PANELS = (
-    ("stored and delivered", ("stored events", "delivered messages")),
-    ("lost and duplicated (its own scale)", ("lost messages", "duplicated messages")),
-)
-PATH_COLOURS = {"connected store": "#d95f02", "relay": "#1b9e77"}
-
-
-def _draw_panel(axes: Axes, paths: tuple[PathResult, PathResult], names: tuple[str, ...]) -> None:
-    """Grouped bars: one group per count in ``names``, one bar per path, each bar labelled."""
-    from matplotlib.ticker import MaxNLocator
-
-    width = 0.38
-    for offset, path in zip((-width / 2, width / 2), paths, strict=True):
-        counts = path.counts()
-        verdict = "read model = store" if path.read_model_equals_store else "read model ≠ store"
-        bars = axes.bar(
-            [i + offset for i in range(len(names))],
-            [counts[name] for name in names],
-            width,
-            label=f"{path.path} ({verdict})",
-            color=PATH_COLOURS[path.path],
-        )
-        axes.bar_label(bars, padding=2, fontsize=8)
-    axes.set_xticks(range(len(names)), names, fontsize=8)
-    highest = max(path.counts()[name] for path in paths for name in names)
-    axes.set_ylim(0, 1.2 * max(highest, 1))  # headroom for the labels; 0 to 1.2 when all are 0
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 message
-
-
-def chart_figure(result: ExperimentResult) -> Figure:
-    """The experiment as two bar panels side by side, each on its own y scale (see the module
-    docstring); a new figure, not kept by pyplot."""
-    from matplotlib.figure import Figure  # the core stays stdlib-only; plotting is optional
-
-    figure = Figure(figsize=(7.5, 3.6), layout="constrained")
-    paths = (result.connected, result.relay)
-    for axes, (title, names) in zip(figure.subplots(1, len(PANELS)), PANELS, strict=True):
-        _draw_panel(axes, paths, names)
-        axes.set_title(title, fontsize=9)
-        axes.set_ylabel("count")
-    rates = ", ".join(
-        f"{field.name.replace('_', ' ')} {getattr(result.rates, field.name):.0%}"
-        for field in fields(FaultRates)
-    )
-    figure.suptitle(f"{result.pushes} pushes, seed {result.seed} — faults per publish: {rates}", fontsize=9)
-    handles, labels = figure.axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
-    return figure
-
-
 def chart_png(result: ExperimentResult) -> bytes:
-    """:func:`chart_figure` as PNG bytes (rendered off-screen, no pyplot state kept)."""
+    """:func:`~castore_edu.course.experiment.plot_experiment` as PNG bytes (rendered off-screen, no pyplot state kept)."""
     buffer = io.BytesIO()
-    chart_figure(result).savefig(buffer, format="png", dpi=80)
+    plot_experiment(result).savefig(buffer, format="png", dpi=80)
     return buffer.getvalue()
 
 
