@@ -268,8 +268,9 @@ logging.getLogger("castore_edu").removeHandler(quiet)
 assert again is not poison and again.message == poison.message and cards == ["Bulbasaur", "Squirtle"]
 
 # %% [markdown]
-# Fix the data (a corrected event, pushed by an operator) or the worker, then re-send. A message
-# that was never published (sections 1 and 2) has no dead letter: nothing can send it again.
+# Fix the worker, then re-send. If the data itself is wrong, a re-send only sends the same bad
+# copy: correct the store, then replay the aggregate (notebook 03, section 6). A message that was
+# never published (sections 1 and 2) has no dead letter: nothing can send it again.
 
 # %% [markdown]
 # ## 4. Duplicates and deliveries out of order

@@ -252,10 +252,10 @@ def version_gate(kept, version, level):
     return (version, level) if version > kept[0] else kept  # at or below what it has: ignored
 
 
-def follow(consume, deliveries):
-    """Feed ``deliveries`` to a consumer; note every time a Pokémon's version went back."""
+def follow(consume, sequence):
+    """Feed a sequence of deliveries to a consumer; note every time a Pokémon's version went back."""
     state, went_back = {}, []
-    for aggregate_id, version, level in deliveries:
+    for aggregate_id, version, level in sequence:
         before = state.get(aggregate_id, (0, None))
         state[aggregate_id] = consume(before, version, level)
         if state[aggregate_id][0] < before[0]:
