@@ -246,6 +246,63 @@ async def test_publisher_never_sees_handler_errors() -> None:
     assert len(adapter.dead_letters) == 1
 
 
+# -- re-sending dead letters -------------------------------------------------------------------
+
+
+async def test_redelivered_dead_letters_go_to_the_handler_that_gave_up_alone_with_fresh_attempts() -> None:
+    adapter = InMemoryMessageBusAdapter(retry_delay_ms=1)
+    fixed_later, steady = Recorder(failures=3), Recorder()  # fails its three deliveries, then works
+    adapter.on({}, fixed_later)
+    adapter.on({}, steady)
+    await publish_all(adapter, appeared_message)
+    [letter] = adapter.dead_letters
+
+    resent = await adapter.redeliver_dead_letters()
+    await adapter.wait_idle()
+    assert resent == [letter] and adapter.dead_letters == []
+    assert fixed_later.contexts[3:] == [DEFAULT_CONTEXT]  # a new delivery: attempt 1, two retries left
+    assert fixed_later.finished == [appeared_message]
+    assert steady.messages == [appeared_message]  # the other listener is not run again
+
+
+async def test_a_redelivered_letter_that_fails_again_is_a_dead_letter_again() -> None:
+    adapter, handler = InMemoryMessageBusAdapter(retry_delay_ms=1), Recorder(failures=-1)
+    adapter.on({"on_replay": True}, handler)
+    await publish_all(adapter, appeared_message, replay=True)
+    [first] = adapter.dead_letters
+    assert first.replay is True
+
+    assert await adapter.redeliver_dead_letters() == [first]
+    await adapter.wait_idle()
+    [again] = adapter.dead_letters
+    assert again is not first
+    assert (again.message, again.attempts, again.handler, again.replay) == (
+        appeared_message,
+        3,
+        handler,
+        True,
+    )
+    assert [call.context for call in handler.calls[3:]] == [
+        TaskContext(attempt, 3 - attempt, replay=True) for attempt in (1, 2, 3)
+    ]
+
+
+async def test_redeliver_where_sends_only_the_letters_it_accepts() -> None:
+    adapter, handler = InMemoryMessageBusAdapter(retry_attempts=0), Recorder(failures=2)
+    adapter.on({}, handler)
+    await publish_all(adapter, appeared_message, caught_message)
+    appeared_letter, caught_letter = adapter.dead_letters
+
+    resent = await adapter.redeliver_dead_letters(where=lambda letter: letter.message == caught_message)
+    await adapter.wait_idle()
+    assert resent == [caught_letter] and adapter.dead_letters == [appeared_letter]
+    assert handler.finished == [caught_message]
+    assert await adapter.redeliver_dead_letters(where=lambda letter: False) == []
+    with pytest.raises(TypeError, match="where must be callable"):
+        await adapter.redeliver_dead_letters(where="caught")  # type: ignore[arg-type]
+    assert adapter.dead_letters == [appeared_letter]
+
+
 # -- a handler that raises CancelledError, a handler that hangs ----------------------------------
 
 

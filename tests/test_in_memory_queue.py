@@ -213,6 +213,50 @@ async def test_a_worker_that_always_fails_ends_as_a_dead_letter(caplog: pytest.L
     assert [r.levelno for r in caplog.records if r.name == "castore_edu"] == [logging.ERROR] * 2
 
 
+# -- poison messages, re-sending dead letters ----------------------------------------------------
+
+
+async def test_a_poison_message_costs_its_retries_and_the_messages_behind_it_get_through() -> None:
+    handled: list[int] = []
+
+    async def worker(message: NotificationMessage, context: TaskContext) -> None:
+        if message.event.type == "APPEARED":  # a bug, or a payload it cannot read: fails every time
+            raise ValueError("bad payload")
+        handled.append(message.event.version)
+
+    adapter = InMemoryMessageQueueAdapter(worker=worker, retry_delay_ms=1)
+    await publish_all(adapter, appeared_message, caught_message)
+    assert handled == [2]  # the message behind the poison one was not blocked
+    [poison] = adapter.dead_letters
+    assert (poison.message, poison.attempts) == (appeared_message, 3)
+
+    assert await adapter.redeliver_dead_letters() == [poison]  # nothing was fixed...
+    await adapter.wait_idle()
+    [again] = adapter.dead_letters  # ...so it is a dead letter again, never dropped
+    assert again is not poison and (again.message, again.attempts) == (appeared_message, 3)
+
+
+async def test_redelivered_dead_letters_go_to_the_back_of_the_queue_for_the_worker_set_now() -> None:
+    broken, fixed = Recorder(failures=-1), Recorder()
+    adapter = InMemoryMessageQueueAdapter(worker=broken, retry_attempts=0)
+    await publish_all(adapter, appeared_message, replay=True)
+    [letter] = adapter.dead_letters
+    assert letter.replay is True
+
+    adapter.worker = fixed
+    fixed.gate = asyncio.Event()
+    await adapter.publish_message(caught_message)  # the fixed worker is busy with it...
+    assert await adapter.redeliver_dead_letters() == [letter]
+    assert adapter.dead_letters == []  # ...and the re-sent letter waits behind it
+    fixed.gate.set()
+    await adapter.wait_idle()
+    assert fixed.deliveries == [
+        (caught_message, TaskContext(1, 0, False)),
+        (appeared_message, TaskContext(1, 0, True)),
+    ]
+    assert len(broken.calls) == 1
+
+
 # -- a worker that raises CancelledError, a worker that hangs -------------------------------------
 
 

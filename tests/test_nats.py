@@ -582,6 +582,51 @@ async def test_a_consumer_that_raises_cancelled_error_is_retried_then_a_logged_d
     assert f"{kind.__name__} gave up on" in caplog.text
 
 
+@pytest.mark.parametrize("kind", [NatsMessageBusAdapter, NatsMessageQueueAdapter])
+async def test_a_redelivered_dead_letter_is_a_new_message_for_the_consumer_that_gave_up(
+    opened: Any, kind: type[JetStreamChannelAdapter]
+) -> None:
+    adapter, fixed_later = opened(kind, retry_delay_ms=10), Recorder(failures=3)  # works from call 4
+    consume(adapter, fixed_later)
+    steady = Recorder()
+    if isinstance(adapter, NatsMessageBusAdapter):
+        adapter.on({}, steady)
+    await adapter.publish_message(appeared_message)  # a live message: it has a broker id
+    with anyio.fail_after(WAIT):
+        await adapter.wait_idle()
+    [letter] = adapter.dead_letters
+
+    assert await adapter.redeliver_dead_letters() == [letter]
+    assert adapter.dead_letters == []
+    with anyio.fail_after(WAIT):
+        await adapter.wait_idle()
+    # Within the duplicate window, yet delivered: the copy carries no broker id. Its count is new.
+    assert fixed_later.contexts[3:] == [DEFAULT_CONTEXT]
+    assert fixed_later.finished == [appeared_message]
+    if isinstance(adapter, NatsMessageBusAdapter):
+        assert steady.messages == [appeared_message]  # the other listener acked the copy unread
+
+
+async def test_a_redelivered_letter_that_fails_again_is_a_dead_letter_again(opened: Any) -> None:
+    bus, broken, steady = opened(NatsMessageBusAdapter, retry_attempts=0), Recorder(failures=-1), Recorder()
+    bus.on({"on_replay": True}, broken)
+    bus.on({"on_replay": True}, steady)
+    await bus.publish_message(appeared_message, replay=True)
+    with anyio.fail_after(WAIT):
+        await bus.wait_idle()
+    [first] = bus.dead_letters
+    assert first.replay is True
+
+    assert await bus.redeliver_dead_letters() == [first]
+    with anyio.fail_after(WAIT):
+        await bus.wait_idle()
+    [again] = bus.dead_letters
+    assert again is not first
+    assert (again.message, again.attempts, again.handler, again.replay) == (appeared_message, 1, broken, True)
+    assert broken.contexts == [replay_context(left=0)] * 2
+    assert steady.contexts == [replay_context(left=0)]  # addressed to the broken listener only
+
+
 async def test_a_handler_slower_than_handler_timeout_is_naked_for_its_retry_not_left_to_ack_wait(
     opened: Any,
 ) -> None:
@@ -652,6 +697,8 @@ async def test_bytes_that_are_no_message_become_a_dead_letter_at_once(
     assert (letter.message, letter.attempts, letter.handler) == (b"a telegram", 1, handler)
     assert isinstance(letter.error, ValueError)
     assert handler.calls == []
+    assert await adapter.redeliver_dead_letters() == []  # sending it again could not help:
+    assert adapter.dead_letters == [letter]  # it stays
 
 
 # -- duplicates ----------------------------------------------------------------------------------

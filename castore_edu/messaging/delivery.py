@@ -13,7 +13,9 @@ geometrically, and given up on after ``1 + retry_attempts`` deliveries:
 
 Delivery is fire-and-forget: the publisher is never told about a consumer's failure, just as with
 a real broker. So that lost work stays visible, a message that is given up on is logged (logger
-``castore_edu``, level ERROR) and kept in ``adapter.dead_letters``.
+``castore_edu``, level ERROR) and kept in ``adapter.dead_letters``. Once the consumer is fixed,
+``await adapter.redeliver_dead_letters()`` sends those messages again (``ChannelAdapter`` explains
+to whom, and what happens to a letter that fails again).
 
 Consumers run in asyncio tasks of the loop that publishes. A bus starts each handler as an
 *eager task*: its first step runs at once, inside ``publish_message``, and a handler that never
@@ -49,6 +51,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeAlias, TypeGuard
 
+from castore_edu.core.arguments import require_callable
 from castore_edu.messaging.messages import is_aggregate_exists_message, is_event_carrying_message
 
 logger = logging.getLogger("castore_edu")
@@ -68,12 +71,13 @@ Consumer: TypeAlias = Callable[[Any, TaskContext], Awaitable[None]]
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message whose consumer still failed after the last retry."""
+    """A message whose consumer still failed after the last retry (``replay``: it was a replay)."""
 
     message: Any
     error: BaseException
     attempts: int
     handler: Consumer
+    replay: bool = False
 
 
 def handler_name(handler: Consumer) -> str:
@@ -210,6 +214,43 @@ class ChannelAdapter:
         for message in messages:
             await self.publish_message(message, replay=replay)
 
+    async def redeliver_dead_letters(
+        self, where: Callable[[DeadLetter], bool] | None = None
+    ) -> list[DeadLetter]:
+        """Send the dead letters again — every one, or those ``where(letter)`` is true for — and
+        return them, oldest first.
+
+        Each message goes again to the consumer that gave up on it, as a new delivery: attempt 1,
+        every retry ahead of it, the same ``replay`` flag. On a bus that is the letter's handler
+        alone (the other listeners handled the message already); on a queue, the message goes to
+        the back of the queue, for its worker (the one set now). Fix the consumer first: a letter
+        that fails again is given up on again, and becomes a new dead letter at the end of the list.
+
+        A letter leaves ``dead_letters`` only once it is on its way, so nothing is ever dropped: if
+        sending fails (a broker that is down), the error is raised and the letters not sent stay.
+        (On NATS, bytes that were no message stay too: sending them again could not help.)
+        """
+        if where is not None:
+            require_callable("where", where)
+        chosen = [
+            letter
+            for letter in self.dead_letters
+            if self._can_redeliver(letter) and (where is None or where(letter))
+        ]
+        for letter in chosen:
+            await self._redeliver(letter)
+            # By identity: a letter that failed again at once is a new one, equal or not.
+            self.dead_letters[:] = [kept for kept in self.dead_letters if kept is not letter]
+        return chosen
+
+    def _can_redeliver(self, letter: DeadLetter) -> bool:
+        """Could sending ``letter`` again ever help? (Not for bytes that are no message, on NATS.)"""
+        return True
+
+    async def _redeliver(self, letter: DeadLetter) -> None:
+        """Start a new delivery of ``letter.message`` to the consumer that gave up on it."""
+        raise NotImplementedError
+
     def retry_delay_for(self, failed_attempt: int) -> int:
         """Milliseconds to wait after delivery number ``failed_attempt`` failed."""
         return round_half_up(self.retry_delay_ms * self.retry_backoff_rate ** (failed_attempt - 1))
@@ -300,7 +341,9 @@ class ChannelAdapter:
             + (f"still running: {running}" if running else nothing_running)
         )
 
-    def _will_retry(self, consumer: Consumer, message: Any, attempt: int, error: BaseException) -> bool:
+    def _will_retry(
+        self, consumer: Consumer, message: Any, attempt: int, error: BaseException, replay: bool
+    ) -> bool:
         """Delivery number ``attempt`` failed with ``error``: True if another one is due.
 
         After the last allowed delivery the message becomes a dead letter, and is logged.
@@ -310,12 +353,14 @@ class ChannelAdapter:
                 "Delivery %d of %r failed, retrying in %d ms", attempt, message, self.retry_delay_for(attempt)
             )
             return True
-        self._dead_letter(consumer, message, attempt, error)
+        self._dead_letter(consumer, message, attempt, error, replay)
         return False
 
-    def _dead_letter(self, consumer: Consumer, message: Any, attempts: int, error: BaseException) -> None:
+    def _dead_letter(
+        self, consumer: Consumer, message: Any, attempts: int, error: BaseException, replay: bool
+    ) -> None:
         """Give up on ``message``: keep it in ``dead_letters``, and log it."""
-        self.dead_letters.append(DeadLetter(message, error, attempts, consumer))
+        self.dead_letters.append(DeadLetter(message, error, attempts, consumer, replay))
         logger.error(
             "%s gave up on %r after %d deliveries", type(self).__name__, message, attempts, exc_info=error
         )

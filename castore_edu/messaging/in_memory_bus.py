@@ -23,7 +23,8 @@ at once, up to its first real wait (a handler that never waits is over by then),
 runs the rest. So every handler has been *started* when ``publish_message`` returns, as in
 Castore, where listeners are called synchronously. (A plain ``asyncio.create_task`` would start
 them only at the event loop's next turn, after ``publish_message`` has returned.) A failing handler
-is retried on its own; the other handlers of the message are not run again. See ``delivery`` for
+is retried on its own; the other handlers of the message are not run again (nor are they when
+``redeliver_dead_letters`` sends a dead letter back to its handler). See ``delivery`` for
 eager tasks on Python 3.11, retries, dead letters, ``handler_timeout`` and ``wait_idle(timeout=...)``.
 """
 
@@ -33,7 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from castore_edu.messaging.delivery import Consumer, Delivery, InMemoryChannelAdapter, require_async_callable
+from castore_edu.messaging.delivery import (
+    Consumer,
+    DeadLetter,
+    Delivery,
+    InMemoryChannelAdapter,
+    require_async_callable,
+)
 
 FILTER_KEYS = frozenset({"event_store_id", "event_type", "on_replay"})
 
@@ -148,11 +155,16 @@ class InMemoryMessageBusAdapter(InMemoryChannelAdapter):
                 delivery = Delivery(listener.handler, message)
                 delivery.task = self._start_eagerly(self._run_handler(delivery, replay))
 
+    async def _redeliver(self, letter: DeadLetter) -> None:
+        """Start the letter's handler again, alone, as ``publish_message`` starts each handler."""
+        delivery = Delivery(letter.handler, letter.message)
+        delivery.task = self._start_eagerly(self._run_handler(delivery, letter.replay))
+
     async def _run_handler(self, delivery: Delivery, replay: bool) -> None:
         while True:
             error = await self._deliver_once(delivery, self._task_context(delivery.attempt, replay))
             if error is None or not self._will_retry(
-                delivery.consumer, delivery.message, delivery.attempt, error
+                delivery.consumer, delivery.message, delivery.attempt, error, replay
             ):
                 return
             await self._sleep_before_retry(delivery.attempt)

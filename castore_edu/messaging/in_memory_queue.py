@@ -19,7 +19,9 @@ loop ends while the worker is busy (``asyncio.run`` cancels what is left), the m
 the front of the queue and is delivered again in the next loop: delivery is at least once. A
 worker that raises ``CancelledError`` itself has failed, like any other error; and with
 ``handler_timeout`` (seconds) a worker call that takes longer is cancelled and counts as failed too
-(see ``delivery``). Either way the worker goes on with the next message.
+(see ``delivery``). Either way the worker goes on with the next message: a *poison message*, one
+that fails whatever the worker does, costs its retries and ends as a dead letter, and the
+messages behind it still get through.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from castore_edu.messaging.delivery import Consumer, Delivery, InMemoryChannelAdapter, SettableWorker
+from castore_edu.messaging.delivery import (
+    Consumer,
+    DeadLetter,
+    Delivery,
+    InMemoryChannelAdapter,
+    SettableWorker,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ class InMemoryMessageQueueAdapter(SettableWorker, InMemoryChannelAdapter):
         self._start_consuming()
         await asyncio.sleep(0)  # lets an idle worker start on the message
 
+    async def _redeliver(self, letter: DeadLetter) -> None:
+        """Queue the letter's message again, at the back, for whichever worker is set."""
+        await self.publish_message(letter.message, replay=letter.replay)
+
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Return once the worker has nothing left to do now or after a retry delay.
 
@@ -102,7 +114,9 @@ class InMemoryMessageQueueAdapter(SettableWorker, InMemoryChannelAdapter):
             except asyncio.CancelledError:
                 self._queued.appendleft(queued)  # the loop is closing: keep the message for the next one
                 raise
-            if error is not None and self._will_retry(worker, queued.message, queued.attempt, error):
+            if error is not None and self._will_retry(
+                worker, queued.message, queued.attempt, error, queued.replay
+            ):
                 self._spawn(self._retry_later(queued))
 
     async def _retry_later(self, queued: _Queued) -> None:

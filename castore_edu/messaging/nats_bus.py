@@ -73,3 +73,9 @@ class NatsMessageBusAdapter(JetStreamChannelAdapter):
 
     def _wants(self, durable: str, message: Any, replay: bool) -> bool:
         return self._by_durable[durable].wants(message, replay)
+
+    def _durable_of(self, handler: Consumer) -> str:
+        for durable, listener in self._by_durable.items():
+            if listener.handler == handler:
+                return durable
+        raise ValueError(f"{handler_name(handler)} is not a listener of this adapter")

@@ -27,6 +27,9 @@ server keeps the message and hands it out again once the delay is over, the same
 server counts the deliveries of each message, and that count is ``TaskContext.attempt``. After the
 last retry the message is a dead letter (``adapter.dead_letters``, logged at ERROR on
 ``castore_edu``) and the reader *terminates* it: the server will not hand it out again.
+``redeliver_dead_letters()`` stores it in the stream again, as a new message (its count starts
+again at 1) that names the durable consumer it is for (header ``Castore-Resent-To``): on a bus,
+the other listeners' readers acknowledge it unread.
 
 **A reader that dies** (killed, crashed, its machine gone) never answers. The server waits
 ``ack_wait`` seconds, then delivers the message again, to whichever reader of that consumer asks
@@ -107,6 +110,7 @@ from castore_edu.core.errors import ServerUnavailableError
 from castore_edu.messaging.delivery import (
     ChannelAdapter,
     Consumer,
+    DeadLetter,
     Delivery,
     is_finite_number,
     seconds_or_none,
@@ -127,6 +131,7 @@ CONNECT_TIMEOUT_SECONDS = 2
 # one small request a second per idle reader).
 FETCH_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.02
+RESENT_TO_HEADER = "Castore-Resent-To"  # a re-sent dead letter: the durable consumer it is for
 
 
 class UnansweredDeliveriesError(RuntimeError):
@@ -269,6 +274,10 @@ class JetStreamChannelAdapter(ChannelAdapter):
         """Should ``durable``'s handler see ``message``? A message it does not want is acked unread."""
         return True
 
+    def _durable_of(self, handler: Consumer) -> str:
+        """The durable consumer through which ``handler`` reads (a dead letter's is re-sent there)."""
+        raise NotImplementedError
+
     # -- connecting --------------------------------------------------------------------------
 
     async def _jetstream(self) -> JetStreamContext:
@@ -343,16 +352,28 @@ class JetStreamChannelAdapter(ChannelAdapter):
     async def publish_message(self, message: Any, *, replay: bool = False) -> None:
         """Store ``message`` in the channel's stream; return once the server has it (not once it
         has been handled: that is ``wait_idle``)."""
+        identity = message_id(message, replay=replay)
+        await self._publish(message, replay, None if identity is None else {"Nats-Msg-Id": identity})
+
+    async def _publish(self, message: Any, replay: bool, headers: dict[str, str] | None) -> None:
         data = encode_message(message)
         subject = self.subject(message, replay=replay)
-        identity = message_id(message, replay=replay)
-        headers = None if identity is None else {"Nats-Msg-Id": identity}
         js = await self._start_readers()  # connected, the stream made, this process's readers running
         with self._server_errors():
             # No stream= guard header: only this channel's stream takes its subjects, because
             # JetStream refuses to make a stream whose subjects overlap another's.
             ack = await js.publish(subject, data, headers=headers)
         self._published_up_to = max(self._published_up_to, ack.seq)
+
+    def _can_redeliver(self, letter: DeadLetter) -> bool:
+        return not isinstance(letter.message, bytes)  # bytes that are no message: never better later
+
+    async def _redeliver(self, letter: DeadLetter) -> None:
+        """Store the letter's message in the stream again, addressed to the durable consumer that
+        gave up on it (header ``Castore-Resent-To``): a new stream message, so its delivery count
+        starts again at 1. It carries no broker id, or the server would drop it as a duplicate."""
+        resent_to = {RESENT_TO_HEADER: self._durable_of(letter.handler)}
+        await self._publish(letter.message, letter.replay, resent_to)
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Return once every message published through this adapter so far has been handled or
@@ -471,6 +492,10 @@ class JetStreamChannelAdapter(ChannelAdapter):
         """Hand one message to its consumer; answer the server (ack, NAK with delay, or terminate)."""
         attempt = msg.metadata.num_delivered
         replay = msg.subject.split(".")[3:4] == ["replay"]
+        resent_to = (msg.headers or {}).get(RESENT_TO_HEADER)
+        if resent_to is not None and resent_to != durable:  # a dead letter of another listener
+            await msg.ack()
+            return
         consumer = self._handler(durable)
         if consumer is None:  # the worker was unset while this message was on its way
             await msg.nak()
@@ -478,7 +503,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
         try:
             message = decode_message(msg.data, self.decode_aggregate)
         except Exception as error:  # not ours, or an aggregate the decoder refuses: never better later
-            self._dead_letter(consumer, msg.data, attempt, error)
+            self._dead_letter(consumer, msg.data, attempt, error, replay)
             await msg.term()
             return
         if not self._wants(durable, message, replay):
@@ -488,7 +513,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
             unanswered = UnansweredDeliveriesError(
                 f"delivered {attempt - 1} times without an answer: its reader died mid-handler"
             )
-            self._dead_letter(consumer, message, attempt - 1, unanswered)
+            self._dead_letter(consumer, message, attempt - 1, unanswered, replay)
             await msg.term()
             return
         delivery = Delivery(consumer, message, attempt, asyncio.current_task())
@@ -496,7 +521,7 @@ class JetStreamChannelAdapter(ChannelAdapter):
             failure = await self._deliver_once(delivery, self._task_context(attempt, replay))
         if failure is None:
             await msg.ack()
-        elif self._will_retry(consumer, message, attempt, failure):
+        elif self._will_retry(consumer, message, attempt, failure, replay):
             # A timed-out handler too: NAKed now, with the back-off, rather than left to ack_wait.
             await msg.nak(delay=self.retry_delay_for(attempt) / 1000)
         else:

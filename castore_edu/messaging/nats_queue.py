@@ -55,3 +55,6 @@ class NatsMessageQueueAdapter(SettableWorker, JetStreamChannelAdapter):
 
     def _handler(self, durable: str) -> Consumer | None:
         return self._worker
+
+    def _durable_of(self, handler: Consumer) -> str:
+        return WORKER_CONSUMER  # one consumer, whichever worker reads it now

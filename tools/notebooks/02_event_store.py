@@ -9,7 +9,7 @@
 # 2. get an aggregate, today or at any past version (time travel), and explore it with a widget;
 # 3. list the aggregates of a store, page by page;
 # 4. explain optimistic concurrency: why two concurrent commands cannot both write version *n*,
-#    and how `Command` retries the loser;
+#    how `Command` retries the loser, and what `force=True` risks;
 # 5. run the same code on in-memory storage and on SQLite, and see SQLite data survive a restart.
 
 # %% [markdown]
@@ -74,7 +74,7 @@ await pokemons.get_events("pikachu", reverse=True, limit=2)
 #
 # `get_aggregate` reads the events and folds them with the store's reducer. `max_version`
 # stops the fold early: the aggregate *as it was*. The past is never lost, because nothing
-# was ever overwritten.
+# was ever overwritten (section 5 shows the one way to do it, and its price).
 
 # %%
 now = await pokemons.get_aggregate("pikachu")
@@ -326,6 +326,40 @@ assert at_once == 50 * 49 // 2
 assert with_jitter < at_once / 4
 
 # %% [markdown]
+# ### `force=True`: writing over a version
+#
+# `push_event(event, force=True)` skips the check: it writes over whatever is stored at that
+# version. Say an import script gave Magikarp level 50 by mistake, and Magikarp has levelled up
+# since; an operator rewrites its version 1 with the right level:
+
+# %%
+await pokemons.push_event(pokemon_appeared("magikarp", name="Magikarp", level=50))  # the mistake
+await pokemons.push_event(pokemon_leveled_up("magikarp", version=2))
+storage = pokemons.event_storage_adapter
+last_position = await storage.last_position()
+await pokemons.push_event(pokemon_appeared("magikarp", name="Magikarp", level=5), force=True)
+
+history = await pokemons.get_events("magikarp")
+assert versions(history) == [1, 2] and history[0].payload["level"] == 5  # the level-50 event is gone
+assert (await pokemons.get_aggregate("magikarp", max_version=1)).aggregate.level == 5  # a new past
+assert await storage.last_position() == last_position  # no new log entry: it kept its position
+(entry,) = [
+    e for e in await storage.read_log() if e.event.aggregate_id == "magikarp" and e.event.version == 1
+]
+assert entry.event == history[0]
+print(f"Magikarp v1 at log position {entry.position}: level {history[0].payload['level']}")
+
+# %% [markdown]
+# The old event is gone: time travel (section 3) now tells another past, and whatever was
+# decided from the old event is no longer explained by the store. Nor does the overwrite reach
+# anyone who has seen the old one: it keeps its place in the storage's ordered log (`read_log`,
+# every event in the order it was stored), so a relay that publishes from that log (notebook 08)
+# and has passed it never publishes it, and read models keep level 50 until they are rebuilt.
+# So `force=True` is for an operator's one-off fix or a migration, done knowingly and followed
+# by a rebuild of what depends on it — never for application code, where it would silently win
+# every conflict that optimistic concurrency is there to catch.
+
+# %% [markdown]
 # ## 6. Same code, other storage: SQLite
 #
 # `SQLiteEventStorageAdapter` (`castore_edu/storage/sqlite.py`) keeps events in a database file. One
@@ -400,7 +434,8 @@ assert not database.exists()
 #   widget shows it, and agrees with it.
 # - `list_aggregate_ids` pages through aggregates in the order of their first event.
 # - A version can be written once: `EventAlreadyExistsError` is optimistic concurrency, and
-#   `Command` answers it by running the handler again on fresh state.
+#   `Command` answers it by running the handler again on fresh state. `force=True` writes over a
+#   version and rewrites history unseen by relays: for an operator's fix, never for commands.
 # - Many writers retrying at once cost *n* (*n* − 1) / 2 retries; `retry_delay_ms` adds
 #   exponential back-off with jitter, which sends the losers back one by one.
 #

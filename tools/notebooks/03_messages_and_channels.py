@@ -11,7 +11,8 @@
 #    **queue** (each message to one worker), and say what order a queue does and does not keep;
 # 3. filter what a bus listener receives;
 # 4. predict what retries do when a consumer fails, and where a message goes when they run out;
-# 5. replay past events into a channel, so that a new consumer catches up.
+# 5. replay past events into a channel, so that a new consumer catches up, or learns which
+#    aggregates exist.
 #
 # The event store is the source of truth. Messages are how the rest of a system — read models,
 # e-mails, analytics — learns that something happened, without reading the store all the time.
@@ -25,7 +26,7 @@
 # |---|---|---|
 # | `NotificationMessage` | the event | event notification: "this happened"; a consumer that needs more asks for it |
 # | `StateCarryingMessage` | the event and the aggregate right after it | event-carried state transfer: the consumer needs no read |
-# | `AggregateExistsMessage` | only an aggregate id | (used to replay the list of a store's aggregates) |
+# | `AggregateExistsMessage` | only an aggregate id | (used to replay the list of a store's aggregates: section 6) |
 #
 # Notifications are small and never stale, but a consumer that needs the state must come back to
 # the store — and then it depends on the store being up. State-carrying messages are bigger and
@@ -338,6 +339,32 @@ assert rebuilt == [(1, True), (2, True), (3, True), (4, True)]
 assert emails == []  # live-only listeners ignore replays
 
 # %% [markdown]
+# A consumer that needs every aggregate, not every event — say, a cache of each Pokémon's
+# current state — starts from the list of what exists. `pour_event_store_aggregate_ids` pours
+# one `AggregateExistsMessage` per aggregate of a store; the worker reads each aggregate itself.
+
+# %%
+from castore_edu import AggregateExistsMessageQueue, pour_event_store_aggregate_ids
+
+cache = {}
+
+
+async def cache_pokemon(message, context):
+    cache[message.aggregate_id] = (await pokemons.get_aggregate(message.aggregate_id)).aggregate
+
+
+ids_queue = AggregateExistsMessageQueue(message_queue_id="POKEMON_IDS", source_event_stores=[pokemons])
+ids_adapter = InMemoryMessageQueueAdapter.attach_to(ids_queue, worker=cache_pokemon)
+poured_ids = await pour_event_store_aggregate_ids(event_store=pokemons, message_channel=ids_queue)
+await ids_adapter.wait_idle()
+
+print(poured_ids.poured_aggregate_id_count, "ids poured; cached:", {i: p.level for i, p in cache.items()})
+listed = [entry.aggregate_id for entry in (await pokemons.list_aggregate_ids()).aggregate_ids]
+assert list(cache) == listed == ["pikachu", "charmander"] and poured_ids.poured_aggregate_id_count == 2
+for pokemon_id in listed:
+    assert cache[pokemon_id] == (await pokemons.get_aggregate(pokemon_id)).aggregate
+
+# %% [markdown]
 # ## Leaving nothing behind
 #
 # Delivery runs in asyncio tasks that outlive `publish_message`. A notebook (or a test) that
@@ -362,6 +389,7 @@ assert castore_tasks() == []
 # - Consumers fail silently for the publisher: the adapter retries with back-off, then keeps a
 #   dead letter (and logs it).
 # - `pour_*` replays stored events with `replay=True`; listeners opt in with `on_replay`.
+#   `pour_event_store_aggregate_ids` gives a new consumer the list of a store's aggregates.
 #
 # *When this notebook was last built it ran in {{build_time}} in a fresh kernel.*
 #

@@ -9,8 +9,9 @@
 #    every failure below happens the same way on every run;
 # 2. explain why a publish that fails *after* the push loses the message, and why retrying the
 #    push cannot bring it back;
-# 3. tell apart what a failing *consumer* costs (retries, then a dead letter you can publish
-#    again) from what a failing *publisher* costs (a message that never existed);
+# 3. tell apart what a failing *consumer* costs (retries, then a dead letter you can re-send) from
+#    what a failing *publisher* costs (a message that never existed), and keep a poison message
+#    from blocking the others;
 # 4. recognise duplicate, out-of-order and wrong state-carrying messages, and a group whose events
 #    were all stored but only partly published.
 #
@@ -211,22 +212,65 @@ assert dead.attempts == 3 and dead.message.event.aggregate_id == "charmander"
 
 # %% [markdown]
 # Compare with sections 1 and 2: here the message exists and is kept, with the error and the
-# number of deliveries. Nothing re-sends it by itself; once the consumer works again, publishing
-# the kept message again is up to you. Two lines do it here (on a bus, every listener that
-# matches it gets it again):
+# number of deliveries. Nothing re-sends it by itself. Once the consumer works again,
+# `await adapter.redeliver_dead_letters()` takes the letters out of the list and delivers each
+# again to the consumer that gave up on it — alone: a bus's other listeners had it already — as a
+# new delivery, attempt 1 (`where=` picks some letters only):
 
 # %%
 database_up = True  # the read model's database is back
-for letter in fragile_adapter.dead_letters:
-    await fragile.publish_message(letter.message)
+resent = await fragile_adapter.redeliver_dead_letters()
 await fragile_adapter.wait_idle()
-print("handled after the re-publish:", [f"charmander v{version}" for version in projected])
+print("handled after the re-send:", [f"charmander v{version}" for version in projected])
+assert resent == [dead] and fragile_adapter.dead_letters == []
 assert projected == [2] and attempts[-1] == (1, 2)  # a new delivery, attempt 1
-fragile_adapter.dead_letters.clear()  # handled: nothing left to re-publish
 
 # %% [markdown]
-# A message that was never published (sections 1 and 2) has no dead letter: nothing can send it
-# again.
+# ### A poison message
+#
+# Some messages fail whatever you do: a payload the consumer cannot read, say. Waiting does not
+# help, so retries only delay the verdict. On a queue, a failed message waits for its retry at
+# the back, and after the last one it leaves for `dead_letters`: the messages behind it still
+# get through. Re-sending it without fixing anything only makes it a dead letter again — it is
+# never dropped, and never blocks the queue.
+
+# %%
+from castore_edu import InMemoryMessageQueueAdapter, NotificationMessageQueue
+from castore_edu.course.pokedex import pokemon_appeared
+
+cards = []
+
+
+async def print_card(message, context):
+    level = message.event.payload["level"]
+    if not isinstance(level, int):
+        raise TypeError(f"level {level!r} is not a number")
+    cards.append(message.event.payload["name"])
+
+
+card_queue = NotificationMessageQueue(message_queue_id="CARDS", source_event_stores=[pokemons])
+card_adapter = InMemoryMessageQueueAdapter.attach_to(card_queue, worker=print_card, retry_delay_ms=10)
+logging.getLogger("castore_edu").addHandler(quiet)
+arrivals = [("bulbasaur", "Bulbasaur", 1), ("missingno", "MissingNo.", "??"), ("squirtle", "Squirtle", 1)]
+for pokemon_id, name, level in arrivals:
+    await card_queue.publish_message(
+        NotificationMessage("POKEMONS", pokemon_appeared(pokemon_id, name=name, level=level))
+    )
+await card_adapter.wait_idle()
+(poison,) = card_adapter.dead_letters
+print("cards:", cards, "| dead letter:", poison.message.event.aggregate_id, repr(poison.error))
+assert cards == ["Bulbasaur", "Squirtle"] and poison.attempts == 3  # Squirtle was not blocked
+
+assert await card_adapter.redeliver_dead_letters() == [poison]  # nothing fixed...
+await card_adapter.wait_idle()
+logging.getLogger("castore_edu").removeHandler(quiet)
+(again,) = card_adapter.dead_letters  # ...so a dead letter again
+assert again is not poison and again.message == poison.message and cards == ["Bulbasaur", "Squirtle"]
+
+# %% [markdown]
+# Fix the worker, then re-send. If the data itself is wrong, a re-send only sends the same bad
+# copy: correct the store, then replay the aggregate (notebook 03, section 6). A message that was
+# never published (sections 1 and 2) has no dead letter: nothing can send it again.
 
 # %% [markdown]
 # ## 4. Duplicates and deliveries out of order
@@ -258,6 +302,10 @@ print(
 assert [message.event.version for message in charmander_inbox] == [3, 3, 5, 4]
 assert level_ups_counted == 4
 assert (latest_state["charmander"].version, truth.version) == (4, 5)
+
+# %% [markdown]
+# Notebook 08 gives each its remedy: a **version gate** keeps the latest state from going back,
+# whatever the order (section 3), and an **idempotent** consumer counts each event once (section 4).
 
 # %% [markdown]
 # ## 5. A stale `prev_aggregate`
@@ -337,7 +385,7 @@ print(
 # |---|---|---|---|
 # | publish fails after the push | an error; the retry: `EventAlreadyExistsError` | yes | never |
 # | crash between store and publish | nothing (it died) | yes | never |
-# | consumer keeps failing | nothing (fire-and-forget) | yes | yes, then a dead letter |
+# | consumer keeps failing | nothing (fire-and-forget) | yes | yes, then a dead letter (re-sendable) |
 # | duplicate / reordered delivery | nothing | yes | twice / out of order |
 # | stale `prev_aggregate` | success | yes | a wrong state |
 # | publish fails in a group | an error | all events | some events |
@@ -361,7 +409,9 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 # - A connected store publishes *after* storing. A failed publish or a crash in between leaves a
 #   stored event whose message is lost; retrying the push only meets `EventAlreadyExistsError`.
 # - Consumer failures are retried with back-off and end as dead letters, kept with their message
-#   in `adapter.dead_letters`; re-publishing them once the consumer works is up to you.
+#   in `adapter.dead_letters`; `await adapter.redeliver_dead_letters()` re-sends them once the
+#   consumer works. A poison message fails whatever you do: it ends in `dead_letters` without
+#   blocking a queue, and only comes back there if re-sent before a fix.
 # - Consumers must expect duplicates, reordering and — with a stale `prev_aggregate` — wrong states.
 # - A group is stored atomically but published store by store: part of it can go unpublished.
 #

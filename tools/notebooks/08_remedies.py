@@ -10,8 +10,8 @@
 # 2. crash a relay and start a new one on the same SQLite database, which continues from the
 #    checkpoint, and say what a consumer sees when the stream rewinds there;
 # 3. make a consumer cope: a **version gate** for the latest state, an **idempotent** handler for
-#    effects that add up, so that duplicates, rewinds and replays are harmless; and rebuild a
-#    read model from scratch by replaying the store;
+#    effects that add up, so that duplicates, reordering, rewinds and replays are harmless; and
+#    rebuild a read model from scratch by replaying the store (the read side of CQRS);
 # 4. measure the connected store and the relay side by side under the same random faults.
 #
 # Notebook 07 ended on the dual write: storing and publishing are two writes, and a failure
@@ -239,7 +239,8 @@ assert checkpoints == [("pokemon-states", 7)]
 # `prev_aggregate`. The trouble is the consumer's. The "latest state wins" consumer of notebook
 # 07, section 4, keeps whatever came last: after the restart it shows Pikachu at v2, level 5, until
 # v3 and v4 arrive again. A **version gate** keeps each Pokémon's version with its state and
-# ignores any message at or below it. Both follow the deliveries above, in their order:
+# ignores any message at or below it. Both follow the deliveries above, in their order, and
+# then those of a bus that holds a message back behind the next (notebook 07's `REORDER`):
 
 
 # %%
@@ -251,10 +252,10 @@ def version_gate(kept, version, level):
     return (version, level) if version > kept[0] else kept  # at or below what it has: ignored
 
 
-def follow(consume):
-    """Feed the deliveries above to a consumer; note every time a Pokémon's version went back."""
+def follow(consume, sequence):
+    """Feed a sequence of deliveries to a consumer; note every time a Pokémon's version went back."""
     state, went_back = {}, []
-    for aggregate_id, version, level in deliveries:
+    for aggregate_id, version, level in sequence:
         before = state.get(aggregate_id, (0, None))
         state[aggregate_id] = consume(before, version, level)
         if state[aggregate_id][0] < before[0]:
@@ -267,16 +268,24 @@ for pokemon_id in ("pikachu", "charmander"):
     pokemon = (await dex.pokemons.get_aggregate(pokemon_id)).aggregate
     in_store[pokemon_id] = (pokemon.version, pokemon.level)
 
-for consume in (latest_wins, version_gate):
-    state, went_back = follow(consume)
-    print(f"{consume.__name__:12} went back: {went_back or 'never'}; ends at (version, level) {state}")
-assert follow(latest_wins)[1] == ["pikachu v3 -> v2"]  # for a moment, level 5 again
-assert follow(version_gate) == (in_store, [])  # never goes back, and ends where the store is
+jumbled, jumbled_inbox = listening_bus(StateCarryingMessageBus, "JUMBLED", [dex.pokemons])
+FaultyChannelAdapter.wrap(jumbled, FaultSchedule.scripted({4: Fault.REORDER}))
+await Relay(dex.pokemons.event_storage_adapter, {"POKEMONS": jumbled}, name="jumbled").catch_up()
+await jumbled.message_channel_adapter.wait_idle()
+reordered = [(m.event.aggregate_id, m.event.version, m.aggregate.level) for m in jumbled_inbox]
+
+for name, sequence in (("rewound", deliveries), ("reordered", reordered)):
+    for consume in (latest_wins, version_gate):
+        state, went_back = follow(consume, sequence)
+        print(f"{name:9} {consume.__name__:12} went back: {went_back or 'never'}; ends at {state}")
+assert follow(latest_wins, deliveries)[1] == ["pikachu v3 -> v2"]  # for a moment, level 5 again
+assert follow(latest_wins, reordered) == ({**in_store, "pikachu": (3, 6)}, ["pikachu v4 -> v3"])
+assert follow(version_gate, deliveries) == follow(version_gate, reordered) == (in_store, [])
 
 # %% [markdown]
 # A gate suits state-carrying messages: a newer state already holds every older one, so an
 # older message has nothing to add. A consumer that *adds up* events cannot use it — a message
-# overtaken by a newer one (notebook 07's reordering) would be dropped for good. It needs to know
+# overtaken by a newer one (Pikachu's v3, reordered) would be dropped for good. It needs to know
 # which events it has processed, one by one: section 4.
 
 # %% [markdown]
@@ -306,6 +315,11 @@ assert board.handler.skipped == 2  # v2 (caught) and v3 (levelled up)
 
 # %% [markdown]
 # ## 5. Replay: rebuild a read model from scratch
+#
+# `LevelBoard` is a **read model**: data shaped for reading, fed only by events, kept apart from
+# the *write side* — the event store and the commands that push to it. That split is **CQRS**
+# (command query responsibility segregation): each side has a model of its own, and the read
+# side can be thrown away and rebuilt from the events. Notebook 11 (read models) goes further.
 #
 # The dam functions (`castore_edu/replay/dam.py`) publish a store's history again, with `replay=True`.
 # Into an idempotent consumer, a replay changes nothing. To *rebuild* — after fixing a bug in the
@@ -446,12 +460,14 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 #   successful publish: nothing stored is ever lost, and a failure costs duplicates instead.
 # - After a failure the stream rewinds to the checkpoint: a consumer sees one aggregate's
 #   versions go back, then forward again. A version gate (ignore what is at or below the version
-#   kept) keeps a latest-state consumer from going back.
+#   kept) keeps a latest-state consumer from going back, after a rewind as after a reordering.
 # - On SQLite the checkpoint lives in the same database, so a relay started after a crash
 #   continues where the old one stopped.
 # - Idempotent consumers skip what they have processed, keyed by
 #   `(event_store_id, aggregate_id, version)`; a replay then changes nothing, and a reset plus a
 #   replay rebuilds a read model from scratch.
+# - A read model fed by events, apart from the write side (the store and its commands), is CQRS:
+#   command query responsibility segregation.
 # - Under the same random faults, the connected store loses messages; the relay does not.
 #
 # *When this notebook was last built it ran in {{build_time}} in a fresh kernel.*
@@ -464,6 +480,7 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 #   <https://microservices.io/patterns/data/transaction-log-tailing.html>
 # - Chris Richardson, *Idempotent consumer*:
 #   <https://microservices.io/patterns/communication-style/idempotent-consumer.html>
+# - Martin Fowler, *CQRS*: <https://martinfowler.com/bliki/CQRS.html>
 # - In this package: `castore_edu/reliability/relay.py`, `castore_edu/reliability/idempotency.py`,
 #   `castore_edu/course/experiment.py`, `benchmarks/relay.py`.
 #
