@@ -111,7 +111,9 @@ def test_it_opens_with_objectives_and_time(stem: str) -> None:
     assert first.cell_type == "markdown"
     assert "Learning objectives" in first.source
     minutes = re.search(r"\*\*Time:\*\* about (\d+) minutes", first.source)
-    assert minutes is not None and 10 <= int(minutes[1]) <= 25
+    # The exact figure is the estimate of tools/course_time.py (tests/test_course_time.py checks
+    # it); past 45 minutes a notebook is two.
+    assert minutes is not None and 10 <= int(minutes[1]) <= 45
 
 
 @pytest.mark.parametrize("stem", STEMS)

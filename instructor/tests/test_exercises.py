@@ -44,6 +44,7 @@ from castore_edu import (  # noqa: E402
     NotificationMessage,
     NotificationMessageQueue,
     StateCarryingMessageBus,
+    StateCarryingMessageQueue,
     pour_aggregate_events,
     pour_event_store_events,
 )
@@ -496,6 +497,32 @@ def connected_to_a_notification_queue(pokemons: EventStore, worker: Any) -> Any:
     return ConnectedEventStore(pokemons, queue)
 
 
+def connected_with_a_worker_of_its_own(pokemons: EventStore, worker: Any) -> Any:
+    queue = StateCarryingMessageQueue(message_queue_id="LEVELS", source_event_stores=[pokemons])
+
+    async def print_it(message: Any, context: Any) -> None:
+        print(message)  # the worker it was given is never called
+
+    InMemoryMessageQueueAdapter.attach_to(queue, worker=print_it)
+    return ConnectedEventStore(pokemons, queue)
+
+
+def connected_with_a_wrapped_worker(pokemons: EventStore, worker: Any) -> Any:
+    """Right, although the adapter's worker is not the one given: it calls it."""
+    queue = StateCarryingMessageQueue(message_queue_id="LEVELS", source_event_stores=[pokemons])
+
+    async def logging_worker(message: Any, context: Any) -> None:
+        await worker(message, context)
+
+    InMemoryMessageQueueAdapter.attach_to(queue, worker=logging_worker)
+    return ConnectedEventStore(pokemons, queue)
+
+
+async def test_a_queue_whose_worker_calls_the_given_one_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    await run_exercise(4, "connect_to_level_queue", connected_with_a_wrapped_worker)
+    assert capsys.readouterr().out.startswith("✅ Exercise 4 passed: ")
+
+
 # Exercise 5: catch
 
 
@@ -924,6 +951,12 @@ WRONG_ANSWERS = [
         "connect_to_level_queue",
         connected_to_a_notification_queue,
         "a NotificationMessageQueue carries no aggregate",
+    ),
+    (
+        4,
+        "connect_to_level_queue",
+        connected_with_a_worker_of_its_own,
+        "must be (or call) the worker you were given",
     ),
     (5, "catch", catch_in_two_pushes, "half a catch"),
     (5, "catch", catch_in_two_pushes_trainer_first, "stored one after the other"),

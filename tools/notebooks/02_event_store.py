@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · The event store
 #
-# **Time:** about 25 minutes.
+# **Time:** about 40 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #

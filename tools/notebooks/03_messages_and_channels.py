@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Messages and channels
 #
-# **Time:** about 20 minutes.
+# **Time:** about 30 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #

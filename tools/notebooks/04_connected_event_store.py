@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · The connected event store
 #
-# **Time:** about 20 minutes.
+# **Time:** about 25 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #

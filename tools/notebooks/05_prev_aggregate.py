@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · The `prev_aggregate` optimization
 #
-# **Time:** about 25 minutes.
+# **Time:** about 30 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #

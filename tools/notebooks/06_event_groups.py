@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Event groups: one change, several aggregates
 #
-# **Time:** about 20 minutes.
+# **Time:** about 25 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #

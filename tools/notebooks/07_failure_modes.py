@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Failure modes: what a connected event store cannot promise
 #
-# **Time:** about 20 minutes.
+# **Time:** about 35 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #

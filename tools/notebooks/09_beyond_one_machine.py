@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 · Beyond one machine: the event store on a PostgreSQL server
 #
-# **Time:** about 25 minutes.
+# **Time:** about 30 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #
