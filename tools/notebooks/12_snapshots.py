@@ -14,9 +14,9 @@
 #
 # An aggregate is never stored: it is folded from its events on every read (notebook 01). That is
 # what makes it trustworthy, and what makes a long history slow. Notebook 05 took one read away
-# from a *write* (`prev_aggregate`); a snapshot shortens every *read*. Castore's documentation
-# says snapshots are "not implemented yet", and its users keep asking for them (issue #181, the
-# open pull request #201): here is one way to build them, and what they cost.
+# from a *write* (`prev_aggregate`); a snapshot shortens every *read*. Castore has no snapshots
+# yet, and its users keep asking for them (issue #181, the open pull request #201): here is one
+# way to build them, and what they cost.
 
 # %% [markdown]
 # ## 1. Snapshots in one screen
@@ -321,9 +321,9 @@ assert (fixed.snapshot_version, again.snapshot_version) == (None, 253)
 # removes old ones when you want the space back.) The first read of each aggregate after the
 # change pays a full fold: bump the version when the *reducer* changes, not on every deployment.
 #
-# The guard relies on you to bump it. Castore's users found that "tricky to maintain
-# manually" (issue #181), and a test can catch the forgotten bump: fold a few recorded histories
-# from scratch and from a snapshot, and compare. The self-check of exercise 12 works that way.
+# The guard relies on you to bump it, and a version changed by hand is easy to forget (Castore's
+# users say as much in issue #181). A test can catch the forgotten bump: fold a few recorded
+# histories from scratch and from a snapshot taken before the change, and compare.
 #
 # Two more rules keep a snapshot from changing a result (`castore_edu/snapshots/protocol.py`):
 # a store **copies** (a reducer that changes the aggregate in place cannot change a stored
