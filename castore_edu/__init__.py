@@ -8,6 +8,7 @@ room                what it holds                                            not
 ==================  ======================================================  ========
 ``core``            events, errors, clocks, the event store, commands        01, 02
 ``storage``         the adapter protocol and ordered log; memory, SQLite     02, 08
+``snapshots``       snapshot stores, a policy, the reducer-version guard     12
 ``messaging``       messages, channels, in-memory bus and queue adapters     03
 ``connected``       the connected event store                                04–06
 ``replay``          pouring past events into a channel again ("dam")         03, 08
@@ -89,6 +90,17 @@ from castore_edu.replay import (
     pour_event_store_collection_events,
     pour_event_store_events,
 )
+from castore_edu.snapshots import (
+    EveryNEvents,
+    InMemorySnapshotStore,
+    PostgresSnapshotStore,
+    Snapshot,
+    SnapshotConfig,
+    SnapshotHook,
+    SnapshotPolicy,
+    SnapshotStore,
+    SQLiteSnapshotStore,
+)
 from castore_edu.storage import (
     EventStorageAdapter,
     InMemoryEventStorageAdapter,
@@ -134,6 +146,7 @@ __all__ = [
     "EventStore",
     "EventStoreContext",
     "EventType",
+    "EveryNEvents",
     "GroupedEvent",
     "IdempotentHandler",
     "InMemoryCheckpointStore",
@@ -141,6 +154,7 @@ __all__ = [
     "InMemoryMessageBusAdapter",
     "InMemoryMessageQueueAdapter",
     "InMemoryProcessedMessages",
+    "InMemorySnapshotStore",
     "InvalidEventError",
     "LoggedEvent",
     "MessageChannelAdapter",
@@ -152,6 +166,7 @@ __all__ = [
     "NotificationMessageQueue",
     "OrderedLogStorage",
     "PostgresCheckpointStore",
+    "PostgresSnapshotStore",
     "PouredAggregateIds",
     "PouredCollectionEvents",
     "PouredEvents",
@@ -161,8 +176,14 @@ __all__ = [
     "SQLiteCheckpointStore",
     "SQLiteEventStorageAdapter",
     "SQLiteProcessedMessages",
+    "SQLiteSnapshotStore",
     "ScanInfo",
     "ServerUnavailableError",
+    "Snapshot",
+    "SnapshotConfig",
+    "SnapshotHook",
+    "SnapshotPolicy",
+    "SnapshotStore",
     "StateCarryingMessage",
     "StateCarryingMessageBus",
     "StateCarryingMessageChannel",

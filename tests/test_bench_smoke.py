@@ -214,3 +214,20 @@ def test_the_contention_command_prints_its_table() -> None:
     table = [line for line in printed if line.startswith("| ")]
     assert len(table) == 1 + len(rows)  # a header line, then one line per crowd
     assert table[-1].startswith("| 50 | 1,225 |")
+
+
+def test_the_snapshot_benchmark_reads_what_it_says_on_each_storage(postgres_server_url: str) -> None:
+    """``python -m benchmarks.snapshots --quick`` (with PostgreSQL, on the tests' server): the reads
+    are counted, not timed against a threshold; the ratio is printed for people."""
+    from benchmarks import snapshots as bench_snapshots
+
+    printed: list[str] = []
+    rows = bench_snapshots.run(quick=True, print_fn=printed.append, postgres_server=postgres_server_url)
+    assert [row.storage for row in rows] == ["in memory", "SQLite (one file)", "PostgreSQL"]
+    for row in rows:
+        assert row.events_read == {"without": 1_000, "behind": 100, "last": 1}, row
+        assert all(positive(ms) for ms in (row.ms_without, row.ms_behind, row.ms_at_last)), row
+        assert positive(row.ratio)
+    table = [line for line in printed if line.startswith("| ")]
+    assert len(table) == 1 + len(rows)  # a header line, then one line per storage
+    assert sum("× the time without" in line for line in printed) == len(rows)

@@ -31,7 +31,7 @@ SETUP_EXTRAS = ("notebooks", "test", "lint", "postgres", "nats", "servers")
 PACKAGE = ROOT / "castore_edu"
 # The rooms of the library proper (tests/test_layout.py orders them); testing/ and course/ are
 # teaching aids that may use the notebook extra (widgets, plots).
-LIBRARY = ("core", "storage", "messaging", "connected", "replay", "reliability")
+LIBRARY = ("core", "storage", "snapshots", "messaging", "connected", "replay", "reliability")
 # The one exception: an adapter for a real server imports that server's driver (an extra), and
 # nothing else in the library imports that adapter.
 DRIVERS = {

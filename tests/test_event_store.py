@@ -220,6 +220,7 @@ def test_store_attributes() -> None:
         "simulate_side_effect",
         "on_event_pushed",
         "event_storage_adapter",
+        "snapshots",
     }
     for method in (
         "get_event_storage_adapter",

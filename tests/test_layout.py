@@ -15,7 +15,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "castore_edu"
 # Lowest first: a room may import the rooms before it in this list, and itself.
-ROOMS = ["core", "storage", "messaging", "connected", "replay", "reliability", "testing", "course"]
+ROOMS = [
+    "core",
+    "storage",
+    "snapshots",
+    "messaging",
+    "connected",
+    "replay",
+    "reliability",
+    "testing",
+    "course",
+]
 LIBRARY = ROOMS[: ROOMS.index("reliability") + 1]
 
 

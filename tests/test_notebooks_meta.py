@@ -149,7 +149,8 @@ def exercise_pointers() -> list[tuple[str, str, str]]:
 
     Each row reads `` | `exercises/01_reducers_and_commands` | 01, 02 | 25 | 1 · … · 2 · … | ``:
     the exercises are due after the last notebook of the second column (numbers in parentheses
-    are earlier sections, not where the exercise is due).
+    are earlier sections, not where the exercise is due). A notebook of one exercise reads
+    "exercise N".
     """
     readme = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
     pointers = []
@@ -158,8 +159,11 @@ def exercise_pointers() -> list[tuple[str, str, str]]:
     ):
         due_after = re.findall(r"\b\d\d\b", re.sub(r"\(.*?\)", "", after))[-1]
         (stem,) = [stem for stem in STEMS if stem.startswith(f"{due_after}_")]
-        first, *_, last = re.findall(r"(\d+) ·", numbers)
-        pointers.append((stem, exercise, f"exercises {first}–{last}"))
+        found = re.findall(r"(\d+) ·", numbers)
+        first, last = found[0], found[-1]
+        pointers.append(
+            (stem, exercise, f"exercises {first}–{last}" if len(found) > 1 else f"exercise {first}")
+        )
     return pointers
 
 
@@ -173,6 +177,7 @@ def test_the_readme_table_gives_each_exercise_notebook_the_notebook_it_follows()
         ("06", "03", "exercises 5–6"),
         ("08", "04", "exercises 7–8"),
         ("10", "05", "exercises 9–10"),
+        ("12", "07", "exercise 12"),
     ]
 
 

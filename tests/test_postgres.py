@@ -25,8 +25,10 @@ from castore_edu import (
 )
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.reliability.relay import PostgresCheckpointStore, Relay
+from castore_edu.snapshots.postgres import PostgresSnapshotStore
 from castore_edu.storage.postgres import INSERT, PostgresEventStorageAdapter
 from castore_edu.testing.servers import PostgresServer, free_port
+from castore_edu.testing.snapshot_contract import SnapshotStoreContract
 from castore_edu.testing.storage_contract import StorageAdapterContract, event, store
 from tests.racing_counter import run_racing_counters
 
@@ -47,6 +49,29 @@ class TestPostgresAdapter(StorageAdapterContract):
 
     def make_stranger(self, adapter: Any) -> PostgresEventStorageAdapter:
         return self.opened(PostgresEventStorageAdapter(self.conninfo + " application_name=stranger"))
+
+
+class TestPostgresSnapshotStore(SnapshotStoreContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_conninfo: str) -> None:
+        self.conninfo = postgres_conninfo
+
+    def make_store(self) -> PostgresSnapshotStore:
+        return PostgresSnapshotStore(self.opened(PostgresEventStorageAdapter(self.conninfo)))
+
+
+async def test_snapshot_stores_opening_a_fresh_database_at_once_create_its_table_once(
+    postgres_conninfo: str,
+) -> None:
+    adapters = [PostgresEventStorageAdapter(postgres_conninfo) for _ in range(4)]
+    stores = [PostgresSnapshotStore(adapter) for adapter in adapters]
+    try:
+        await asyncio.gather(*(store.list_snapshots("S", "pikachu") for store in stores))
+        assert [await store.list_snapshots("S", "pikachu") for store in stores] == [[]] * 4
+        assert repr(stores[0]).startswith("PostgresSnapshotStore(PostgreSQL at ")
+    finally:
+        for adapter in adapters:
+            await adapter.close()
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ class ConnectedEventStore:
     reducer = _pointer("reducer")
     simulate_side_effect = _pointer("simulate_side_effect")
     event_storage_adapter = _pointer("event_storage_adapter")
+    snapshots = _pointer("snapshots")
     push_event_group = staticmethod(EventStore.push_event_group)
 
     def __init__(self, event_store: EventStore, message_channel: Any) -> None:

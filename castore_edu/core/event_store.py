@@ -10,11 +10,17 @@ refuses if that version is taken (optimistic concurrency). When the store can co
 aggregate without reading anything — because you passed the previous aggregate, or because this
 is version 1 — it returns it as ``next_aggregate``. Finally it awaits ``on_event_pushed``: the
 hook a :class:`~castore_edu.connected.connected_event_store.ConnectedEventStore` uses to publish the event.
+
+Reading can start from a *snapshot* (notebook 12): given ``snapshots=`` (a
+:class:`~castore_edu.snapshots.config.SnapshotConfig`), ``get_aggregate`` folds only the events after
+the latest snapshot that fits, and saves a new one when the policy says so. Snapshots are a cache:
+one that cannot be loaded or saved is logged and skipped, never a failed read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,8 +38,11 @@ from castore_edu.core.events import (
     validate_event,
 )
 
-if TYPE_CHECKING:  # only a type here: core does not depend on storage
+if TYPE_CHECKING:  # only types here: core depends on neither storage nor snapshots
+    from castore_edu.snapshots.protocol import Snapshot, SnapshotHook
     from castore_edu.storage.protocol import EventStorageAdapter
+
+logger = logging.getLogger("castore_edu")
 
 Reducer = Callable[[Any, EventDetail], Any]
 OnEventPushed = Callable[[PushEventResult], Awaitable[Any]]
@@ -69,6 +78,7 @@ def index_by_version(indexed_events: dict[Any, EventDetail], event: EventDetail)
 
 
 STORAGE_ADAPTER_CALLS = ("get_events", "push_event", "push_event_group", "group_event", "list_aggregate_ids")
+SNAPSHOT_HOOK_CALLS = ("load", "offer", "discard")
 
 
 def check_event_types(event_types: object) -> list[EventType]:
@@ -108,6 +118,17 @@ def check_storage_adapter(adapter: object, *, name: str = "event_storage_adapter
         )
 
 
+def check_snapshots(snapshots: object) -> None:
+    """Refuse what an event store cannot take snapshots with: it needs the three calls of a
+    ``SnapshotHook``. A snapshot *store* passed where its configuration belongs is the likely slip."""
+    missing = [call for call in SNAPSHOT_HOOK_CALLS if not callable(getattr(snapshots, call, None))]
+    if missing or isinstance(snapshots, type):
+        hint = ""
+        if callable(getattr(snapshots, "load_latest", None)):
+            hint = ". Hint: that is a snapshot store; pass SnapshotConfig(store, reducer_version=..., policy=...)"
+        raise TypeError(f"snapshots must be a SnapshotConfig, got {got(snapshots)}{hint}")
+
+
 class EventStore:
     """Stores and reads the events of one kind of aggregate (Pokémons, trainers…)."""
 
@@ -120,6 +141,7 @@ class EventStore:
         simulate_side_effect: SideEffectSimulator | None = None,
         on_event_pushed: OnEventPushed | None = None,
         event_storage_adapter: EventStorageAdapter | None = None,
+        snapshots: SnapshotHook | None = None,
     ) -> None:
         require_str("event_store_id", event_store_id)
         declared_types = check_event_types(event_types)
@@ -132,12 +154,15 @@ class EventStore:
                 require_callable(name, callback)
         if event_storage_adapter is not None:
             check_storage_adapter(event_storage_adapter)
+        if snapshots is not None:
+            check_snapshots(snapshots)
         self.event_store_id = event_store_id
         self.event_types = declared_types
         self.reducer = reducer
         self.simulate_side_effect = simulate_side_effect or index_by_version
         self.on_event_pushed = on_event_pushed
         self.event_storage_adapter = event_storage_adapter
+        self.snapshots = snapshots
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(event_store_id={self.event_store_id!r})"
@@ -172,13 +197,73 @@ class EventStore:
         )
 
     async def get_aggregate(self, aggregate_id: str, *, max_version: int | None = None) -> AggregateResult:
-        """Fold the aggregate's events; ``max_version`` travels back in time."""
+        """Fold the aggregate's events; ``max_version`` travels back in time.
+
+        With ``snapshots``, the fold starts from the latest snapshot that fits (this reducer
+        version, at or before ``max_version``) and ``events`` holds only the events after it
+        (``snapshot_version`` says which snapshot). The read starts *at* the snapshot's version:
+        that event is not folded again, but it proves the snapshot's history is stored and is the
+        ``last_event`` when nothing came after. The same read then offers the aggregate as a new
+        snapshot, which the policy takes or leaves.
+        """
+        snapshot = await self._load_snapshot(aggregate_id, max_version)
+        if snapshot is not None:
+            events = await self.get_events(
+                aggregate_id, min_version=snapshot.version, max_version=max_version
+            )
+            if events and events[0].version == snapshot.version:
+                after = events[1:]
+                result = AggregateResult(
+                    aggregate=self.build_aggregate(after, snapshot.aggregate),
+                    events=after,
+                    last_event=events[-1],
+                    snapshot_version=snapshot.version,
+                )
+                await self._offer_snapshot(aggregate_id, result)
+                return result
+            logger.warning(
+                "%r: no event %r at version %d, the snapshot's: the snapshot is ignored",
+                self,
+                aggregate_id,
+                snapshot.version,
+            )
         events = await self.get_events(aggregate_id, max_version=max_version)
-        return AggregateResult(
+        result = AggregateResult(
             aggregate=self.build_aggregate(events),
             events=events,
             last_event=events[-1] if events else None,
         )
+        await self._offer_snapshot(aggregate_id, result)
+        return result
+
+    async def _load_snapshot(self, aggregate_id: str, max_version: int | None) -> Snapshot | None:
+        """The snapshot a read may start from; ``None`` without one, or when loading failed (logged):
+        a cache that failed costs a full fold, never a failed read."""
+        if self.snapshots is None:
+            return None
+        try:
+            return await self.snapshots.load(self.event_store_id, aggregate_id, max_version=max_version)
+        except Exception as error:
+            logger.warning("%r: no snapshot of %r loaded, folding every event: %s", self, aggregate_id, error)
+            return None
+
+    async def _offer_snapshot(self, aggregate_id: str, result: AggregateResult) -> None:
+        """Offer what a read folded as a snapshot (the policy decides); a failure is logged, never raised."""
+        if self.snapshots is None or not result.events:
+            return
+        version = result.events[-1].version
+        try:
+            await self.snapshots.offer(
+                self.event_store_id,
+                aggregate_id,
+                result.aggregate,
+                from_version=result.snapshot_version or 0,
+                version=version,
+            )
+        except Exception as error:
+            logger.warning(
+                "%r: no snapshot of %r saved at version %d: %s", self, aggregate_id, version, error
+            )
 
     async def get_existing_aggregate(
         self, aggregate_id: str, *, max_version: int | None = None
@@ -248,14 +333,18 @@ class EventStore:
         :class:`~castore_edu.core.errors.EventAlreadyExistsError` if the version is taken.
 
         ``prev_aggregate`` is *trusted*: nothing checks that it really is the state at
-        ``event.version - 1``. A stale one gives a wrong ``next_aggregate``.
+        ``event.version - 1``. A stale one gives a wrong ``next_aggregate``. (That is why
+        snapshots are never taken from it, only from reads.)
 
-        Bad events are refused by the adapter, before it writes anything.
+        Bad events are refused by the adapter, before it writes anything. ``force`` rewrites
+        history, so it also discards the aggregate's snapshots from that version on.
         """
         require_bool("force", force)
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
+        if force:
+            await discard_snapshots(self, self.event_store_id, stored)
         result = PushEventResult(
             event=stored, next_aggregate=next_aggregate(self.reducer, prev_aggregate, stored)
         )
@@ -295,6 +384,10 @@ class EventStore:
         stored = await grouped_events[0].event_storage_adapter.push_event_group(
             list(grouped_events), force=force
         )
+        if force:
+            for grouped, event in zip(grouped_events, stored, strict=True):
+                if grouped.context is not None:
+                    await discard_snapshots(grouped.event_store, grouped.context.event_store_id, event)
         results = [
             PushEventResult(
                 event=event,
@@ -321,3 +414,16 @@ class EventStore:
         if first_failure is not None:
             raise first_failure
         return results
+
+
+async def discard_snapshots(event_store: object, event_store_id: str, overwritten: EventDetail) -> None:
+    """After a forced write at ``overwritten``'s version, forget the store's snapshots of that
+    aggregate from there on: they were folded from the history the write replaced.
+
+    Unlike a snapshot that cannot be saved, one that cannot be discarded would change later reads,
+    so a failure here is raised (the event is stored). A forced write is a repair: make it while
+    nobody reads the aggregate, or a read in flight may save a snapshot of the old history again.
+    """
+    snapshots = getattr(event_store, "snapshots", None)  # a ConnectedEventStore passes its store's
+    if snapshots is not None:
+        await snapshots.discard(event_store_id, overwritten.aggregate_id, from_version=overwritten.version)

@@ -96,11 +96,18 @@ class PushEventResult:
 
 @dataclass(frozen=True, slots=True)
 class AggregateResult:
-    """An aggregate with the events it was folded from. Unknown aggregate: all empty."""
+    """An aggregate with the events it was folded from. Unknown aggregate: all empty.
+
+    ``snapshot_version`` says where the fold started: ``None`` from nothing, so ``events`` is the
+    whole history (up to ``max_version``); a version when it started from the snapshot taken at
+    that version (see ``castore_edu.snapshots``), and then ``events`` holds only the events after
+    it. Either way ``last_event`` is the aggregate's last event (up to ``max_version``).
+    """
 
     aggregate: Any
     events: list[EventDetail]
     last_event: EventDetail | None
+    snapshot_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

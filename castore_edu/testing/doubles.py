@@ -55,8 +55,12 @@ def mock_event_store(event_store: EventStore, initial_events: Iterable[EventDeta
 
 
 def mute_event_store(event_store: EventStore, initial_events: Iterable[EventDetail] = ()) -> None:
-    """Give ``event_store`` fresh in-memory storage holding only ``initial_events``."""
+    """Give ``event_store`` fresh in-memory storage holding only ``initial_events``.
+
+    Its snapshots are dropped too (``snapshots = None``): they were folded from the old storage's
+    events, and a read of the new storage must not start from them."""
     require_event_store("event_store", event_store)
     event_store.event_storage_adapter = InMemoryEventStorageAdapter(
         check_initial_events(initial_events), event_store_id=event_store.event_store_id
     )
+    event_store.snapshots = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import copy
 import inspect
 import re
 import tomllib
@@ -78,7 +79,7 @@ if not SOURCES.is_dir():
 
 ROOT = Path(__file__).resolve().parents[2]
 STEMS = stems(None, SOURCES)
-# The check each exercise calls, in course order: exercise N is the N-th check cell of the course.
+# The check each exercise calls, in course order (each check cell is found by the check it calls).
 CHECKS = {
     1: "check_trainer_reducer",
     2: "check_level_up_command",
@@ -90,7 +91,9 @@ CHECKS = {
     8: "check_relay_step",
     9: "check_read_new",
     10: "check_ack_after_commit",
+    12: "check_fold_from_snapshot",
 }
+SNAPSHOT_READ = "get_aggregate_from_snapshots"  # what exercise 12's wrong answers replace
 CHECK_CALL = re.compile(r"^await (check_\w+)\(", re.MULTILINE)
 
 
@@ -111,8 +114,8 @@ def check_cells() -> list[tuple[str, int, str]]:
 # --- 1. the notebooks are their sources' --------------------------------------------------
 
 
-def test_ten_exercises_in_five_notebooks_one_check_cell_each_in_course_order() -> None:
-    assert len(STEMS) == 5
+def test_the_exercises_in_their_notebooks_one_check_cell_each_in_course_order() -> None:
+    assert len(STEMS) == 6
     assert [name for _, _, name in check_cells()] == list(CHECKS.values())
     assert [exercise.number for exercise in EXERCISES] == list(CHECKS)
     assert sorted(path.stem for path in LEARNER_DIR.glob("*.ipynb")) == STEMS
@@ -186,7 +189,7 @@ def test_the_solution_is_stored_executed_and_every_check_prints_its_success_line
         if is_check(cell.source):
             ((kind, name, text),) = texts
             assert (kind, name) == ("stream", "stdout")
-            assert re.fullmatch(r"✅ Exercise (?:[1-9]|10) passed: [^\n]+\n", text)
+            assert re.fullmatch(r"✅ Exercise [1-9][0-9]? passed: [^\n]+\n", text)
         else:
             assert texts == []
 
@@ -203,7 +206,8 @@ def test_it_opens_with_time_objectives_and_how_to_check_and_each_exercise_has_ta
     exercises = [
         cell.source for cell in cells if cell.kind == "markdown" and cell.source.startswith("## Exercise ")
     ]
-    assert len(exercises) == 2
+    checks = [cell for cell in cells if cell.kind == "code" and is_check(cell.source)]
+    assert len(exercises) == len(checks) in (1, 2)
     for text in exercises:
         assert "**Task.**" in text and "<summary><b>Hint</b>" in text and "**Check yourself.**" in text
     assert "## Recap" in cells[-1].source and "**Further reading**" in cells[-1].source
@@ -240,11 +244,11 @@ def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -
             f"Not yet: this exercise still raises NotImplementedError — {hint}" for hint in hints
         ]
         assert re.fullmatch(
-            r"\(Exercise (?:[1-9]|10) · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
+            r"\(Exercise [1-9][0-9]? · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
         )
         hints = []
         checked += 1
-    assert checked == 2
+    assert checked == sum(cell.kind == "code" and is_check(cell.source) for cell in sources) >= 1
 
 
 # --- 3. each check passes on the solution and fails on wrong answers, for the right reason --------
@@ -265,7 +269,7 @@ async def run_exercise(number: int, target: str = "", wrong: Any = None, *, lear
     (``"Class.method"``: the class becomes a subclass of the solution's, with that method).
     ``learner`` runs the learner's version (the stubs) instead of the solution.
     """
-    stem, check_index, _ = check_cells()[number - 1]
+    ((stem, check_index),) = [(stem, index) for stem, index, name in check_cells() if name == CHECKS[number]]
     namespace: dict[str, Any] = {}
     for index, cell in enumerate(source_cells(stem)[:check_index]):
         if cell.kind == "code" and not is_check(cell.source):
@@ -893,6 +897,116 @@ async def work_remembering_in_a_second_transaction(delivery: Any, board: Any) ->
     await delivery.ack()
 
 
+# Exercise 12: get_aggregate_from_snapshots
+
+
+def of_this_reducer(snapshots: Any, reducer_version: str, max_version: int | None) -> list[Any]:
+    return [
+        snapshot
+        for snapshot in snapshots
+        if snapshot.reducer_version == reducer_version
+        and (max_version is None or snapshot.version <= max_version)
+    ]
+
+
+async def fold_after(event_store: Any, aggregate_id: str, snapshot: Any, max_version: int | None) -> Any:
+    """What the solution does once it has chosen ``snapshot``."""
+    events = await event_store.get_events(
+        aggregate_id, min_version=snapshot.version + 1, max_version=max_version
+    )
+    return event_store.build_aggregate(events, copy.deepcopy(snapshot.aggregate))
+
+
+async def fold_ignoring_the_reducer_version(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    fitting = [snapshot for snapshot in snapshots if max_version is None or snapshot.version <= max_version]
+    if not fitting:
+        return event_store.build_aggregate(
+            await event_store.get_events(aggregate_id, max_version=max_version)
+        )
+    return await fold_after(event_store, aggregate_id, max(fitting, key=lambda s: s.version), max_version)
+
+
+async def fold_reading_every_event(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    events = await event_store.get_events(aggregate_id, max_version=max_version)  # then slices
+    fitting = of_this_reducer(snapshots, reducer_version, max_version)
+    if not fitting:
+        return event_store.build_aggregate(events)
+    latest = max(fitting, key=lambda s: s.version)
+    return event_store.build_aggregate(events[latest.version :], copy.deepcopy(latest.aggregate))
+
+
+async def fold_from_the_snapshots_own_version(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    fitting = of_this_reducer(snapshots, reducer_version, max_version)
+    if not fitting:
+        return event_store.build_aggregate(
+            await event_store.get_events(aggregate_id, max_version=max_version)
+        )
+    latest = max(fitting, key=lambda s: s.version)
+    events = await event_store.get_events(aggregate_id, min_version=latest.version, max_version=max_version)
+    return event_store.build_aggregate(events, copy.deepcopy(latest.aggregate))
+
+
+async def fold_in_place(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    fitting = of_this_reducer(snapshots, reducer_version, max_version)
+    if not fitting:
+        return event_store.build_aggregate(
+            await event_store.get_events(aggregate_id, max_version=max_version)
+        )
+    latest = max(fitting, key=lambda s: s.version)
+    events = await event_store.get_events(
+        aggregate_id, min_version=latest.version + 1, max_version=max_version
+    )
+    return event_store.build_aggregate(events, latest.aggregate)  # the kept snapshot's own dict
+
+
+async def fold_from_a_snapshot_after_max_version(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    fitting = of_this_reducer(snapshots, reducer_version, None)  # the newest, whatever max_version says
+    if not fitting:
+        return event_store.build_aggregate(
+            await event_store.get_events(aggregate_id, max_version=max_version)
+        )
+    return await fold_after(event_store, aggregate_id, max(fitting, key=lambda s: s.version), max_version)
+
+
+async def fold_past_max_version(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    fitting = of_this_reducer(snapshots, reducer_version, max_version)
+    if not fitting:
+        return event_store.build_aggregate(
+            await event_store.get_events(aggregate_id, max_version=max_version)
+        )
+    return await fold_after(event_store, aggregate_id, max(fitting, key=lambda s: s.version), None)
+
+
+async def fold_from_the_first_snapshot_that_fits(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    fitting = of_this_reducer(snapshots, reducer_version, max_version)
+    if not fitting:
+        return event_store.build_aggregate(
+            await event_store.get_events(aggregate_id, max_version=max_version)
+        )
+    return await fold_after(event_store, aggregate_id, fitting[0], max_version)  # not the latest
+
+
+async def fold_without_a_fallback(
+    event_store: Any, snapshots: Any, aggregate_id: str, *, reducer_version: str, max_version: Any = None
+) -> Any:
+    latest = max(of_this_reducer(snapshots, reducer_version, max_version), key=lambda s: s.version)
+    return await fold_after(event_store, aggregate_id, latest, max_version)
+
+
 # (exercise, what the wrong answer replaces, the wrong answer, what the check must say about it)
 WRONG_ANSWERS = [
     (1, "trainer_reducer", release_ignored, "should no longer own that Pokémon"),
@@ -1003,6 +1117,19 @@ WRONG_ANSWERS = [
     (10, "work", work_keyed_by_identity, "a message delivered again is a new, equal object"),
     (10, "work", work_retrying_the_transaction, "nor retry it yourself"),
     (10, "work", work_remembering_in_a_second_transaction, "in the same transaction as its level-up"),
+    (12, SNAPSHOT_READ, fold_ignoring_the_reducer_version, "the snapshot of reducer version 'v2'"),
+    (
+        12,
+        SNAPSHOT_READ,
+        fold_reading_every_event,
+        "your read got all 35 events, where the 5 after the snapshot",
+    ),
+    (12, SNAPSHOT_READ, fold_from_the_snapshots_own_version, "the snapshot's own version was folded again"),
+    (12, SNAPSHOT_READ, fold_in_place, "a kept snapshot has changed"),
+    (12, SNAPSHOT_READ, fold_from_a_snapshot_after_max_version, "the snapshot at 40, after max_version"),
+    (12, SNAPSHOT_READ, fold_past_max_version, "went past max_version: pass max_version to get_events"),
+    (12, SNAPSHOT_READ, fold_from_the_first_snapshot_that_fits, "start from the latest snapshot that fits"),
+    (12, SNAPSHOT_READ, fold_without_a_fallback, "when no snapshot fits"),
 ]
 
 

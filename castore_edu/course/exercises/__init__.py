@@ -28,6 +28,7 @@ from castore_edu.course.exercises.checks import (
     trainer_released_pokemon,
 )
 from castore_edu.course.exercises.feedback import Exercise, NotYet
+from castore_edu.course.exercises.snapshots import check_fold_from_snapshot
 
 __all__ = [
     "EXERCISES",
@@ -39,6 +40,7 @@ __all__ = [
     "ServerLog",
     "check_ack_after_commit",
     "check_catch",
+    "check_fold_from_snapshot",
     "check_idempotent_counter",
     "check_level_queue",
     "check_level_up_command",
