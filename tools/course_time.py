@@ -13,7 +13,12 @@ each notebook holds, at rates whose total for 00–08 is that run's:
 The estimate is rounded to the nearest 5 minutes. ``tests/test_course_time.py`` checks that every
 notebook and the README say the estimated time, so that a notebook that grows says so.
 
-    python tools/course_time.py        # the table, with what each estimate is made of
+    python tools/course_time.py          # the table, with what each estimate is made of
+    python tools/course_time.py --write  # and write the estimates where the course says its times
+
+``--write`` edits the "**Time:**" line of each notebook's source and of the built notebook (the
+same text, so no rebuild is needed: the line's words do not change, nor does the estimate), and
+the minutes of the course tables in README.md and notebooks/README.md.
 """
 
 from __future__ import annotations
@@ -82,6 +87,25 @@ def course_notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
+TIME_LINE = re.compile(r"\*\*Time:\*\* about \d+ minutes")
+TABLES = (ROOT / "README.md", ROOT / "notebooks" / "README.md")
+
+
+def write_times() -> None:
+    """Put each estimate in the notebook's source, the built notebook and the course tables."""
+    tables = {path: path.read_text(encoding="utf-8") for path in TABLES}
+    for path in course_notebooks():
+        said = f"**Time:** about {estimated_minutes(path)} minutes"
+        for text_file in (ROOT / "tools" / "notebooks" / f"{path.stem}.py", path):
+            text = text_file.read_text(encoding="utf-8")
+            text_file.write_text(TIME_LINE.sub(said, text, count=1), encoding="utf-8")
+        for table, text in tables.items():  # the minutes are the third column of the row
+            row = re.compile(rf"^(\| `{path.stem}` \|[^|]*\| )\d+( \|)", re.MULTILINE)
+            tables[table] = row.sub(rf"\g<1>{estimated_minutes(path)}\2", text)
+    for table, text in tables.items():
+        table.write_text(text, encoding="utf-8")
+
+
 def main() -> int:
     print(
         f"{'notebook':<28} {'words':>6} {'code':>5} {'cells':>5} {'plots':>5} {'widgets':>7} {'minutes':>8}"
@@ -96,6 +120,9 @@ def main() -> int:
             f"{counted.plots:>5} {counted.widgets:>7} {minutes:>5} ({counted.minutes():.1f})"
         )
     print(f"{'total':<28} {total:>47} min = {total / 60:.1f} h")
+    if "--write" in sys.argv[1:]:
+        write_times()
+        print("written to the notebooks, their sources, README.md and notebooks/README.md")
     return 0
 
 

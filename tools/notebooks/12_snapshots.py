@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 12 · Snapshots: reading a long aggregate from a saved fold
 #
-# **Time:** about 25 minutes.
+# **Time:** about 40 minutes.
 #
 # **Learning objectives.** By the end of this notebook you will be able to:
 #
