@@ -15,8 +15,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "castore_edu"
 # Lowest first: a room may import the rooms before it in this list, and itself.
-ROOMS = ["core", "storage", "messaging", "connected", "replay", "reliability", "testing", "course"]
-LIBRARY = ROOMS[: ROOMS.index("reliability") + 1]
+ROOMS = [
+    "core",
+    "storage",
+    "messaging",
+    "connected",
+    "replay",
+    "reliability",
+    "projections",
+    "testing",
+    "course",
+]
+LIBRARY = ROOMS[: ROOMS.index("projections") + 1]
 
 
 def runtime_imports(path: Path) -> set[str]:
