@@ -61,7 +61,9 @@ def applier(hold_at: int) -> object:
 
 async def project(path: str, batch_size: int, hold_at: int) -> None:
     adapter = SQLiteEventStorageAdapter(path)
-    counters = EventStore(event_store_id=COUNTERS, event_types=[], reducer=lambda a, e: e, event_storage_adapter=adapter)
+    counters = EventStore(
+        event_store_id=COUNTERS, event_types=[], reducer=lambda a, e: e, event_storage_adapter=adapter
+    )
     projection = Projection(NAME, event_stores=[counters], apply=applier(hold_at), create=create)  # type: ignore[arg-type]
     runner = SQLiteProjectionRunner(projection, batch_size=batch_size)
     print(f"ready {await runner.checkpoint()}", flush=True)

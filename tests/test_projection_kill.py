@@ -100,7 +100,10 @@ def fill_the_log(path: Path) -> list[LoggedEvent]:
         with SQLiteEventStorageAdapter(path) as adapter:
             stores = {
                 store_id: EventStore(
-                    event_store_id=store_id, event_types=[], reducer=lambda a, e: e, event_storage_adapter=adapter
+                    event_store_id=store_id,
+                    event_types=[],
+                    reducer=lambda a, e: e,
+                    event_storage_adapter=adapter,
                 )
                 for store_id in (COUNTERS, OTHER)
             }
@@ -111,7 +114,10 @@ def fill_the_log(path: Path) -> list[LoggedEvent]:
                 aggregate_id = f"{store_id.lower()}-{index % 17}"
                 versions[aggregate_id] += 1
                 event = EventDetail(
-                    aggregate_id=aggregate_id, version=versions[aggregate_id], type="COUNTED", payload={"by": index % 7 + 1}
+                    aggregate_id=aggregate_id,
+                    version=versions[aggregate_id],
+                    type="COUNTED",
+                    payload={"by": index % 7 + 1},
                 )
                 grouped.append(stores[store_id].group_event(event))
             for start in range(0, LOG_SIZE, 500):
@@ -128,7 +134,9 @@ def check_the_read_model(path: Path, log: list[LoggedEvent], reported: int, prev
         (checkpoint,) = connection.execute(
             "SELECT position FROM projection_checkpoints WHERE projection_name = 'kill_totals'"
         ).fetchone()
-        seen = [position for (position,) in connection.execute("SELECT position FROM kill_seen ORDER BY position")]
+        seen = [
+            position for (position,) in connection.execute("SELECT position FROM kill_seen ORDER BY position")
+        ]
         totals = dict(connection.execute("SELECT counter, total FROM kill_totals").fetchall())
     covered = [entry for entry in log if entry.position <= checkpoint and entry.event_store_id == COUNTERS]
     assert seen == [entry.position for entry in covered], "an event applied twice, or missed"
@@ -184,7 +192,7 @@ def test_sigkill_never_applies_an_event_twice_nor_misses_one(tmp_path: Path) -> 
                     half_batches += 1
             child = Child(path, 0, errors)  # the last one runs to the end of the log
             assert child.next_line() == ["ready", str(checkpoint)]
-            while (line := child.next_line()) != ["done"]:
+            while child.next_line() != ["done"]:
                 pass
             child.process.wait(timeout=LINE_WAIT)
         finally:

@@ -44,7 +44,9 @@ def seen_row(entry: LoggedEvent) -> tuple[Any, ...]:
 
 
 def three_stores(adapter: Any) -> tuple[EventStore, EventStore, EventStore]:
-    gym = EventStore(event_store_id=GYM_POKEMONS, event_types=[], reducer=lambda a, e: e, event_storage_adapter=adapter)
+    gym = EventStore(
+        event_store_id=GYM_POKEMONS, event_types=[], reducer=lambda a, e: e, event_storage_adapter=adapter
+    )
     return pokemons_event_store(adapter), trainers_event_store(adapter), gym
 
 
@@ -197,8 +199,10 @@ def test_the_sqlite_runner_refuses_stores_of_two_files_of_memory_or_of_a_private
         projection = Projection("board", event_stores=[pokemons, trainers_event_store(other)], apply=ignore)
         with pytest.raises(ValueError, match="must share one database"):
             SQLiteProjectionRunner(projection)
-    in_memory = Projection("board", event_stores=[pokemons_event_store(InMemoryEventStorageAdapter())], apply=ignore)
-    with pytest.raises(TypeError, match="follows events stored in SQLite.*PostgresProjectionRunner"):
+    in_memory = Projection(
+        "board", event_stores=[pokemons_event_store(InMemoryEventStorageAdapter())], apply=ignore
+    )
+    with pytest.raises(TypeError, match=r"follows events stored in SQLite.*PostgresProjectionRunner"):
         SQLiteProjectionRunner(in_memory)
     with SQLiteEventStorageAdapter(":memory:") as private:
         projection = Projection("board", event_stores=[pokemons_event_store(private)], apply=ignore)
@@ -213,22 +217,30 @@ async def test_the_sqlite_runner_refuses_async_hooks(sqlite_stores: Any) -> None
 
     with pytest.raises(TypeError, match="apply must be a plain function"):
         SQLiteProjectionRunner(Projection("board", event_stores=[pokemons], apply=apply))
-    with SQLiteProjectionRunner(
-        Projection("board", event_stores=[pokemons], apply=ignore, create=lambda connection: apply(connection, None))  # type: ignore[arg-type]
-    ) as runner:
-        with pytest.raises(TypeError, match="must be plain functions"):
-            await runner.step()
+    in_disguise = Projection(
+        "board",
+        event_stores=[pokemons],
+        apply=ignore,
+        create=lambda connection: apply(connection, None),  # type: ignore[arg-type]
+    )
+    with (
+        SQLiteProjectionRunner(in_disguise) as runner,
+        pytest.raises(TypeError, match="must be plain functions"),
+    ):
+        await runner.step()
 
 
 async def test_the_postgres_runner_refuses_stores_kept_elsewhere(sqlite_stores: Any) -> None:
     from castore_edu import PostgresProjectionRunner  # type: ignore[attr-defined]
 
     pokemons, _, _ = sqlite_stores
-    with pytest.raises(TypeError, match="follows events stored in PostgreSQL.*SQLiteProjectionRunner"):
+    with pytest.raises(TypeError, match=r"follows events stored in PostgreSQL.*SQLiteProjectionRunner"):
         PostgresProjectionRunner(Projection("board", event_stores=[pokemons], apply=ignore))
 
 
-async def test_a_reader_sees_the_read_model_through_the_runner_and_its_repr_names_it(sqlite_stores: Any) -> None:
+async def test_a_reader_sees_the_read_model_through_the_runner_and_its_repr_names_it(
+    sqlite_stores: Any,
+) -> None:
     pokemons, _, _ = sqlite_stores
     await pokemons.push_event(pokemon_appeared("pikachu", name="Pikachu", level=5))
     projection = Projection(
@@ -244,4 +256,47 @@ async def test_a_reader_sees_the_read_model_through_the_runner_and_its_repr_name
         assert repr(runner) == "SQLiteProjectionRunner('count', batch_size=10)"
         assert await runner.run_until_caught_up() == 1
         assert await runner.fetch("SELECT n FROM counted") == [(1,)]
-        assert await runner.fetch("SELECT position FROM projection_checkpoints WHERE projection_name = %s", ("count",)) == [(1,)]
+        assert await runner.fetch(
+            "SELECT position FROM projection_checkpoints WHERE projection_name = %s", ("count",)
+        ) == [(1,)]
+
+
+async def test_on_postgres_a_failing_statement_of_a_pipelined_batch_rolls_the_whole_batch_back(
+    postgres_conninfo: str,
+) -> None:
+    """PostgreSQL sends a batch's statements in pipeline mode: an error comes back late, yet the
+    batch is still all or nothing, and the runner goes on afterwards."""
+    from castore_edu import PostgresProjectionRunner  # type: ignore[attr-defined]
+    from castore_edu.storage.postgres import PostgresEventStorageAdapter
+
+    async with PostgresEventStorageAdapter(postgres_conninfo) as adapter:
+        pokemons = pokemons_event_store(adapter)
+        for name, level in (("pikachu", 5), ("charmander", -1), ("eevee", 3)):
+            await pokemons.push_event(pokemon_appeared(name, name=name.capitalize(), level=level))
+
+        async def create(connection: Any) -> None:
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS levels (pokemon_id TEXT, level INTEGER CHECK (level >= 0))"
+            )
+
+        async def apply(connection: Any, entry: LoggedEvent) -> None:
+            level = max(entry.event.payload["level"], 0) if fixed else entry.event.payload["level"]
+            await connection.execute("INSERT INTO levels VALUES (%s, %s)", (entry.event.aggregate_id, level))
+
+        fixed = False
+        projection = Projection("levels", event_stores=[pokemons], apply=apply, create=create)
+        async with PostgresProjectionRunner(projection) as runner:
+            import psycopg
+
+            with pytest.raises(psycopg.errors.CheckViolation):
+                await runner.step()  # charmander's level breaks the CHECK, after pikachu's row
+            assert (
+                await runner.fetch("SELECT pokemon_id FROM levels") == [] and await runner.checkpoint() == 0
+            )
+            fixed = True
+            assert await runner.step() == 3
+            assert await runner.fetch("SELECT pokemon_id, level FROM levels ORDER BY pokemon_id") == [
+                ("charmander", 0),
+                ("eevee", 3),
+                ("pikachu", 5),
+            ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -118,6 +118,13 @@ class PostgresProjectionRunner(ProjectionRunner):
 
     async def call(self, hook: Any, connection: psycopg.AsyncConnection[Any], *arguments: Any) -> None:
         await awaited(hook(connection, *arguments))
+
+    def applying(self, connection: psycopg.AsyncConnection[Any]) -> AbstractAsyncContextManager[Any]:
+        """The batch's statements in *pipeline mode*: psycopg sends them without waiting for each
+        answer, so a batch of ``n`` events costs about one round trip instead of ``n``. An
+        ``apply`` that reads a result still gets it (psycopg waits for it then); an error of any
+        statement is raised at the latest when the batch ends, and rolls the transaction back."""
+        return connection.pipeline()
 
     async def lock_checkpoint(self, connection: psycopg.AsyncConnection[Any]) -> int:
         rows = await self.execute(connection, LOAD_CHECKPOINT + " FOR UPDATE", (self.name,))

@@ -73,7 +73,9 @@ class Projection:
         require_str("name", name, hint="a projection's name is also its checkpoint's, e.g. 'leaderboard_v1'")
         stores = require_event_stores("event_stores", event_stores)
         if not stores:
-            raise ValueError("event_stores must name at least one event store: the ones the projection follows")
+            raise ValueError(
+                "event_stores must name at least one event store: the ones the projection follows"
+            )
         ids = [store.event_store_id for store in stores]
         repeated = sorted({store_id for store_id in ids if ids.count(store_id) > 1})
         if repeated:

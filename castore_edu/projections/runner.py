@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from castore_edu.core.arguments import got, require_int, require_str
@@ -152,6 +152,11 @@ class ProjectionRunner:
         """Call a projection's ``apply``, ``create`` or ``drop`` as its database wants it."""
         raise NotImplementedError
 
+    def applying(self, connection: Any) -> AbstractAsyncContextManager[Any]:
+        """Where a batch's ``apply`` calls run, inside the transaction: one after the other by
+        default (a database may send them together: see PostgreSQL's pipeline)."""
+        return nullcontext()
+
     async def lock_checkpoint(self, connection: Any) -> int:
         """The checkpoint, read inside the transaction so that no other runner can move it until
         the transaction ends."""
@@ -253,10 +258,12 @@ class ProjectionRunner:
         async with self.transaction() as connection:
             if await self.lock_checkpoint(connection) != start:
                 return self.batch_size, 0  # someone else's step went first: read again
-            for entry in entries:
-                if self.projection.follows(entry.event_store_id):
-                    await self.call(self.projection.apply, connection, self.projection.in_current_shape(entry))
-                    applied += 1
+            async with self.applying(connection):
+                for entry in entries:
+                    if self.projection.follows(entry.event_store_id):
+                        shaped = self.projection.in_current_shape(entry)
+                        await self.call(self.projection.apply, connection, shaped)
+                        applied += 1
             if entries:
                 await self.execute(connection, SAVE_CHECKPOINT, (entries[-1].position, self.name))
             if switch_to is not None and len(entries) < self.batch_size:
@@ -309,5 +316,4 @@ async def awaited(result: Any) -> None:
 def is_async_hook(hook: Any) -> bool:
     """Whether calling ``hook`` gives a coroutine: an ``async def`` function, or an object whose
     ``__call__`` is one."""
-    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(getattr(hook, "__call__", None))
-
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)

@@ -98,4 +98,6 @@ class SQLiteProjectionRunner(ProjectionRunner):
         result = hook(connection, *arguments)
         if hasattr(result, "__await__"):  # an async hook in disguise (a lambda returning a coroutine)
             getattr(result, "close", lambda: None)()
-            raise TypeError(f"on SQLite, a projection's hooks must be plain functions; {hook!r} returned {got(result)}")
+            raise TypeError(
+                f"on SQLite, a projection's hooks must be plain functions; {hook!r} returned {got(result)}"
+            )

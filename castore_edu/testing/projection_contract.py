@@ -99,7 +99,9 @@ class ProjectionRunnerContract:
         return None if rows is None else [row[0] for row in rows]
 
     async def saved_checkpoint(self, name: str) -> int | None:
-        rows = await self.rows(f"SELECT position FROM projection_checkpoints WHERE projection_name = '{name}'")
+        rows = await self.rows(
+            f"SELECT position FROM projection_checkpoints WHERE projection_name = '{name}'"
+        )
         return None if not rows else int(rows[0][0])
 
     # -- the contract ------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class ProjectionRunnerContract:
         assert runner.applied == 7 and await self.saved_checkpoint("board") == 9
 
     async def test_a_step_applies_one_batch_and_moves_the_checkpoint_to_its_last_entry(self) -> None:
-        pokemons, trainers, gym, storage = await self.story()
+        pokemons, _, gym, _ = await self.story()
         await gym.push_event(pokemon_leveled_up("onix", version=2))  # position 10
         runner = self.make_runner(self.seen_projection("board", [pokemons]), batch_size=5)
         assert await runner.step() == 3  # positions 1-5: pikachu, charmander, (ash), pikachu caught, (ash)
@@ -214,7 +216,9 @@ class ProjectionRunnerContract:
         await pokemons.push_event(pokemon_leveled_up("charmander", version=2))
         assert await runner.lag() == 2 == await storage.last_position() - await runner.checkpoint()
 
-    async def test_every_event_reaches_apply_through_current_shape(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test_every_event_reaches_apply_through_current_shape(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         pokemons, trainers, _, storage = await self.story()
         calls: list[tuple[str, int]] = []
 
