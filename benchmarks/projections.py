@@ -44,6 +44,7 @@ from castore_edu.projections.projection import Projection
 from castore_edu.projections.runner import ProjectionRunner
 from castore_edu.projections.sqlite import SQLiteProjectionRunner
 from castore_edu.reliability.relay import Relay
+from castore_edu.storage.protocol import close_adapter
 from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
 
 COUNT = "INSERT INTO {table} (aggregate_id, total) VALUES (%s, %s) ON CONFLICT (aggregate_id) DO UPDATE SET total = {table}.total + excluded.total"
@@ -118,6 +119,7 @@ async def time_projection(runner: ProjectionRunner, steps: int) -> float:
         await runner.step()
     seconds = time.perf_counter() - started
     assert await runner.checkpoint() == steps * runner.batch_size, "the log must be long enough"
+    await close_adapter(runner)
     return seconds
 
 
@@ -146,22 +148,15 @@ async def measure(
     rows = []
     for batch_size, events in sizes.events_per_batch_size.items():
         steps = events // batch_size
-        runners: list[ProjectionRunner] = []
 
         async def projection_round(batch_size: int = batch_size, steps: int = steps) -> float:
-            runner = make_runner(batch_size)
-            runners.append(runner)
-            return await time_projection(runner, steps)
+            return await time_projection(make_runner(batch_size), steps)
 
         async def relay_round(batch_size: int = batch_size, steps: int = steps) -> float:
             return await time_relay(store, batch_size, steps)
 
         variants: dict[str, Timed] = {"projection": projection_round, "relay": relay_round}
         seconds = await median_seconds(sizes.rounds, variants)
-        for runner in runners:
-            closing = runner.close()  # type: ignore[attr-defined]
-            if closing is not None:
-                await closing
         rows.append(
             Row(database, batch_size, events, events / seconds["projection"], events / seconds["relay"])
         )

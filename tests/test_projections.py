@@ -31,7 +31,7 @@ from castore_edu.course.pokedex import (
     trainers_event_store,
 )
 from castore_edu.projections.projection import current_shape
-from castore_edu.testing.projection_contract import GYM_POKEMONS, ProjectionRunnerContract
+from castore_edu.testing.projection_contract import GYM_POKEMONS, ProjectionRunnerContract, a_store
 
 pytestmark = pytest.mark.anyio
 
@@ -44,10 +44,7 @@ def seen_row(entry: LoggedEvent) -> tuple[Any, ...]:
 
 
 def three_stores(adapter: Any) -> tuple[EventStore, EventStore, EventStore]:
-    gym = EventStore(
-        event_store_id=GYM_POKEMONS, event_types=[], reducer=lambda a, e: e, event_storage_adapter=adapter
-    )
-    return pokemons_event_store(adapter), trainers_event_store(adapter), gym
+    return pokemons_event_store(adapter), trainers_event_store(adapter), a_store(GYM_POKEMONS, adapter)
 
 
 class TestSQLiteProjectionRunner(ProjectionRunnerContract):
@@ -55,8 +52,8 @@ class TestSQLiteProjectionRunner(ProjectionRunnerContract):
     def _database(self, tmp_path: Path) -> None:
         self.path = tmp_path / "events.sqlite"
 
-    def make_stores(self) -> tuple[EventStore, EventStore, EventStore]:
-        return three_stores(self.opened(SQLiteEventStorageAdapter(self.path)))
+    def make_adapter(self) -> SQLiteEventStorageAdapter:
+        return self.opened(SQLiteEventStorageAdapter(self.path))
 
     def seen_projection(self, name: str, stores: list[EventStore]) -> Projection:
         table = f"{name}_seen"
@@ -91,10 +88,10 @@ class TestPostgresProjectionRunner(ProjectionRunnerContract):
     def _database(self, postgres_conninfo: str) -> None:
         self.conninfo = postgres_conninfo
 
-    def make_stores(self) -> tuple[EventStore, EventStore, EventStore]:
+    def make_adapter(self) -> Any:
         from castore_edu.storage.postgres import PostgresEventStorageAdapter
 
-        return three_stores(self.opened(PostgresEventStorageAdapter(self.conninfo)))
+        return self.opened(PostgresEventStorageAdapter(self.conninfo))
 
     def seen_projection(self, name: str, stores: list[EventStore]) -> Projection:
         table = f"{name}_seen"

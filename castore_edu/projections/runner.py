@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from castore_edu.core.arguments import got, require_int, require_str
@@ -121,6 +121,9 @@ class ProjectionRunner:
         self._ready = False
         self._dropped = False
         self._previous: str | None = None  # what served the read model before the last switch
+        # The checkpoint as this runner last saw it committed (None: read it). Only a hint: a step
+        # checks it inside its transaction, where no other runner can move it.
+        self._known: int | None = None
         self._turns: asyncio.Lock | None = None
         self._turns_loop: asyncio.AbstractEventLoop | None = None
 
@@ -151,11 +154,6 @@ class ProjectionRunner:
     async def call(self, hook: Any, connection: Any, *arguments: Any) -> None:
         """Call a projection's ``apply``, ``create`` or ``drop`` as its database wants it."""
         raise NotImplementedError
-
-    def applying(self, connection: Any) -> AbstractAsyncContextManager[Any]:
-        """Where a batch's ``apply`` calls run, inside the transaction: one after the other by
-        default (a database may send them together: see PostgreSQL's pipeline)."""
-        return nullcontext()
 
     async def lock_checkpoint(self, connection: Any) -> int:
         """The checkpoint, read inside the transaction so that no other runner can move it until
@@ -244,26 +242,28 @@ class ProjectionRunner:
     async def _step(self, *, switch_to: str | None = None) -> tuple[int, int]:
         """One batch: ``(log entries covered, events applied)``. See the module docstring.
 
-        The log is read *before* the transaction begins: on SQLite the transaction holds the
-        database's write lock, and an ``await`` of storage inside it could let another task of the
-        process queue for that lock behind it. Inside, the checkpoint is read again: if another
-        runner of the same name moved it meanwhile, this step applies nothing.
+        The log is read *before* the transaction begins, after the checkpoint this runner last
+        committed: on SQLite the transaction holds the database's write lock, and an ``await`` of
+        storage inside it could let another task of the process queue for that lock behind it.
+        Inside, the checkpoint is read again: if another runner of the same name moved it
+        meanwhile, this step applies nothing (and the next one reads after the moved checkpoint).
         """
         await self._get_ready()
-        start = await self._checkpoint()
+        start = self._known if self._known is not None else await self._checkpoint()
         entries = await self.storage.read_log(after_position=start, limit=self.batch_size)
         if not entries and switch_to is None:
             return 0, 0
         applied = 0
         async with self.transaction() as connection:
-            if await self.lock_checkpoint(connection) != start:
+            self._known = await self.lock_checkpoint(connection)
+            if self._known != start:
                 return self.batch_size, 0  # someone else's step went first: read again
-            async with self.applying(connection):
-                for entry in entries:
-                    if self.projection.follows(entry.event_store_id):
-                        shaped = self.projection.in_current_shape(entry)
-                        await self.call(self.projection.apply, connection, shaped)
-                        applied += 1
+            for entry in entries:
+                if self.projection.follows(entry.event_store_id):
+                    await self.call(
+                        self.projection.apply, connection, self.projection.in_current_shape(entry)
+                    )
+                    applied += 1
             if entries:
                 await self.execute(connection, SAVE_CHECKPOINT, (entries[-1].position, self.name))
             if switch_to is not None and len(entries) < self.batch_size:
@@ -271,6 +271,8 @@ class ProjectionRunner:
                 self._previous = None if not rows else str(rows[0][0])
                 await self.execute(connection, SERVE, (switch_to, self.name))
         self.applied += applied  # only now: the transaction has committed
+        if entries:
+            self._known = entries[-1].position
         return len(entries), applied
 
     async def _checkpoint(self) -> int:

@@ -1,10 +1,9 @@
 """The contract every projection runner keeps, whatever its database: one suite, run on each.
 
 Subclass :class:`ProjectionRunnerContract` in a test module and say how to make, on your
-database, three event stores sharing one log (``make_stores``), a projection whose read model
-records every entry it is given (``seen_projection``), a runner (``make_runner``) and how to read
-a table from a connection of its own (``rows``). ``tests/test_projections.py`` does it for SQLite
-and PostgreSQL.
+database, a fresh storage adapter (``make_adapter``), a projection whose read model records every
+entry it is given (``seen_projection``), a runner (``make_runner``) and how to read a table from a
+connection of its own (``rows``). ``tests/test_projections.py`` does it for SQLite and PostgreSQL.
 
 The read model used here is the bluntest there is: a table ``<name>_seen`` with one row per
 applied entry and *no* unique key. An entry applied twice shows as two rows, an entry missed as
@@ -17,20 +16,42 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, LoggedEvent
-from castore_edu.course.pokedex import pokemon_appeared, pokemon_leveled_up, tell_the_story, trainer_created
 from castore_edu.projections.projection import Projection
 from castore_edu.projections.runner import ProjectionRunner
-from castore_edu.storage.protocol import OrderedLogStorage
+from castore_edu.storage.protocol import OrderedLogStorage, close_adapter
 from castore_edu.testing.faults import SimulatedCrash
 
+POKEMONS, TRAINERS = "POKEMONS", "TRAINERS"
 GYM_POKEMONS = "GYM_POKEMONS"  # a third store in the same log, which the projections do not follow
 POISON = "missingno"  # an aggregate whose events the read model's apply refuses, while told to
+
+
+def appeared(pokemon_id: str, level: int = 5) -> EventDetail:
+    return EventDetail(aggregate_id=pokemon_id, version=1, type="POKEMON_APPEARED", payload={"level": level})
+
+
+def leveled_up(pokemon_id: str, version: int) -> EventDetail:
+    return EventDetail(aggregate_id=pokemon_id, version=version, type="POKEMON_LEVELED_UP")
+
+
+def trainer_created(trainer_id: str) -> EventDetail:
+    return EventDetail(aggregate_id=trainer_id, version=1, type="TRAINER_CREATED")
+
+
+def a_store(event_store_id: str, adapter: Any) -> EventStore:
+    """A store whose reducer only counts versions: the contract is about the log, not a domain."""
+    return EventStore(
+        event_store_id=event_store_id,
+        event_types=[],
+        reducer=lambda aggregate, event: event.version,
+        event_storage_adapter=adapter,
+    )
 
 
 class ProjectionRunnerContract:
@@ -38,8 +59,8 @@ class ProjectionRunnerContract:
 
     # -- what a subclass says --------------------------------------------------------------
 
-    def make_stores(self) -> tuple[EventStore, EventStore, EventStore]:
-        """POKEMONS, TRAINERS and GYM_POKEMONS stores, empty, on one database (one log)."""
+    def make_adapter(self) -> OrderedLogStorage:
+        """A storage adapter on an empty database (closed when the test ends: see :meth:`opened`)."""
         raise NotImplementedError
 
     def seen_projection(self, name: str, stores: list[EventStore]) -> Projection:
@@ -67,9 +88,7 @@ class ProjectionRunnerContract:
         self.applied_entries: list[LoggedEvent] = []
         yield
         for closable in self._opened:
-            closing = closable.close()
-            if closing is not None:
-                await closing
+            await close_adapter(closable)
 
     def opened(self, closable: Any) -> Any:
         self._opened.append(closable)
@@ -83,12 +102,27 @@ class ProjectionRunnerContract:
         self.applied_entries.append(entry)
 
     async def story(self) -> tuple[EventStore, EventStore, EventStore, OrderedLogStorage]:
-        """The course's opening scene, with two gym Pokémon in between: 9 log entries."""
-        pokemons, trainers, gym = self.make_stores()
-        await tell_the_story(_Pokedex(pokemons, trainers))
-        await gym.push_event(pokemon_appeared("onix", name="Onix", level=12))
-        await gym.push_event(pokemon_appeared("staryu", name="Staryu", level=9))
-        return pokemons, trainers, gym, pokemons.get_event_storage_adapter()  # type: ignore[return-value]
+        """The course's opening scene, then two gym Pokémon: 9 log entries, of three stores.
+
+        1 Pikachu appears, 2 Charmander appears, 3 Ash starts, 4 and 5 Ash catches Pikachu (one
+        event in each store, one group), 6 and 7 Pikachu levels up, 8 and 9 the gym's Pokémon.
+        """
+        storage = self.make_adapter()
+        pokemons, trainers, gym = (
+            a_store(store_id, storage) for store_id in (POKEMONS, TRAINERS, GYM_POKEMONS)
+        )
+        await pokemons.push_event(appeared("pikachu"))
+        await pokemons.push_event(appeared("charmander", level=3))
+        await trainers.push_event(trainer_created("ash"))
+        await EventStore.push_event_group(
+            pokemons.group_event(EventDetail(aggregate_id="pikachu", version=2, type="POKEMON_CAUGHT")),
+            trainers.group_event(EventDetail(aggregate_id="ash", version=2, type="TRAINER_CAUGHT_POKEMON")),
+        )
+        await pokemons.push_event(leveled_up("pikachu", 3))
+        await pokemons.push_event(leveled_up("pikachu", 4))
+        await gym.push_event(appeared("onix", level=12))
+        await gym.push_event(appeared("staryu", level=9))
+        return pokemons, trainers, gym, storage
 
     @staticmethod
     async def followed(storage: OrderedLogStorage) -> list[int]:
@@ -118,7 +152,7 @@ class ProjectionRunnerContract:
 
     async def test_a_step_applies_one_batch_and_moves_the_checkpoint_to_its_last_entry(self) -> None:
         pokemons, _, gym, _ = await self.story()
-        await gym.push_event(pokemon_leveled_up("onix", version=2))  # position 10
+        await gym.push_event(leveled_up("onix", 2))  # position 10
         runner = self.make_runner(self.seen_projection("board", [pokemons]), batch_size=5)
         assert await runner.step() == 3  # positions 1-5: pikachu, charmander, (ash), pikachu caught, (ash)
         assert await self.seen("board") == [1, 2, 4] and await runner.checkpoint() == 5
@@ -131,10 +165,8 @@ class ProjectionRunnerContract:
         first = self.make_runner(self.seen_projection("board", [pokemons, trainers]), batch_size=4)
         await first.step()
         assert await self.saved_checkpoint("board") == 4
-        first_close = first.close()
-        if first_close is not None:
-            await first_close
-        await trainers.push_event(trainer_created("misty", name="Misty"))
+        await close_adapter(first)
+        await trainers.push_event(trainer_created("misty"))
         again = self.make_runner(self.seen_projection("board", [pokemons, trainers]), batch_size=4)
         assert await again.checkpoint() == 4
         assert await again.run_until_caught_up() == 4  # positions 5, 6, 7 and Misty's, 10
@@ -148,9 +180,9 @@ class ProjectionRunnerContract:
         runner = self.make_runner(self.seen_projection("board", [pokemons, trainers]))
         await runner.run_until_caught_up()
         before = await self.seen("board")
-        await pokemons.push_event(pokemon_leveled_up("charmander", version=2))
-        await pokemons.push_event(pokemon_appeared(POISON, name="MissingNo.", level=0))
-        await pokemons.push_event(pokemon_leveled_up("charmander", version=3))
+        await pokemons.push_event(leveled_up("charmander", 2))
+        await pokemons.push_event(appeared(POISON, level=0))
+        await pokemons.push_event(leveled_up("charmander", 3))
         self.poison = failure
         with pytest.raises(failure):
             await runner.step()  # applied charmander v2 and inserted missingno's row, then failed
@@ -178,7 +210,8 @@ class ProjectionRunnerContract:
         pokemons, trainers, _, storage = await self.story()
         slow = self.make_runner(self.seen_projection("board", [pokemons, trainers]))
         fast = self.make_runner(self.seen_projection("board", [pokemons, trainers]))
-        slow.storage = _RaceBeforeTheTransaction(storage, fast)  # fast steps while slow reads the log
+        # fast catches up while slow reads the log: a log reader that is not a whole adapter
+        slow.storage = cast(OrderedLogStorage, _RaceBeforeTheTransaction(storage, fast))
         assert await slow.step() == 0  # its checkpoint moved under it: it applied nothing
         assert fast.applied == 7 and await self.seen("board") == await self.followed(storage)
         assert await slow.run_until_caught_up() == 0
@@ -189,7 +222,7 @@ class ProjectionRunnerContract:
         assert await v1.serving("board") is None
         assert await v1.switch("board") is None  # nothing served it before
         assert await v1.serving("board") == "board_v1"
-        await pokemons.push_event(pokemon_leveled_up("charmander", version=2))
+        await pokemons.push_event(leveled_up("charmander", 2))
         v2 = self.make_runner(self.seen_projection("board_v2", [pokemons, trainers]), batch_size=3)
         assert await v2.step() == 3 and await v2.lag() == 7
         await v1.step()  # the old one keeps serving, and keeping up
@@ -212,8 +245,8 @@ class ProjectionRunnerContract:
         assert await runner.lag() == 5
         await runner.run_until_caught_up()
         assert await runner.lag() == 0
-        await gym.push_event(pokemon_leveled_up("onix", version=2))  # not followed, but in the log
-        await pokemons.push_event(pokemon_leveled_up("charmander", version=2))
+        await gym.push_event(leveled_up("onix", 2))  # not followed, but in the log
+        await pokemons.push_event(leveled_up("charmander", 2))
         assert await runner.lag() == 2 == await storage.last_position() - await runner.checkpoint()
 
     async def test_every_event_reaches_apply_through_current_shape(
@@ -235,13 +268,6 @@ class ProjectionRunnerContract:
             replace(entry.event, metadata={"shape": "current"}) for entry in followed
         ]
         assert [entry.position for entry in self.applied_entries] == [entry.position for entry in followed]
-
-
-class _Pokedex:
-    """What ``tell_the_story`` needs: the two stores."""
-
-    def __init__(self, pokemons: EventStore, trainers: EventStore) -> None:
-        self.pokemons, self.trainers = pokemons, trainers
 
 
 class _RaceBeforeTheTransaction:
