@@ -158,7 +158,9 @@ def exercise_pointers() -> list[tuple[str, str, str]]:
         (stem,) = [stem for stem in STEMS if stem.startswith(f"{due_after}_")]
         found = re.findall(r"(\d+) ·", numbers)
         first, last = found[0], found[-1]  # the same when the notebook holds one exercise
-        pointers.append((stem, exercise, f"exercise {first}" if first == last else f"exercises {first}–{last}"))
+        pointers.append(
+            (stem, exercise, f"exercise {first}" if first == last else f"exercises {first}–{last}")
+        )
     return pointers
 
 

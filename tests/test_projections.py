@@ -297,3 +297,148 @@ async def test_on_postgres_a_failing_statement_of_a_pipelined_batch_rolls_the_wh
                 ("eevee", 3),
                 ("pikachu", 5),
             ]
+
+
+class _StorageWithoutLog:
+    """The five calls of a storage adapter, and no ordered log."""
+
+    async def get_events(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    async def push_event(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def push_event_group(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    def group_event(self, event: Any) -> Any: ...
+
+    async def list_aggregate_ids(self, **kwargs: Any) -> Any: ...
+
+
+def test_a_runner_refuses_storage_without_an_ordered_log() -> None:
+    projection = Projection("board", event_stores=[pokemons_event_store(_StorageWithoutLog())], apply=ignore)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"event_stores: .* keeps no ordered log"):
+        SQLiteProjectionRunner(projection)
+
+
+def test_stores_of_two_postgres_databases_are_refused_and_of_one_accepted() -> None:
+    from castore_edu import PostgresProjectionRunner  # type: ignore[attr-defined]
+    from castore_edu.storage.postgres import PostgresEventStorageAdapter
+
+    here, there = "postgresql://127.0.0.1:1/here", "postgresql://127.0.0.1:1/there"  # never connected
+    two = [
+        pokemons_event_store(PostgresEventStorageAdapter(here)),
+        trainers_event_store(PostgresEventStorageAdapter(there)),
+    ]
+    with pytest.raises(ValueError, match="must share one database"):
+        PostgresProjectionRunner(Projection("board", event_stores=two, apply=ignore))
+    one = [
+        pokemons_event_store(PostgresEventStorageAdapter(here)),
+        trainers_event_store(PostgresEventStorageAdapter(here)),
+    ]
+    assert PostgresProjectionRunner(Projection("board", event_stores=one, apply=ignore)).conninfo == here
+
+
+async def test_a_projection_without_hooks_switches_when_caught_up_and_drops(sqlite_stores: Any) -> None:
+    pokemons, _, _ = sqlite_stores
+    await pokemons.push_event(pokemon_appeared("pikachu", name="Pikachu", level=5))
+    with SQLiteProjectionRunner(Projection("bare", event_stores=[pokemons], apply=ignore)) as runner:
+        assert await runner.run_until_caught_up() == 1
+        assert await runner.switch("board") is None  # nothing new to read: it switches at once
+        assert await runner.serving("board") == "bare"
+        with SQLiteProjectionRunner(Projection("other", event_stores=[pokemons], apply=ignore)) as other:
+            assert await other.switch("board") == "bare"
+            await runner.drop()  # no tables of its own: only its checkpoint goes
+            assert await other.fetch("SELECT projection_name FROM projection_checkpoints") == [("other",)]
+
+
+async def test_an_apply_that_ends_the_transaction_itself_still_gets_its_error_out(sqlite_stores: Any) -> None:
+    pokemons, _, _ = sqlite_stores
+    await pokemons.push_event(pokemon_appeared("pikachu", name="Pikachu", level=5))
+
+    def meddling(connection: sqlite3.Connection, entry: LoggedEvent) -> None:
+        connection.execute("ROLLBACK")  # not its job: the runner's transaction is gone
+        raise ValueError("and then it failed")
+
+    with SQLiteProjectionRunner(Projection("board", event_stores=[pokemons], apply=meddling)) as runner:
+        with pytest.raises(ValueError, match="and then it failed"):  # not "no transaction is active"
+            await runner.step()
+        assert await runner.checkpoint() == 0
+
+
+async def test_a_postgres_runner_says_when_its_server_is_out_of_reach() -> None:
+    from castore_edu import PostgresProjectionRunner, ServerUnavailableError  # type: ignore[attr-defined]
+    from castore_edu.storage.postgres import PostgresEventStorageAdapter
+    from castore_edu.testing.servers import free_port
+
+    port = free_port()
+    adapter = PostgresEventStorageAdapter(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    runner = PostgresProjectionRunner(
+        Projection("board", event_stores=[pokemons_event_store(adapter)], apply=ignore)
+    )
+    with pytest.raises(ServerUnavailableError, match=f"PostgreSQL at 127.0.0.1:{port}"):
+        await runner.checkpoint()
+    await runner.close()  # nothing to close: harmless
+
+
+def test_a_postgres_runner_works_across_event_loops_and_after_its_server_came_back() -> None:
+    """A runner used from a later ``asyncio.run`` connects again (a connection belongs to its loop);
+    a server that went away gives ``ServerUnavailableError``, then the runner connects again."""
+    import asyncio
+
+    from castore_edu import PostgresProjectionRunner, ServerUnavailableError  # type: ignore[attr-defined]
+    from castore_edu.storage.postgres import PostgresEventStorageAdapter
+    from castore_edu.testing.servers import PostgresServer
+
+    with PostgresServer() as server:
+        adapter = PostgresEventStorageAdapter(server.url)
+        pokemons = pokemons_event_store(adapter)
+
+        async def create(connection: Any) -> None:
+            await connection.execute("CREATE TABLE IF NOT EXISTS seen (position BIGINT)")
+
+        async def apply(connection: Any, entry: LoggedEvent) -> None:
+            await connection.execute("INSERT INTO seen VALUES (%s)", (entry.position,))
+
+        runner = PostgresProjectionRunner(
+            Projection(
+                "seen", event_stores=[pokemons], apply=apply, create=create, drop=lambda connection: None
+            )
+        )
+
+        async def first_loop() -> int:
+            await pokemons.push_event(pokemon_appeared("pikachu", name="Pikachu", level=5))
+            return await runner.run_until_caught_up()
+
+        async def second_loop() -> list[Any]:
+            await pokemons.push_event(pokemon_appeared("eevee", name="Eevee", level=3))
+            await runner.run_until_caught_up()
+            return await runner.fetch("SELECT position FROM seen ORDER BY position")
+
+        assert asyncio.run(first_loop()) == 1
+        assert asyncio.run(second_loop()) == [(1,), (2,)]  # a new loop, a new connection
+
+        async def after_restarts() -> list[Any]:
+            await runner.checkpoint()  # connected from this loop
+            server.kill()
+            with pytest.raises(ServerUnavailableError):
+                await runner.drop()  # its transaction cannot begin: nothing is dropped
+            server.start()
+            await runner.checkpoint()  # connected again
+            server.kill()
+            with pytest.raises(ServerUnavailableError):
+                await runner.fetch("SELECT 1")
+            server.start()
+            await pokemons.push_event(pokemon_appeared("mew", name="Mew", level=50))
+            await runner.run_until_caught_up()
+            return await runner.fetch("SELECT position FROM seen ORDER BY position")
+
+        assert asyncio.run(after_restarts()) == [(1,), (2,), (3,)]
+        asyncio.run(runner.close())  # from another loop than its connection's: closed without it
+
+        async def dropped() -> None:
+            await runner.drop()  # its drop hook is a plain function here: called all the same
+            await runner.close()
+            await adapter.close()
+
+        asyncio.run(dropped())
