@@ -13,6 +13,7 @@ room                what it holds                                            not
 ``connected``       the connected event store                                04–06
 ``replay``          pouring past events into a channel again ("dam")         03, 08
 ``reliability``     the relay on the ordered log; idempotent consumers       08
+``projections``     read models kept by projections, exactly once            11
 ``testing``         test doubles, fault injection, latency, the contract     02, 07
 ``course``          the Pokédex, the experiment, widgets, exercise checks    all
 ==================  ======================================================  ========
@@ -68,6 +69,7 @@ from castore_edu.messaging import (
     is_notification_message,
     is_state_carrying_message,
 )
+from castore_edu.projections import Projection, ProjectionRunner, SQLiteProjectionRunner
 from castore_edu.reliability import (
     IdempotentHandler,
     InMemoryCheckpointStore,
@@ -115,6 +117,7 @@ __version__ = "0.1.0"
 # they are imported on first use, not with the package: ``import castore_edu`` needs nothing.
 _SERVER_ADAPTERS = {
     "PostgresEventStorageAdapter": "castore_edu.storage.postgres",
+    "PostgresProjectionRunner": "castore_edu.projections.postgres",
     "NatsMessageBusAdapter": "castore_edu.messaging.nats_bus",
     "NatsMessageQueueAdapter": "castore_edu.messaging.nats_queue",
 }
@@ -171,11 +174,14 @@ __all__ = [
     "PouredCollectionEvents",
     "PouredEvents",
     "PouredStoreEvents",
+    "Projection",
+    "ProjectionRunner",
     "PushEventResult",
     "Relay",
     "SQLiteCheckpointStore",
     "SQLiteEventStorageAdapter",
     "SQLiteProcessedMessages",
+    "SQLiteProjectionRunner",
     "SQLiteSnapshotStore",
     "ScanInfo",
     "ServerUnavailableError",

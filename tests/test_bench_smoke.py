@@ -231,3 +231,23 @@ def test_the_snapshot_benchmark_reads_what_it_says_on_each_storage(postgres_serv
     table = [line for line in printed if line.startswith("| ")]
     assert len(table) == 1 + len(rows)  # a header line, then one line per storage
     assert sum("× the time without" in line for line in printed) == len(rows)
+
+
+def test_the_projection_comparison_runs_and_fills_its_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m benchmarks.projections --quick``: a projection against the relay on SQLite and on a
+    private PostgreSQL server it starts and stops itself; every figure a positive number."""
+    from benchmarks import projections as bench_projections
+
+    rows = bench_projections.main(["--quick"])
+    printed = capsys.readouterr().out
+    assert [(row.database, row.batch_size) for row in rows] == [
+        ("SQLite", 1),
+        ("SQLite", 100),
+        ("PostgreSQL", 1),
+        ("PostgreSQL", 100),
+    ]
+    for row in rows:
+        assert positive(row.projection) and positive(row.relay) and positive(row.ratio), row
+    table = [line for line in printed.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(rows)  # a header, its rule, then one line per row
+    assert table[2].startswith("| SQLite | 1 | 20 | ")

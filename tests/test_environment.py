@@ -31,11 +31,12 @@ SETUP_EXTRAS = ("notebooks", "test", "lint", "postgres", "nats", "servers")
 PACKAGE = ROOT / "castore_edu"
 # The rooms of the library proper (tests/test_layout.py orders them); testing/ and course/ are
 # teaching aids that may use the notebook extra (widgets, plots).
-LIBRARY = ("core", "storage", "snapshots", "messaging", "connected", "replay", "reliability")
+LIBRARY = ("core", "storage", "snapshots", "messaging", "connected", "replay", "reliability", "projections")
 # The one exception: an adapter for a real server imports that server's driver (an extra), and
 # nothing else in the library imports that adapter.
 DRIVERS = {
     "castore_edu/storage/postgres.py": {"psycopg"},
+    "castore_edu/projections/postgres.py": {"psycopg"},
     "castore_edu/messaging/nats_jetstream.py": {"nats"},
     "castore_edu/messaging/nats_bus.py": {"nats"},
     "castore_edu/messaging/nats_queue.py": {"nats"},
@@ -143,12 +144,14 @@ def test_importing_the_package_loads_no_driver() -> None:
     drivers = "{'psycopg', 'castore_edu.storage.postgres', 'nats', 'castore_edu.messaging.nats_jetstream'}"
     code = (
         "import sys; from castore_edu import *; import castore_edu.storage, castore_edu.reliability, "
+        "castore_edu.projections, "
         f"castore_edu.messaging; print(sorted({drivers} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
     for name, driver in [
         ("PostgresEventStorageAdapter", "psycopg"),
+        ("PostgresProjectionRunner", "psycopg"),
         ("NatsMessageBusAdapter", "nats"),
         ("NatsMessageQueueAdapter", "nats"),
     ]:

@@ -23,10 +23,11 @@ ROOMS = [
     "connected",
     "replay",
     "reliability",
+    "projections",
     "testing",
     "course",
 ]
-LIBRARY = ROOMS[: ROOMS.index("reliability") + 1]
+LIBRARY = ROOMS[: ROOMS.index("projections") + 1]
 
 
 def runtime_imports(path: Path) -> set[str]:

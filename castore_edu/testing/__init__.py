@@ -10,6 +10,9 @@
   ``castore_edu.testing.contention``.
 - ``storage_contract``: the one test suite every storage adapter must pass. It needs pytest, so
   it is not imported here: ``from castore_edu.testing.storage_contract import StorageAdapterContract``.
+- ``projection_contract``: the same for projection runners (notebook 11), one suite run on SQLite
+  and PostgreSQL; it needs pytest too: ``from castore_edu.testing.projection_contract import
+  ProjectionRunnerContract``.
 
 The library never imports this room; it serves tests, notebooks and whoever writes an adapter.
 """

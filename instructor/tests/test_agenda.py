@@ -37,8 +37,23 @@ def agenda_tables() -> dict[str, list[tuple[int, int, str, str]]]:
 TABLES = agenda_tables()
 
 
-def test_there_are_two_half_days() -> None:
-    assert [heading.split(":")[0] for heading in TABLES][:2] == ["Half-day 1", "Half-day 2"]
+def test_there_are_two_half_days_and_an_optional_third() -> None:
+    assert [heading.split(":")[0] for heading in TABLES] == [
+        "Half-day 1",
+        "Half-day 2",
+        "Half-day 3, optional",
+    ]
+
+
+def test_every_course_notebook_has_a_slot_but_the_setup_check_and_the_servers_ones() -> None:
+    """00 is done before the day; 09 and 10 start servers: homework, or demos in a longer session."""
+    slotted = {
+        number
+        for rows in TABLES.values()
+        for _, _, what, _ in rows
+        for number in re.findall(r"`(\d\d)`", what)
+    }
+    assert slotted == set(MINUTES) - {"00", "09", "10"}
 
 
 @pytest.mark.parametrize("heading", TABLES)
@@ -61,8 +76,8 @@ def test_walkthroughs_and_exercises_get_their_time(heading: str) -> None:
             assert notebooks and end - start >= needed, (
                 f"{what!r}: {end - start} min, a learner needs {needed}"
             )
-        if exercises := re.fullmatch(r"exercises (\d+)–(\d+)", what):
-            count = int(exercises[2]) - int(exercises[1]) + 1
+        if exercises := re.match(r"exercises? (\d+)(?:–(\d+))?", what):
+            count = int(exercises[2] or exercises[1]) - int(exercises[1]) + 1
             assert end - start >= count * MINUTES_PER_EXERCISE, f"{what!r}: {end - start} min"
         if form == "demo":
             assert "section" in what, f"a demo names the sections it shows: {what!r}"

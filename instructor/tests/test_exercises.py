@@ -50,7 +50,13 @@ from castore_edu import (  # noqa: E402
     pour_event_store_events,
 )
 from castore_edu.core.errors import EventAlreadyExistsError  # noqa: E402
-from castore_edu.course.exercises import EXERCISES, NotYet  # noqa: E402
+from castore_edu.course.exercises import (  # noqa: E402
+    EXERCISES,
+    NotYet,
+    apply_level,
+    load_checkpoint,
+    save_checkpoint,
+)
 from castore_edu.course.exercises.feedback import attempt  # noqa: E402
 from castore_edu.course.pokedex import (  # noqa: E402
     POKEMON_LEVELED_UP,
@@ -91,6 +97,7 @@ CHECKS = {
     8: "check_relay_step",
     9: "check_read_new",
     10: "check_ack_after_commit",
+    11: "check_projection_step",
     12: "check_fold_from_snapshot",
 }
 SNAPSHOT_READ = "get_aggregate_from_snapshots"  # what exercise 12's wrong answers replace
@@ -115,7 +122,7 @@ def check_cells() -> list[tuple[str, int, str]]:
 
 
 def test_the_exercises_in_their_notebooks_one_check_cell_each_in_course_order() -> None:
-    assert len(STEMS) == 6
+    assert len(STEMS) == 7
     assert [name for _, _, name in check_cells()] == list(CHECKS.values())
     assert [exercise.number for exercise in EXERCISES] == list(CHECKS)
     assert sorted(path.stem for path in LEARNER_DIR.glob("*.ipynb")) == STEMS
@@ -189,7 +196,7 @@ def test_the_solution_is_stored_executed_and_every_check_prints_its_success_line
         if is_check(cell.source):
             ((kind, name, text),) = texts
             assert (kind, name) == ("stream", "stdout")
-            assert re.fullmatch(r"✅ Exercise [1-9][0-9]? passed: [^\n]+\n", text)
+            assert re.fullmatch(r"✅ Exercise [1-9]\d* passed: [^\n]+\n", text)
         else:
             assert texts == []
 
@@ -244,7 +251,7 @@ def test_every_check_says_not_yet_on_the_untouched_learner_notebook(stem: str) -
             f"Not yet: this exercise still raises NotImplementedError — {hint}" for hint in hints
         ]
         assert re.fullmatch(
-            r"\(Exercise [1-9][0-9]? · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
+            r"\(Exercise [1-9]\d* · .+: replace the `raise NotImplementedError\(\.\.\.\)` .+\.\)", second
         )
         hints = []
         checked += 1
@@ -897,6 +904,127 @@ async def work_remembering_in_a_second_transaction(delivery: Any, board: Any) ->
     await delivery.ack()
 
 
+# Exercise 11: project_step
+
+
+async def step_without_a_transaction(connection: Any, storage: Any, name: str) -> int:
+    entries = await storage.read_log(after_position=load_checkpoint(connection, name))
+    for entry in entries:
+        apply_level(connection, entry)  # each statement commits by itself
+    if entries:
+        save_checkpoint(connection, name, entries[-1].position)
+    return len(entries)
+
+
+async def step_saving_the_checkpoint_first(connection: Any, storage: Any, name: str) -> int:
+    connection.execute("BEGIN IMMEDIATE")
+    entries = await storage.read_log(after_position=load_checkpoint(connection, name))
+    if entries:
+        save_checkpoint(connection, name, entries[-1].position)
+    connection.execute("COMMIT")  # the checkpoint, committed before what it covers
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for entry in entries:
+            apply_level(connection, entry)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return len(entries)
+
+
+async def step_committing_the_checkpoint_apart(connection: Any, storage: Any, name: str) -> int:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        entries = await storage.read_log(after_position=load_checkpoint(connection, name))
+        for entry in entries:
+            apply_level(connection, entry)
+        connection.execute("COMMIT")  # the levels, committed without their checkpoint...
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    if entries:
+        save_checkpoint(connection, name, entries[-1].position)  # ...which comes in a second transaction
+    return len(entries)
+
+
+def one_transaction(
+    name: str, read_after: Callable[[Any, str], int], save: Callable[[Any, Any, str, int], None]
+) -> Any:
+    """A step in one transaction, that reads after ``read_after(connection, name)`` and saves with
+    ``save(connection, entries, name, checkpoint)``: the right shape, with one part wrong."""
+
+    async def step(connection: Any, storage: Any, name: str) -> int:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            checkpoint = read_after(connection, name)
+            entries = await storage.read_log(after_position=checkpoint)
+            for entry in entries:
+                apply_level(connection, entry)
+            save(connection, entries, name, checkpoint)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return len(entries)
+
+    step.__name__ = name
+    return step
+
+
+def save_the_last_position(connection: Any, entries: Any, name: str, checkpoint: int) -> None:
+    if entries:
+        save_checkpoint(connection, name, entries[-1].position)
+
+
+step_reading_from_the_start = one_transaction(
+    "step_reading_from_the_start", lambda connection, name: 0, save_the_last_position
+)
+step_saving_a_count = one_transaction(
+    "step_saving_a_count",
+    load_checkpoint,
+    lambda connection, entries, name, checkpoint: save_checkpoint(
+        connection, name, checkpoint + len(entries)
+    ),
+)
+step_with_a_hard_coded_name = one_transaction(
+    "step_with_a_hard_coded_name",
+    lambda connection, name: load_checkpoint(connection, "levels"),
+    lambda connection, entries, name, checkpoint: save_the_last_position(
+        connection, entries, "levels", checkpoint
+    ),
+)
+step_never_saving = one_transaction(
+    "step_never_saving", load_checkpoint, lambda connection, entries, name, checkpoint: None
+)
+
+
+async def step_without_rollback(connection: Any, storage: Any, name: str) -> int:
+    connection.execute("BEGIN IMMEDIATE")
+    entries = await storage.read_log(after_position=load_checkpoint(connection, name))
+    for entry in entries:
+        apply_level(connection, entry)
+    if entries:
+        save_checkpoint(connection, name, entries[-1].position)
+    connection.execute("COMMIT")  # never reached after an error: the transaction stays open
+    return len(entries)
+
+
+async def step_swallowing_errors(connection: Any, storage: Any, name: str) -> int:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        entries = await storage.read_log(after_position=load_checkpoint(connection, name))
+        for entry in entries:
+            apply_level(connection, entry)
+        if entries:
+            save_checkpoint(connection, name, entries[-1].position)
+        connection.execute("COMMIT")
+    except Exception:
+        connection.execute("ROLLBACK")
+        return 0  # rolled back, but nobody learns that the step failed
+    return len(entries)
+
+
 # Exercise 12: get_aggregate_from_snapshots
 
 
@@ -1117,6 +1245,30 @@ WRONG_ANSWERS = [
     (10, "work", work_keyed_by_identity, "a message delivered again is a new, equal object"),
     (10, "work", work_retrying_the_transaction, "nor retry it yourself"),
     (10, "work", work_remembering_in_a_second_transaction, "in the same transaction as its level-up"),
+    (11, "project_step", step_without_a_transaction, "committed without the checkpoint that covers them"),
+    (
+        11,
+        "project_step",
+        step_saving_the_checkpoint_first,
+        "the checkpoint was committed before the level changes",
+    ),
+    (
+        11,
+        "project_step",
+        step_committing_the_checkpoint_apart,
+        "apply and save the checkpoint in ONE transaction",
+    ),
+    (
+        11,
+        "project_step",
+        step_reading_from_the_start,
+        "events the checkpoint had already passed were applied again",
+    ),
+    (11, "project_step", step_saving_a_count, "not a count of entries"),
+    (11, "project_step", step_with_a_hard_coded_name, "not under the name it was given ('pokemon-levels')"),
+    (11, "project_step", step_never_saving, "your step never saved its checkpoint"),
+    (11, "project_step", step_without_rollback, "left its transaction open"),
+    (11, "project_step", step_swallowing_errors, "project_step returned normally"),
     (12, SNAPSHOT_READ, fold_ignoring_the_reducer_version, "the snapshot of reducer version 'v2'"),
     (
         12,

@@ -6,7 +6,8 @@ The exercise notebooks (``notebooks/exercises/``) import everything from here::
     await check_trainer_reducer(trainer_reducer)
 
 See :mod:`castore_edu.course.exercises.feedback` for how a check reports, and
-:mod:`castore_edu.course.exercises.checks` for what each one verifies.
+:mod:`castore_edu.course.exercises.checks` for what each one verifies (exercise 11's check is in
+:mod:`castore_edu.course.exercises.read_models`).
 """
 
 from castore_edu.course.exercises.checks import (
@@ -28,6 +29,13 @@ from castore_edu.course.exercises.checks import (
     trainer_released_pokemon,
 )
 from castore_edu.course.exercises.feedback import Exercise, NotYet
+from castore_edu.course.exercises.read_models import (
+    apply_level,
+    check_projection_step,
+    load_checkpoint,
+    read_levels,
+    save_checkpoint,
+)
 from castore_edu.course.exercises.snapshots import check_fold_from_snapshot
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "LevelDatabase",
     "NotYet",
     "ServerLog",
+    "apply_level",
     "check_ack_after_commit",
     "check_catch",
     "check_fold_from_snapshot",
@@ -45,9 +54,13 @@ __all__ = [
     "check_level_queue",
     "check_level_up_command",
     "check_level_up_listener",
+    "check_projection_step",
     "check_read_new",
     "check_rebuild_levels",
     "check_relay_step",
     "check_trainer_reducer",
+    "load_checkpoint",
+    "read_levels",
+    "save_checkpoint",
     "trainer_released_pokemon",
 ]

@@ -37,6 +37,7 @@ from castore_edu.core.errors import EventAlreadyExistsError, is_event_already_ex
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType, LoggedEvent
 from castore_edu.course.exercises.feedback import Exercise, attempt, expect, not_yet, passed
+from castore_edu.course.exercises.read_models import PROJECTION_STEP
 from castore_edu.course.exercises.snapshots import SNAPSHOT_READ
 from castore_edu.course.pokedex import (
     POKEMON_CAUGHT,
@@ -86,6 +87,7 @@ EXERCISES = (
     RELAY,
     LOG_READER,
     ACK_AFTER_COMMIT,
+    PROJECTION_STEP,  # its check: castore_edu/course/exercises/read_models.py
     SNAPSHOT_READ,  # exercise 12, in its own module: castore_edu/course/exercises/snapshots.py
 )
 
