@@ -10,6 +10,10 @@ refuses if that version is taken (optimistic concurrency). When the store can co
 aggregate without reading anything — because you passed the previous aggregate, or because this
 is version 1 — it returns it as ``next_aggregate``. Finally it awaits ``on_event_pushed``: the
 hook a :class:`~castore_edu.connected.connected_event_store.ConnectedEventStore` uses to publish the event.
+
+Events that evolve: a store writes each event in its type's current schema version, and reads
+every event back in that version, through the type's upcasters (``core/upcasting.py``): every
+reader of the store — ``get_aggregate``, the replay functions, a relay — sees today's shape only.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from castore_edu.core.events import (
     PushEventResult,
     validate_event,
 )
+from castore_edu.core.upcasting import event_types_by_name, in_current_schema, upcast_event, upcast_events
 
 if TYPE_CHECKING:  # only a type here: core does not depend on storage
     from castore_edu.storage.protocol import EventStorageAdapter
@@ -72,7 +77,8 @@ STORAGE_ADAPTER_CALLS = ("get_events", "push_event", "push_event_group", "group_
 
 
 def check_event_types(event_types: object) -> list[EventType]:
-    """``event_types`` as a list, checked to hold only :class:`EventType` declarations.
+    """``event_types`` as a list, checked to hold only :class:`EventType` declarations, each
+    type once (or the same declaration again).
 
     A list of names (``["APPEARED"]``) is the likely slip: each name must be wrapped.
     """
@@ -88,6 +94,7 @@ def check_event_types(event_types: object) -> list[EventType]:
                 f"event_types[{index}] must be an EventType, got {got(event_type)}. "
                 f"Hint: wrap the name, EventType({quote(event_type)})"
             )
+    event_types_by_name(declared)  # two declarations of one name fail here, not at the first read
     return declared
 
 
@@ -160,9 +167,13 @@ class EventStore:
         reverse: bool = False,
     ) -> list[EventDetail]:
         """The aggregate's events in version order (newest first with ``reverse``); ``limit``
-        applies after ordering, so ``reverse=True, limit=1`` is the last event."""
+        applies after ordering, so ``reverse=True, limit=1`` is the last event.
+
+        Every event comes in its type's current shape (:meth:`upcast`). ``limit`` counts stored
+        events: a stored event that an upcaster splits comes with all its parts.
+        """
         require_bool("reverse", reverse)
-        return await self.get_event_storage_adapter().get_events(
+        stored = await self.get_event_storage_adapter().get_events(
             aggregate_id,
             event_store_id=self.event_store_id,
             min_version=min_version,
@@ -170,6 +181,19 @@ class EventStore:
             limit=limit,
             reverse=reverse,
         )
+        return upcast_events(stored, event_types_by_name(self.event_types), reverse=reverse)
+
+    def upcast(self, event: EventDetail) -> list[EventDetail]:
+        """``event``, a stored event, in its type's current shape: the chain of its type's
+        upcasters, from its schema version on (see ``core/upcasting.py``). A list, because an
+        upcaster may split one event into several; an event that is current already, or of a
+        type this store does not declare, is returned alone and unchanged.
+
+        Raises :class:`~castore_edu.core.errors.UpcastError` for an event in a schema version
+        newer than its type declares, or when an upcaster returns something else than the next
+        version. Reads call it for you; call it on events read from elsewhere (the ordered log).
+        """
+        return upcast_event(event, event_types_by_name(self.event_types))
 
     async def get_aggregate(self, aggregate_id: str, *, max_version: int | None = None) -> AggregateResult:
         """Fold the aggregate's events; ``max_version`` travels back in time."""
@@ -250,9 +274,12 @@ class EventStore:
         ``prev_aggregate`` is *trusted*: nothing checks that it really is the state at
         ``event.version - 1``. A stale one gives a wrong ``next_aggregate``.
 
-        Bad events are refused by the adapter, before it writes anything.
+        Bad events are refused by the adapter, before it writes anything. The event is written in
+        its type's current schema version: leave ``schema_version`` out (any other version than
+        the current one is refused with :class:`~castore_edu.core.errors.InvalidEventError`).
         """
         require_bool("force", force)
+        event = self._in_current_schema(event)
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
@@ -270,6 +297,7 @@ class EventStore:
         The grouped event keeps the outcome of that check, so the adapter does not check (and
         JSON-encode) the same event again when the group is pushed.
         """
+        event = self._in_current_schema(event)
         payload, metadata = validate_event(event)
         grouped = self.get_event_storage_adapter().group_event(event)
         grouped.validated = (event, payload, metadata)
@@ -278,6 +306,13 @@ class EventStore:
         if prev_aggregate is not None:
             grouped.prev_aggregate = prev_aggregate
         return grouped
+
+    def _in_current_schema(self, event: EventDetail) -> EventDetail:
+        """``event`` in its type's current schema version, as the store writes it (the default
+        ``schema_version=1`` becomes the current one; see ``core/upcasting.py``)."""
+        if not isinstance(event, EventDetail):
+            return event  # the adapter refuses it, with the message of every other bad event
+        return in_current_schema(event, event_types_by_name(self.event_types), event_store_id=self.event_store_id)
 
     @staticmethod
     async def push_event_group(*grouped_events: GroupedEvent, force: bool = False) -> list[PushEventResult]:
