@@ -6,7 +6,8 @@ The package is laid out as the course teaches it, one folder ("room") per concep
 ==================  ======================================================  ========
 room                what it holds                                            notebook
 ==================  ======================================================  ========
-``core``            events, errors, clocks, the event store, commands        01, 02
+``core``            events, errors, clocks, the event store, commands,       01, 02, 13
+                    upcasting (events that evolve)
 ``storage``         the adapter protocol and ordered log; memory, SQLite     02, 08
 ``messaging``       messages, channels, in-memory bus and queue adapters     03
 ``connected``       the connected event store                                04–06
@@ -40,6 +41,8 @@ from castore_edu.core import (
     ServerUnavailableError,
     UndefinedEventStorageAdapterError,
     UndefinedMessageChannelAdapterError,
+    Upcaster,
+    UpcastError,
     is_event_already_exists_error,
     stepping_clock,
     utc_now,
@@ -170,6 +173,8 @@ __all__ = [
     "TaskContext",
     "UndefinedEventStorageAdapterError",
     "UndefinedMessageChannelAdapterError",
+    "UpcastError",
+    "Upcaster",
     "idempotent",
     "is_aggregate_exists_message",
     "is_event_already_exists_error",

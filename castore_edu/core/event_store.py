@@ -310,9 +310,12 @@ class EventStore:
     def _in_current_schema(self, event: EventDetail) -> EventDetail:
         """``event`` in its type's current schema version, as the store writes it (the default
         ``schema_version=1`` becomes the current one; see ``core/upcasting.py``)."""
-        if not isinstance(event, EventDetail):
+        given: object = event  # typed as an event, but a caller may pass anything
+        if not isinstance(given, EventDetail):
             return event  # the adapter refuses it, with the message of every other bad event
-        return in_current_schema(event, event_types_by_name(self.event_types), event_store_id=self.event_store_id)
+        return in_current_schema(
+            event, event_types_by_name(self.event_types), event_store_id=self.event_store_id
+        )
 
     @staticmethod
     async def push_event_group(*grouped_events: GroupedEvent, force: bool = False) -> list[PushEventResult]:

@@ -101,7 +101,9 @@ class EventType:
             raise ValueError(f"{self.type} is a reserved event type. Please choose another one.")
         require_int("schema_version", self.schema_version, minimum=1)
         if self.schema_version > MAX_VERSION:
-            raise ValueError(f"schema_version must be <= MAX_VERSION ({MAX_VERSION}), got {self.schema_version}")
+            raise ValueError(
+                f"schema_version must be <= MAX_VERSION ({MAX_VERSION}), got {self.schema_version}"
+            )
         # A copy: the caller's dict may change later, the declaration may not.
         object.__setattr__(self, "upcasters", check_upcasters(self.type, self.schema_version, self.upcasters))
 
@@ -110,7 +112,9 @@ class EventType:
         (a function's own repr holds a memory address, different on every run)."""
         if self.schema_version == 1 and not self.upcasters:
             return f"EventType(type={self.type!r})"
-        chain = ", ".join(f"{version}: {function_name(upcaster)}" for version, upcaster in self.upcasters.items())
+        chain = ", ".join(
+            f"{version}: {function_name(upcaster)}" for version, upcaster in self.upcasters.items()
+        )
         return f"EventType(type={self.type!r}, schema_version={self.schema_version}, upcasters={{{chain}}})"
 
 

@@ -190,7 +190,9 @@ def check_upcast(result: object, event: EventDetail, step: str) -> list[EventDet
 
 
 def _which(event: EventDetail) -> str:
-    return f"{event.type} event {event.aggregate_id!r} v{event.version} (schema version {event.schema_version})"
+    return (
+        f"{event.type} event {event.aggregate_id!r} v{event.version} (schema version {event.schema_version})"
+    )
 
 
 def _error(event: EventDetail, problem: str) -> UpcastError:

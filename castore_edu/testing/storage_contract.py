@@ -681,10 +681,11 @@ class StorageAdapterContract:
         async def keep(message: Any, context: Any) -> None:
             received.append(message.event)
 
-        InMemoryMessageBusAdapter.attach_to(bus).on({}, keep)
+        bus_adapter = InMemoryMessageBusAdapter.attach_to(bus)
+        bus_adapter.on({}, keep)
         relay = Relay(adapter, {"S": bus}, name="upcasting", checkpoints=InMemoryCheckpointStore())
         await relay.catch_up()
-        await bus.message_channel_adapter.wait_idle()
+        await bus_adapter.wait_idle()
         assert [(e.version, e.schema_version, e.payload) for e in received] == [
             (1, 2, {"levels": 2}),
             (2, 2, {"levels": 1}),
