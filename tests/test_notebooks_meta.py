@@ -143,7 +143,7 @@ def test_further_reading_points_to_the_page_it_mirrors(stem: str, link: str) -> 
 
 
 def exercise_pointers() -> list[tuple[str, str, str]]:
-    """(course notebook, exercise notebook, "exercises N–M") from notebooks/README.md's table.
+    """(course notebook, exercise notebook, "exercises N–M" or "exercise N") from notebooks/README.md's table.
 
     Each row reads `` | `exercises/01_reducers_and_commands` | 01, 02 | 25 | 1 · … · 2 · … | ``:
     the exercises are due after the last notebook of the second column (numbers in parentheses
@@ -156,8 +156,11 @@ def exercise_pointers() -> list[tuple[str, str, str]]:
     ):
         due_after = re.findall(r"\b\d\d\b", re.sub(r"\(.*?\)", "", after))[-1]
         (stem,) = [stem for stem in STEMS if stem.startswith(f"{due_after}_")]
-        first, *_, last = re.findall(r"(\d+) ·", numbers)
-        pointers.append((stem, exercise, f"exercises {first}–{last}"))
+        found = re.findall(r"(\d+) ·", numbers)
+        first, last = found[0], found[-1]
+        pointers.append(
+            (stem, exercise, f"exercises {first}–{last}" if len(found) > 1 else f"exercise {first}")
+        )
     return pointers
 
 
@@ -171,6 +174,7 @@ def test_the_readme_table_gives_each_exercise_notebook_the_notebook_it_follows()
         ("06", "03", "exercises 5–6"),
         ("08", "04", "exercises 7–8"),
         ("10", "05", "exercises 9–10"),
+        ("13", "08", "exercise 13"),
     ]
 
 

@@ -6,7 +6,8 @@ The exercise notebooks (``notebooks/exercises/``) import everything from here::
     await check_trainer_reducer(trainer_reducer)
 
 See :mod:`castore_edu.course.exercises.feedback` for how a check reports, and
-:mod:`castore_edu.course.exercises.checks` for what each one verifies.
+:mod:`castore_edu.course.exercises.checks` for what each one verifies (exercise 13's check lives
+in :mod:`castore_edu.course.exercises.evolving_events`).
 """
 
 from castore_edu.course.exercises.checks import (
@@ -27,10 +28,16 @@ from castore_edu.course.exercises.checks import (
     check_trainer_reducer,
     trainer_released_pokemon,
 )
+from castore_edu.course.exercises.evolving_events import (
+    POKEMON_SIGHTED,
+    check_sighting_upcaster,
+    pokemon_sighted,
+)
 from castore_edu.course.exercises.feedback import Exercise, NotYet
 
 __all__ = [
     "EXERCISES",
+    "POKEMON_SIGHTED",
     "TRAINER_RELEASED_POKEMON",
     "Delivery",
     "Exercise",
@@ -46,6 +53,8 @@ __all__ = [
     "check_read_new",
     "check_rebuild_levels",
     "check_relay_step",
+    "check_sighting_upcaster",
     "check_trainer_reducer",
+    "pokemon_sighted",
     "trainer_released_pokemon",
 ]
