@@ -370,7 +370,9 @@ class Relay:
         stored, so each goes through its event store's upcasters first (``EventStore.upcast``),
         as a read through the store would. A stored event that an upcaster splits is published as
         its parts, in order; on a state-carrying channel each part carries the aggregate at the
-        stored event's version, after all of its parts."""
+        stored event's version, after all of its parts. An event that its store cannot upcast
+        (:class:`~castore_edu.core.errors.UpcastError`) stops the relay there, as a failed publish
+        does, until the code can read it: skipping it would lose it for good."""
         channel = self.routes.get(entry.event_store_id)
         if channel is None:
             return
