@@ -168,7 +168,7 @@ async def test_a_writer_that_holds_its_transaction_open_makes_the_others_wait(po
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
             await slow.execute(
-                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None, 1)
             )
             pushes = [asyncio.ensure_future(pokemons.push_event(event(f"fast{index}"))) for index in range(3)]
             await asyncio.sleep(0.3)  # long enough for the pushes to commit, if they could
@@ -194,7 +194,7 @@ async def test_an_adapter_connects_while_another_writer_has_a_transaction_open(
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
             await slow.execute(
-                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None, 1)
             )
             async with PostgresEventStorageAdapter(postgres_conninfo) as late:
                 assert await asyncio.wait_for(late.last_position(), timeout=10) == 0
@@ -242,7 +242,7 @@ async def test_a_forced_write_waits_for_a_writer_at_work_and_then_overwrites(pos
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
             await slow.execute(
-                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None, 1)
             )
             forced = asyncio.ensure_future(
                 pokemons.push_event(event("pikachu", 1, type="LEVELLED_UP"), force=True)
