@@ -120,6 +120,7 @@ def raw_inserts(path: str, count: int, per_transaction: int, *, build_rows: bool
                 "2024-01-01T00:00:00.000Z",
                 json.dumps({"by": 1}),
                 None,
+                1,  # schema_version
             )
             for version in range(first, last + 1)
         ]

@@ -6,7 +6,8 @@ The package is laid out as the course teaches it, one folder ("room") per concep
 ==================  ======================================================  ========
 room                what it holds                                            notebook
 ==================  ======================================================  ========
-``core``            events, errors, clocks, the event store, commands        01, 02
+``core``            events, errors, clocks, the event store, commands,       01, 02, 13
+                    upcasting (events that evolve)
 ``storage``         the adapter protocol and ordered log; memory, SQLite     02, 08
 ``snapshots``       snapshot stores, a policy, the reducer-version guard     12
 ``messaging``       messages, channels, in-memory bus and queue adapters     03
@@ -42,6 +43,8 @@ from castore_edu.core import (
     ServerUnavailableError,
     UndefinedEventStorageAdapterError,
     UndefinedMessageChannelAdapterError,
+    Upcaster,
+    UpcastError,
     is_event_already_exists_error,
     stepping_clock,
     utc_now,
@@ -197,6 +200,8 @@ __all__ = [
     "TaskContext",
     "UndefinedEventStorageAdapterError",
     "UndefinedMessageChannelAdapterError",
+    "UpcastError",
+    "Upcaster",
     "idempotent",
     "is_aggregate_exists_message",
     "is_event_already_exists_error",

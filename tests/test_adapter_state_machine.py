@@ -117,6 +117,7 @@ class Content:
     timestamp: str | None
     payload: Any
     metadata: Any
+    schema_version: int = 1
 
     def at(self, aggregate_id: str, version: int) -> EventDetail:
         return EventDetail(
@@ -126,6 +127,7 @@ class Content:
             timestamp=self.timestamp,
             payload=self.payload,
             metadata=self.metadata,
+            schema_version=self.schema_version,
         )
 
 
@@ -135,6 +137,8 @@ contents = st.builds(
     timestamp=st.none() | st.sampled_from(GIVEN_TIMESTAMPS),
     payload=json_values,
     metadata=st.none() | st.fixed_dictionaries({"by": st.sampled_from(["Ash", "Misty"])}),
+    # Mostly 1, as for a type that never evolved; a forced overwrite may change it.
+    schema_version=st.sampled_from((1, 1, 2, 3, MAX_VERSION)),
 )
 
 
@@ -191,6 +195,9 @@ BAD_EVENTS = (
     BadEvent("payload key not a str", {"payload": {1: "a", "1": "b"}}, "payload"),
     BadEvent("payload too deep", {"payload": nested(MAX_JSON_DEPTH + 1)}, "payload"),
     BadEvent("version beyond MAX_VERSION", {"version": MAX_VERSION + 1}, "version"),
+    BadEvent("schema version 0", {"schema_version": 0}, "schema_version"),
+    BadEvent("schema version a str", {"schema_version": "2"}, "schema_version"),
+    BadEvent("schema version beyond MAX_VERSION", {"schema_version": MAX_VERSION + 1}, "schema_version"),
 )
 
 

@@ -195,10 +195,15 @@ PIKACHU = pikachu_after(PIKACHU_EVENTS)
 # -- event types ----------------------------------------------------------------------------
 
 
-def test_event_type_only_public_attribute_is_type() -> None:
+def test_event_type_public_attributes_are_its_name_and_its_schema() -> None:
     event_type = EventType("some type")
     assert event_type.type == "some type"
-    assert {name for name in dir(event_type) if not name.startswith("_")} == {"type"}
+    assert (event_type.schema_version, dict(event_type.upcasters)) == (1, {})
+    assert {name for name in dir(event_type) if not name.startswith("_")} == {
+        "type",
+        "schema_version",
+        "upcasters",
+    }
 
 
 @pytest.mark.parametrize("reserved", ["__REPLAYED__", "__AGGREGATE_EXISTS__"])

@@ -179,6 +179,7 @@ def test_the_readme_table_gives_each_exercise_notebook_the_notebook_it_follows()
         ("10", "05", "exercises 9–10"),
         ("11", "06", "exercise 11"),
         ("12", "07", "exercise 12"),
+        ("13", "08", "exercise 13"),
     ]
 
 

@@ -193,7 +193,7 @@ async def test_a_writer_that_holds_its_transaction_open_makes_the_others_wait(po
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
             await slow.execute(
-                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None, 1)
             )
             pushes = [asyncio.ensure_future(pokemons.push_event(event(f"fast{index}"))) for index in range(3)]
             await asyncio.sleep(0.3)  # long enough for the pushes to commit, if they could
@@ -219,7 +219,7 @@ async def test_an_adapter_connects_while_another_writer_has_a_transaction_open(
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
             await slow.execute(
-                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None, 1)
             )
             async with PostgresEventStorageAdapter(postgres_conninfo) as late:
                 assert await asyncio.wait_for(late.last_position(), timeout=10) == 0
@@ -267,7 +267,7 @@ async def test_a_forced_write_waits_for_a_writer_at_work_and_then_overwrites(pos
         slow = await psycopg.AsyncConnection.connect(postgres_conninfo)
         try:
             await slow.execute(
-                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None)
+                INSERT, ("POKEMONS", "slowpoke", 1, "APPEARED", "2024-01-01T00:00:00.000Z", None, None, 1)
             )
             forced = asyncio.ensure_future(
                 pokemons.push_event(event("pikachu", 1, type="LEVELLED_UP"), force=True)
@@ -410,3 +410,43 @@ async def test_a_relay_keeps_its_checkpoint_in_the_database_and_a_new_process_co
         assert (await relay.checkpoint(), await relay.lag()) == (2, 2)
         assert await relay.catch_up() == 2
     assert published == [1, 2, 3, 4]  # each once, in order
+
+
+# The events table as the release before schema versions made it.
+TABLE_WITHOUT_SCHEMA_VERSION = """
+CREATE TABLE events (
+    position       BIGINT  PRIMARY KEY,
+    event_store_id TEXT    NOT NULL,
+    aggregate_id   TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    type           TEXT    NOT NULL,
+    timestamp      TEXT    NOT NULL,
+    payload        JSON,
+    metadata       JSON,
+    UNIQUE (event_store_id, aggregate_id, version)
+)
+"""
+
+
+async def test_a_table_made_before_schema_versions_opens_and_its_events_read_as_version_1(
+    postgres_conninfo: str,
+) -> None:
+    with psycopg.connect(postgres_conninfo, autocommit=True) as connection:
+        connection.execute(TABLE_WITHOUT_SCHEMA_VERSION)
+        connection.execute(
+            "INSERT INTO events VALUES (1, 'S', 'pikachu', 1, 'APPEARED', '2023', '{\"name\": \"Pikachu\"}', NULL)"
+        )
+    old = event(type="APPEARED", timestamp="2023", payload={"name": "Pikachu"})
+    async with PostgresEventStorageAdapter(postgres_conninfo) as adapter:
+        assert await adapter.get_events("pikachu", event_store_id="S") == [old]
+        newer = event(version=2, timestamp="2024", schema_version=2)
+        await adapter.push_event(newer, event_store_id="S")
+        assert [entry.event for entry in await adapter.read_log()] == [old, newer]
+    async with PostgresEventStorageAdapter(postgres_conninfo) as reopened:
+        assert await reopened.get_events("pikachu", event_store_id="S") == [old, newer]
+    [(count,)] = rows(
+        postgres_conninfo,
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'events' "
+        "AND column_name = 'schema_version' AND table_schema = current_schema()",
+    )
+    assert count == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,45 @@ async def test_two_processes_incrementing_one_aggregate_lose_nothing(tmp_path: P
         assert [e.version for e in events] == list(range(1, 2 * per_process + 1))
         assert sorted(e.payload["by"] for e in events) == ["ash"] * per_process + ["misty"] * per_process
         assert [entry.position for entry in await adapter.read_log()] == list(range(1, 2 * per_process + 1))
+
+
+# The events table as the release before schema versions made it.
+TABLE_WITHOUT_SCHEMA_VERSION = """
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY,
+    event_store_id TEXT    NOT NULL,
+    aggregate_id   TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    type           TEXT    NOT NULL,
+    timestamp      TEXT    NOT NULL,
+    payload        TEXT,
+    metadata       TEXT,
+    UNIQUE (event_store_id, aggregate_id, version)
+)
+"""
+
+
+async def test_a_file_made_before_schema_versions_opens_and_its_events_read_as_version_1(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "last-year.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute(TABLE_WITHOUT_SCHEMA_VERSION)
+        connection.execute(
+            "INSERT INTO events (event_store_id, aggregate_id, version, type, timestamp, payload, metadata)"
+            " VALUES ('S', 'pikachu', 1, 'APPEARED', '2023', '{\"name\": \"Pikachu\"}', NULL)"
+        )
+    connection.close()
+    old = event(type="APPEARED", timestamp="2023", payload={"name": "Pikachu"})
+    with SQLiteEventStorageAdapter(path) as adapter:
+        assert await adapter.get_events("pikachu", event_store_id="S") == [old]
+        newer = event(version=2, timestamp="2024", schema_version=2)
+        await adapter.push_event(newer, event_store_id="S")
+        assert [entry.event for entry in await adapter.read_log()] == [old, newer]
+    with SQLiteEventStorageAdapter(path) as reopened, SQLiteEventStorageAdapter(path) as again:
+        assert await reopened.get_events("pikachu", event_store_id="S") == [old, newer]
+        assert await again.last_position() == 2
+    with sqlite3.connect(path) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(events)")]
+    connection.close()
+    assert columns.count("schema_version") == 1

@@ -3,6 +3,8 @@
 Everything here is about *one* idea: an aggregate is never stored, it is folded from its events
 by a reducer, and a version that is already taken is refused. Nothing in this room knows where
 events are stored (that is ``storage``) or who hears about them (that is ``messaging``).
+Events that evolve (``upcasting.py``, notebook 13) stay here too: reading an old event in today's
+shape is the event store's job, whatever the storage.
 """
 
 from castore_edu.core.clock import Clock, stepping_clock, utc_now
@@ -15,6 +17,7 @@ from castore_edu.core.errors import (
     ServerUnavailableError,
     UndefinedEventStorageAdapterError,
     UndefinedMessageChannelAdapterError,
+    UpcastError,
     is_event_already_exists_error,
 )
 from castore_edu.core.event_store import EventStore
@@ -28,6 +31,7 @@ from castore_edu.core.events import (
     GroupedEvent,
     LoggedEvent,
     PushEventResult,
+    Upcaster,
     validate_event,
 )
 
@@ -51,6 +55,8 @@ __all__ = [
     "ServerUnavailableError",
     "UndefinedEventStorageAdapterError",
     "UndefinedMessageChannelAdapterError",
+    "UpcastError",
+    "Upcaster",
     "is_event_already_exists_error",
     "stepping_clock",
     "utc_now",

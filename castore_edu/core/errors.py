@@ -106,3 +106,22 @@ class ServerUnavailableError(ConnectionError):
         self.server = server
         self.reason = reason
         super().__init__(f"Cannot reach {server}: {reason}. Is the server running, and is the address right?")
+
+
+class UpcastError(ValueError):
+    """A stored event could not be brought to its type's current shape (see ``core/upcasting.py``).
+
+    Raised on read, for an event whose schema version is newer than its type declares (a newer
+    release wrote it), or when an upcaster returned something that is not the next version of the
+    event. The message names the type, the versions and the fix; the fields say which event it was.
+    The stored event itself is never changed, so fixing the code is enough to read it again.
+    """
+
+    def __init__(
+        self, message: str, *, event_type: str, aggregate_id: str, version: int, schema_version: int
+    ) -> None:
+        self.event_type = event_type
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.schema_version = schema_version
+        super().__init__(message)

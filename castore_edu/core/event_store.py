@@ -15,6 +15,9 @@ Reading can start from a *snapshot* (notebook 12): given ``snapshots=`` (a
 :class:`~castore_edu.snapshots.config.SnapshotConfig`), ``get_aggregate`` folds only the events after
 the latest snapshot that fits, and saves a new one when the policy says so. Snapshots are a cache:
 one that cannot be loaded or saved is logged and skipped, never a failed read.
+Events that evolve: a store writes each event in its type's current schema version, and reads
+every event back in that version, through the type's upcasters (``core/upcasting.py``): every
+reader of the store — ``get_aggregate``, the replay functions, a relay — sees today's shape only.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from castore_edu.core.events import (
     PushEventResult,
     validate_event,
 )
+from castore_edu.core.upcasting import event_types_by_name, in_current_schema, upcast_event, upcast_events
 
 if TYPE_CHECKING:  # only types here: core depends on neither storage nor snapshots
     from castore_edu.snapshots.protocol import Snapshot, SnapshotHook
@@ -82,7 +86,8 @@ SNAPSHOT_HOOK_CALLS = ("load", "offer", "discard")
 
 
 def check_event_types(event_types: object) -> list[EventType]:
-    """``event_types`` as a list, checked to hold only :class:`EventType` declarations.
+    """``event_types`` as a list, checked to hold only :class:`EventType` declarations, each
+    type once (or the same declaration again).
 
     A list of names (``["APPEARED"]``) is the likely slip: each name must be wrapped.
     """
@@ -98,6 +103,7 @@ def check_event_types(event_types: object) -> list[EventType]:
                 f"event_types[{index}] must be an EventType, got {got(event_type)}. "
                 f"Hint: wrap the name, EventType({quote(event_type)})"
             )
+    event_types_by_name(declared)  # two declarations of one name fail here, not at the first read
     return declared
 
 
@@ -185,9 +191,13 @@ class EventStore:
         reverse: bool = False,
     ) -> list[EventDetail]:
         """The aggregate's events in version order (newest first with ``reverse``); ``limit``
-        applies after ordering, so ``reverse=True, limit=1`` is the last event."""
+        applies after ordering, so ``reverse=True, limit=1`` is the last event.
+
+        Every event comes in its type's current shape (:meth:`upcast`). ``limit`` counts stored
+        events: a stored event that an upcaster splits comes with all its parts.
+        """
         require_bool("reverse", reverse)
-        return await self.get_event_storage_adapter().get_events(
+        stored = await self.get_event_storage_adapter().get_events(
             aggregate_id,
             event_store_id=self.event_store_id,
             min_version=min_version,
@@ -195,6 +205,19 @@ class EventStore:
             limit=limit,
             reverse=reverse,
         )
+        return upcast_events(stored, event_types_by_name(self.event_types), reverse=reverse)
+
+    def upcast(self, event: EventDetail) -> list[EventDetail]:
+        """``event``, a stored event, in its type's current shape: the chain of its type's
+        upcasters, from its schema version on (see ``core/upcasting.py``). A list, because an
+        upcaster may split one event into several; an event that is current already, or of a
+        type this store does not declare, is returned alone and unchanged.
+
+        Raises :class:`~castore_edu.core.errors.UpcastError` for an event in a schema version
+        newer than its type declares, or when an upcaster returns something else than the next
+        version. Reads call it for you; call it on events read from elsewhere (the ordered log).
+        """
+        return upcast_event(event, event_types_by_name(self.event_types))
 
     async def get_aggregate(self, aggregate_id: str, *, max_version: int | None = None) -> AggregateResult:
         """Fold the aggregate's events; ``max_version`` travels back in time.
@@ -212,7 +235,9 @@ class EventStore:
                 aggregate_id, min_version=snapshot.version, max_version=max_version
             )
             if events and events[0].version == snapshot.version:
-                after = events[1:]
+                # By version, not events[1:]: an event split on read (upcasting) comes as several
+                # parts of one version, all of them folded into the snapshot already.
+                after = [event for event in events if event.version > snapshot.version]
                 result = AggregateResult(
                     aggregate=self.build_aggregate(after, snapshot.aggregate),
                     events=after,
@@ -336,10 +361,13 @@ class EventStore:
         ``event.version - 1``. A stale one gives a wrong ``next_aggregate``. (That is why
         snapshots are never taken from it, only from reads.)
 
-        Bad events are refused by the adapter, before it writes anything. ``force`` rewrites
-        history, so it also discards the aggregate's snapshots from that version on.
+        Bad events are refused by the adapter, before it writes anything. The event is written in
+        its type's current schema version: leave ``schema_version`` out (any other version than
+        the current one is refused with :class:`~castore_edu.core.errors.InvalidEventError`).
+        ``force`` rewrites history, so it also discards the aggregate's snapshots from that version on.
         """
         require_bool("force", force)
+        event = self._in_current_schema(event)
         stored = await self.get_event_storage_adapter().push_event(
             event, event_store_id=self.event_store_id, force=force
         )
@@ -359,6 +387,7 @@ class EventStore:
         The grouped event keeps the outcome of that check, so the adapter does not check (and
         JSON-encode) the same event again when the group is pushed.
         """
+        event = self._in_current_schema(event)
         payload, metadata = validate_event(event)
         grouped = self.get_event_storage_adapter().group_event(event)
         grouped.validated = (event, payload, metadata)
@@ -367,6 +396,16 @@ class EventStore:
         if prev_aggregate is not None:
             grouped.prev_aggregate = prev_aggregate
         return grouped
+
+    def _in_current_schema(self, event: EventDetail) -> EventDetail:
+        """``event`` in its type's current schema version, as the store writes it (the default
+        ``schema_version=1`` becomes the current one; see ``core/upcasting.py``)."""
+        given: object = event  # typed as an event, but a caller may pass anything
+        if not isinstance(given, EventDetail):
+            return event  # the adapter refuses it, with the message of every other bad event
+        return in_current_schema(
+            event, event_types_by_name(self.event_types), event_store_id=self.event_store_id
+        )
 
     @staticmethod
     async def push_event_group(*grouped_events: GroupedEvent, force: bool = False) -> list[PushEventResult]:

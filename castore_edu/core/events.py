@@ -8,15 +8,21 @@ already taken, and that single rule is what makes concurrent writers safe (see
 
 Aggregates are never stored. They are always recomputed by folding a *reducer* over events:
 ``aggregate = reducer(reducer(None, e1), e2)`` and so on.
+
+Events are never changed once stored, yet the code that reads them changes: a payload field is
+renamed, one event becomes two. So every event also carries the *schema version* of its shape,
+and an :class:`EventType` can declare its current schema version and the *upcasters* that turn
+an event of each older version into the next one (``core/upcasting.py`` runs them on read).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from castore_edu.core.arguments import require_str
+from castore_edu.core.arguments import got, require_callable, require_int, require_str
 from castore_edu.core.errors import InvalidEventError
 
 if TYPE_CHECKING:
@@ -34,6 +40,11 @@ class EventDetail:
 
     ``timestamp=None`` on input means "let the storage adapter stamp it"; a timestamp you give
     is kept as is (useful for tests and migrations).
+
+    ``schema_version`` is the version of the payload's *shape* (not the aggregate's ``version``):
+    1 unless the event's type has evolved (see :class:`EventType`). Leave it out when you write a
+    new event: the event store writes it in its type's current schema version. Events stored
+    before schema versions existed read back as version 1.
     """
 
     aggregate_id: str
@@ -42,19 +53,127 @@ class EventDetail:
     timestamp: str | None = None
     payload: Any = None
     metadata: Any = None
+    schema_version: int = 1
+
+    def __repr__(self) -> str:
+        """The dataclass's repr, without ``schema_version`` while it is 1: an event whose type
+        never evolved looks exactly as it did before schema versions existed."""
+        shown = (
+            f"aggregate_id={self.aggregate_id!r}, version={self.version!r}, type={self.type!r}, "
+            f"timestamp={self.timestamp!r}, payload={self.payload!r}, metadata={self.metadata!r}"
+        )
+        if self.schema_version != 1:
+            shown += f", schema_version={self.schema_version!r}"
+        return f"{type(self).__name__}({shown})"
+
+
+# What an upcaster returns: the event in the next schema version, or several events when the old
+# event held several facts (a split). See castore_edu/core/upcasting.py.
+UpcastResult = EventDetail | Sequence[EventDetail]
+Upcaster = Callable[[EventDetail], UpcastResult]
 
 
 @dataclass(frozen=True, slots=True)
 class EventType:
     """Declares one kind of event an event store knows about. Informational: the store does
-    not reject types it has not declared, exactly like Castore."""
+    not reject types it has not declared, exactly like Castore.
+
+    A type whose payload changed shape declares its current ``schema_version`` and one
+    *upcaster* per older version: ``upcasters[n]`` takes an event of schema version ``n`` and
+    returns it in version ``n + 1`` (or several events, for a split)::
+
+        EventType("POKEMON_CAUGHT", schema_version=3, upcasters={1: v1_to_v2, 2: v2_to_v3})
+
+    The chain must be complete: every version from 1 to ``schema_version - 1`` has its upcaster,
+    and no other key is allowed, so a gap fails here rather than when an old event is read.
+    An event type is identified by its name and its current schema version: two declarations
+    that differ only in their upcasters are equal (functions compare by identity, which says
+    nothing about what they do).
+    """
 
     type: str
+    schema_version: int = 1
+    upcasters: Mapping[int, Upcaster] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         require_str("type", self.type, hint='an event type is a name, e.g. EventType("APPEARED")')
         if self.type in RESERVED_EVENT_TYPES:
             raise ValueError(f"{self.type} is a reserved event type. Please choose another one.")
+        require_int("schema_version", self.schema_version, minimum=1)
+        if self.schema_version > MAX_VERSION:
+            raise ValueError(
+                f"schema_version must be <= MAX_VERSION ({MAX_VERSION}), got {self.schema_version}"
+            )
+        # A copy: the caller's dict may change later, the declaration may not.
+        object.__setattr__(self, "upcasters", check_upcasters(self.type, self.schema_version, self.upcasters))
+
+    def __repr__(self) -> str:
+        """``EventType(type='X')`` as always; an evolved type also shows its chain, by function name
+        (a function's own repr holds a memory address, different on every run)."""
+        if self.schema_version == 1 and not self.upcasters:
+            return f"EventType(type={self.type!r})"
+        chain = ", ".join(
+            f"{version}: {function_name(upcaster)}" for version, upcaster in self.upcasters.items()
+        )
+        return f"EventType(type={self.type!r}, schema_version={self.schema_version}, upcasters={{{chain}}})"
+
+
+def function_name(function: object) -> str:
+    """A function's name for a message or a repr (its ``__qualname__``, else its repr)."""
+    return str(getattr(function, "__qualname__", None) or repr(function))
+
+
+def _from_versions(versions: list[int]) -> str:
+    """``upcaster from version 2 (2 → 3)``, or the plural for several versions."""
+    steps = ", ".join(f"{version} → {version + 1}" for version in versions)
+    if len(versions) == 1:
+        return f"upcaster from version {versions[0]} ({steps})"
+    return f"upcasters from versions {', '.join(map(str, versions))} ({steps})"
+
+
+def check_upcasters(event_type: str, schema_version: int, upcasters: object) -> dict[int, Upcaster]:
+    """``upcasters`` as a dict sorted by version, checked to be the complete chain from version 1
+    to ``schema_version``: one callable for each of 1 .. schema_version - 1, nothing else."""
+    declaration = f"EventType({event_type!r}, schema_version={schema_version})"
+    if not isinstance(upcasters, Mapping):
+        raise TypeError(
+            f"upcasters must be a dict of schema versions to functions, got {got(upcasters)}. "
+            "Hint: upcasters={1: v1_to_v2, 2: v2_to_v3}"
+        )
+    for version, upcaster in upcasters.items():
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(
+                f"{declaration}: upcasters keys are the schema versions they upcast from (ints), "
+                f"got {got(version)}"
+            )
+        require_callable(
+            f"upcasters[{version}]",
+            upcaster,
+            hint=f"an upcaster is a function (event of version {version}) -> event of version {version + 1}",
+        )
+    expected = set(range(1, schema_version))
+    extra = sorted(set(upcasters) - expected)
+    if extra and schema_version == 1:
+        raise ValueError(
+            f"{declaration} declares upcasters, but schema version 1 is the first: there is no older "
+            f"version to upcast from. Hint: the current version goes in schema_version, e.g. "
+            f"EventType({event_type!r}, schema_version={max(extra) + 1}, upcasters=...)"
+        )
+    if extra:
+        raise ValueError(
+            f"{declaration} has {_from_versions(extra)}, outside 1 to {schema_version - 1}: "
+            f"upcasters[n] turns version n into n + 1, up to the current version {schema_version}. "
+            "Hint: raise schema_version, or remove those upcasters"
+        )
+    missing = sorted(expected - set(upcasters))
+    if missing:
+        chain = ", ".join(f"{version}: v{version}_to_v{version + 1}" for version in range(1, schema_version))
+        raise ValueError(
+            f"{declaration} misses the {_from_versions(missing)}: an event stored in "
+            f"{'that version' if len(missing) == 1 else 'those versions'} could not be read. "
+            f"Hint: one upcaster per older version, upcasters={{{chain}}}"
+        )
+    return dict(sorted(upcasters.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +294,16 @@ def validate_event(event: object) -> tuple[str | None, str | None]:
             f"version must be <= MAX_VERSION ({MAX_VERSION}), got {version}", field="version"
         )
     check_text(event.type, "type")
+    schema_version = event.schema_version
+    if (
+        not isinstance(schema_version, int)
+        or isinstance(schema_version, bool)
+        or not 1 <= schema_version <= MAX_VERSION
+    ):
+        raise InvalidEventError(
+            f"schema_version must be an int from 1 to MAX_VERSION ({MAX_VERSION}), got {schema_version!r}",
+            field="schema_version",
+        )
     if event.timestamp is not None:
         if not isinstance(event.timestamp, str):
             raise InvalidEventError(

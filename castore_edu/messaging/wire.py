@@ -12,9 +12,15 @@ A message becomes one JSON object with a ``kind``::
     {"kind": "aggregate-exists", "event_store_id": "POKEMONS", "aggregate_id": "pikachu1",
      "initial_event_timestamp": "2022-01-01T00:00:00.000Z"}
 
-where an event is its six fields (``aggregate_id``, ``version``, ``type``, ``timestamp``,
-``payload``, ``metadata``). Payloads, metadata and aggregates must therefore be JSON data (dicts,
-lists, strings, numbers, booleans, ``None``); a tuple arrives as a list.
+where an event is its fields (``aggregate_id``, ``version``, ``type``, ``timestamp``,
+``payload``, ``metadata``, and ``schema_version`` when it is not 1). Payloads, metadata and
+aggregates must therefore be JSON data (dicts, lists, strings, numbers, booleans, ``None``); a
+tuple arrives as a list.
+
+``schema_version`` is left out while it is 1, so an event whose type never evolved is the same
+bytes as before schema versions existed, and a consumer of that earlier release still reads it.
+A message without it reads as version 1. (Events on the wire are in their current shape: the
+relay and the replay functions upcast what they read before they publish it.)
 
 **Aggregates.** A reducer often builds a dataclass, and JSON has no dataclasses. The sender turns
 one into a dict (``dataclasses.asdict``); the receiver gets that dict back, unless it says how to
@@ -97,7 +103,7 @@ def _parse(data: bytes) -> Any:
 
 
 def _event_data(event: EventDetail) -> dict[str, Any]:
-    return {
+    data = {
         "aggregate_id": event.aggregate_id,
         "version": event.version,
         "type": event.type,
@@ -105,6 +111,9 @@ def _event_data(event: EventDetail) -> dict[str, Any]:
         "payload": event.payload,
         "metadata": event.metadata,
     }
+    if event.schema_version != 1:
+        data["schema_version"] = event.schema_version
+    return data
 
 
 def _aggregate_data(aggregate: Any) -> Any:

@@ -8,8 +8,8 @@ Rebuilding a read model under a new name and switching readers to it, and its la
 the runner.
 """
 
-from castore_edu.projections.projection import Projection, current_shape
+from castore_edu.projections.projection import Projection
 from castore_edu.projections.runner import ProjectionRunner
 from castore_edu.projections.sqlite import SQLiteProjectionRunner
 
-__all__ = ["Projection", "ProjectionRunner", "SQLiteProjectionRunner", "current_shape"]
+__all__ = ["Projection", "ProjectionRunner", "SQLiteProjectionRunner"]

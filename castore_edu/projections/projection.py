@@ -19,9 +19,9 @@ A :class:`Projection` says three things, and nothing about *how* it is run:
 A runner (``runner.py``; one per database) calls ``apply`` inside the same transaction that
 moves the checkpoint, so the read model and its checkpoint are committed together or not at all.
 
-Events reach ``apply`` in their **current shape**: every entry's event passes through
-:func:`current_shape` first, the one place where an event stored long ago under an older
-schema would be brought up to date before a read model sees it.
+Events reach ``apply`` in their **current shape**: the log holds events as they were stored,
+so every entry's event goes through its store's ``upcast`` first (notebook 13), and a read model
+never sees a shape that its code no longer knows.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from castore_edu.core.arguments import require_callable, require_event_stores, require_str
-from castore_edu.core.events import EventDetail, LoggedEvent
+from castore_edu.core.events import LoggedEvent
 
 if TYPE_CHECKING:  # a type only
     from castore_edu.core.event_store import EventStore
@@ -39,17 +39,6 @@ if TYPE_CHECKING:  # a type only
 Apply = Callable[[Any, LoggedEvent], Awaitable[None] | None]
 # create(connection) / drop(connection): make or remove the read model's tables.
 Schema = Callable[[Any], Awaitable[None] | None]
-
-
-def current_shape(event_store: EventStore, event: EventDetail) -> EventDetail:
-    """``event`` as ``event_store`` reads it today: what a projection applies.
-
-    Every event a runner takes from the log passes through here, with the store it belongs to.
-    For now an event has one shape, the one it was stored with, so it comes back unchanged; an
-    event store that can bring older events up to date (upcasting) will do it here, and every
-    projection will see the new shape without a change of its own.
-    """
-    return event
 
 
 class Projection:
@@ -98,9 +87,11 @@ class Projection:
         """Whether log entries of ``event_store_id`` are applied (else they are passed over)."""
         return event_store_id in self._stores_by_id
 
-    def in_current_shape(self, entry: LoggedEvent) -> LoggedEvent:
-        """``entry``, its event passed through :func:`current_shape` with the store it belongs to."""
-        event = current_shape(self._stores_by_id[entry.event_store_id], entry.event)
-        if event is entry.event:
-            return entry
-        return LoggedEvent(entry.position, entry.event_store_id, event)
+    def in_current_shape(self, entry: LoggedEvent) -> list[LoggedEvent]:
+        """``entry`` as its event store reads it today (``EventStore.upcast``): an event stored in
+        an older schema version comes up to date, maybe as several parts (a split), each at the
+        entry's position, applied in the same transaction."""
+        events = self._stores_by_id[entry.event_store_id].upcast(entry.event)
+        if len(events) == 1 and events[0] is entry.event:
+            return [entry]
+        return [LoggedEvent(entry.position, entry.event_store_id, event) for event in events]

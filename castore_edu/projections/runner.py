@@ -260,10 +260,9 @@ class ProjectionRunner:
                 return self.batch_size, 0  # someone else's step went first: read again
             for entry in entries:
                 if self.projection.follows(entry.event_store_id):
-                    await self.call(
-                        self.projection.apply, connection, self.projection.in_current_shape(entry)
-                    )
-                    applied += 1
+                    for part in self.projection.in_current_shape(entry):
+                        await self.call(self.projection.apply, connection, part)
+                        applied += 1
             if entries:
                 await self.execute(connection, SAVE_CHECKPOINT, (entries[-1].position, self.name))
             if switch_to is not None and len(entries) < self.batch_size:

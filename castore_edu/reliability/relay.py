@@ -47,6 +47,11 @@ that part: keep the object to "survive" a simulated restart.
 A forced overwrite (``push_event(..., force=True)`` on an existing version) changes an event in
 place and keeps its log position: a relay that has passed it does not publish it again.
 
+Events that evolve: the log holds each event as it was stored, in the schema version of its day.
+Before publishing one, the relay brings it to its current shape through the upcasters of the
+event store it is routed from (``EventStore.upcast``), so a consumer sees what ``get_events``
+shows, never an old shape (``core/upcasting.py``).
+
 A relay only follows storage that keeps an ordered log: its constructor refuses any other with
 a ``TypeError`` that says what is missing
 (:func:`~castore_edu.storage.protocol.require_ordered_log`).
@@ -61,7 +66,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from castore_edu.core.arguments import got, require_duration, require_int, require_str
-from castore_edu.core.events import LoggedEvent
+from castore_edu.core.events import EventDetail, LoggedEvent
 from castore_edu.messaging.channels import (
     MessageChannel,
     NotificationMessageChannel,
@@ -361,33 +366,46 @@ class Relay:
             self._waiters.clear()
 
     async def _publish(self, entry: LoggedEvent) -> None:
+        """Publish the event of ``entry`` in its current shape: the log holds events as they were
+        stored, so each goes through its event store's upcasters first (``EventStore.upcast``),
+        as a read through the store would. A stored event that an upcaster splits is published as
+        its parts, in order; on a state-carrying channel each part carries the aggregate at the
+        stored event's version, after all of its parts. An event that its store cannot upcast
+        (:class:`~castore_edu.core.errors.UpcastError`) stops the relay there, as a failed publish
+        does, until the code can read it: skipping it would lose it for good."""
         channel = self.routes.get(entry.event_store_id)
         if channel is None:
             return
-        if isinstance(channel, StateCarryingMessageChannel):
-            aggregate = await self._aggregate_at(channel, entry)
-            await channel.publish_message(StateCarryingMessage(entry.event_store_id, entry.event, aggregate))
-        else:
-            await channel.publish_message(NotificationMessage(entry.event_store_id, entry.event))
-        self.published += 1
-
-    async def _aggregate_at(self, channel: StateCarryingMessageChannel, entry: LoggedEvent) -> Any:
-        """The aggregate at ``entry``'s version: folded from the previous one when this relay has
-        it (the log brings an aggregate's events in version order), else read from the store."""
-        event = entry.event
         event_store = channel.get_event_store(entry.event_store_id)
-        key = (entry.event_store_id, event.aggregate_id)
-        cached = self._aggregates.get(key)
-        if cached is not None and cached[0] == event.version:
-            return cached[1]  # the same event again, after a failed publish
-        if event.version == 1:
-            aggregate = event_store.reducer(None, event)
-        elif cached is not None and cached[0] == event.version - 1:
-            aggregate = event_store.reducer(cached[1], event)
+        upcast = getattr(event_store, "upcast", None)  # a store of one's own may not upcast
+        events = [entry.event] if upcast is None else upcast(entry.event)
+        if isinstance(channel, StateCarryingMessageChannel):
+            aggregate = await self._aggregate_at(event_store, entry, events)
+            for event in events:
+                await channel.publish_message(StateCarryingMessage(entry.event_store_id, event, aggregate))
+                self.published += 1
         else:
-            result = await event_store.get_aggregate(event.aggregate_id, max_version=event.version)
+            for event in events:
+                await channel.publish_message(NotificationMessage(entry.event_store_id, event))
+                self.published += 1
+
+    async def _aggregate_at(self, event_store: Any, entry: LoggedEvent, events: list[EventDetail]) -> Any:
+        """The aggregate at ``entry``'s version: folded from the previous one when this relay has
+        it (the log brings an aggregate's events in version order), else read from the store.
+        ``events`` are the stored event's current-shape parts (usually one)."""
+        stored = entry.event
+        key = (entry.event_store_id, stored.aggregate_id)
+        cached = self._aggregates.get(key)
+        if cached is not None and cached[0] == stored.version:
+            return cached[1]  # the same event again, after a failed publish
+        if stored.version == 1 or (cached is not None and cached[0] == stored.version - 1):
+            aggregate = None if cached is None or stored.version == 1 else cached[1]
+            for event in events:
+                aggregate = event_store.reducer(aggregate, event)
+        else:
+            result = await event_store.get_aggregate(stored.aggregate_id, max_version=stored.version)
             aggregate = result.aggregate
-        self._aggregates[key] = (event.version, aggregate)
+        self._aggregates[key] = (stored.version, aggregate)
         self._aggregates.move_to_end(key)
         if len(self._aggregates) > self._cache_size:
             self._aggregates.popitem(last=False)

@@ -53,6 +53,7 @@ class _StoredEvent(NamedTuple):
             timestamp=event.timestamp,
             payload=None if self.payload is None else json.loads(self.payload),
             metadata=None if self.metadata is None else json.loads(self.metadata),
+            schema_version=event.schema_version,
         )
 
 

@@ -73,7 +73,7 @@ from castore_edu.storage.protocol import (
     stamp_for_storage,
     stamp_group_for_one_database,
 )
-from castore_edu.storage.sql import COLUMNS, list_aggregates_query, select_events
+from castore_edu.storage.sql import ADD_SCHEMA_VERSION, COLUMNS, list_aggregates_query, select_events
 
 NOTIFY_CHANNEL = "castore_edu_events"
 # The constraint that refuses a position another writer took first (the primary key's default name).
@@ -90,6 +90,7 @@ SCHEMA = (
         timestamp      TEXT    NOT NULL,
         payload        JSON,
         metadata       JSON,
+        schema_version INTEGER NOT NULL DEFAULT 1,  -- the payload's shape (core/upcasting.py)
         UNIQUE (event_store_id, aggregate_id, version)
     )
     """,
@@ -108,8 +109,9 @@ SCHEMA = (
 # runs).
 INSERT = f"""
 WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', ''))
-INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
-SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json
+INSERT INTO events
+    (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata, schema_version)
+SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json, %s
 FROM wake
 """
 
@@ -118,12 +120,14 @@ FROM wake
 # PostgreSQL's binary format, which psycopg writes four times faster than quoted array text.
 INSERT_ALL = f"""
 WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', ''))
-INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
+INSERT INTO events
+    (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata, schema_version)
 SELECT last.position + event.number, event.event_store_id, event.aggregate_id, event.version,
-       event.type, event.timestamp, event.payload, event.metadata
+       event.type, event.timestamp, event.payload, event.metadata, event.schema_version
 FROM wake, (SELECT COALESCE(MAX(position), 0) AS position FROM events) AS last,
-     unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::json[], %b::json[])
-         WITH ORDINALITY AS event(event_store_id, aggregate_id, version, type, timestamp, payload, metadata, number)
+     unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::json[], %b::json[], %b::int[])
+         WITH ORDINALITY AS event(event_store_id, aggregate_id, version, type, timestamp, payload, metadata,
+                                  schema_version, number)
 """
 
 # With force, one statement per event in one transaction, each overwriting its event in place if
@@ -131,11 +135,12 @@ FROM wake, (SELECT COALESCE(MAX(position), 0) AS position FROM events) AS last,
 # rows other writers are inserting after, so it takes the table's lock first: it waits for the
 # writers at work, holds off new ones, and never has to retry.
 UPSERT = """
-INSERT INTO events (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
-VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json)
+INSERT INTO events
+    (position, event_store_id, aggregate_id, version, type, timestamp, payload, metadata, schema_version)
+VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), %s, %s, %s, %s, %s, %s::json, %s::json, %s)
 ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
     type = excluded.type, timestamp = excluded.timestamp,
-    payload = excluded.payload, metadata = excluded.metadata
+    payload = excluded.payload, metadata = excluded.metadata, schema_version = excluded.schema_version
 """
 
 # Any fixed number: the advisory lock that lets one process at a time create the tables.
@@ -208,6 +213,7 @@ class PostgresEventStorageAdapter:
                 await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                 for statement in SCHEMA:
                     await connection.execute(statement)
+                await add_schema_version(connection)
             self._tables_ready = True
         return connection
 
@@ -373,6 +379,7 @@ class PostgresEventStorageAdapter:
                 event.timestamp,
                 payload,
                 metadata,
+                event.schema_version,
             )
             for event_store_id, event, payload, metadata in rows
         ]
@@ -418,12 +425,24 @@ class PostgresEventStorageAdapter:
         raise AssertionError("a unique violation, yet no event of the group conflicts")  # pragma: no cover
 
 
+async def add_schema_version(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Add the ``schema_version`` column to a table made by a release before it (its rows were all
+    written in version 1). Asked first, so that an up-to-date table takes no lock for it; the
+    caller holds the schema lock, so two processes never add it at once."""
+    cursor = await connection.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'events' AND column_name = 'schema_version'"
+    )
+    if await cursor.fetchone() is None:
+        await connection.execute(ADD_SCHEMA_VERSION)
+
+
 def first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _to_event(row: Sequence[Any]) -> EventDetail:
-    aggregate_id, version, type_, timestamp, payload, metadata = row
+    aggregate_id, version, type_, timestamp, payload, metadata, schema_version = row
     # psycopg decodes json columns itself (with json.loads).
     return EventDetail(
         aggregate_id=aggregate_id,
@@ -432,4 +451,5 @@ def _to_event(row: Sequence[Any]) -> EventDetail:
         timestamp=timestamp,
         payload=payload,
         metadata=metadata,
+        schema_version=schema_version,
     )

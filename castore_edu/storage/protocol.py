@@ -185,6 +185,7 @@ def with_timestamp(event: EventDetail, timestamp: str) -> EventDetail:
         timestamp=timestamp,
         payload=event.payload,
         metadata=event.metadata,
+        schema_version=event.schema_version,
     )
 
 

@@ -6,7 +6,11 @@ Only the placeholder differs between the two drivers: ``?`` for sqlite3, ``%s`` 
 
 from __future__ import annotations
 
-COLUMNS = "aggregate_id, version, type, timestamp, payload, metadata"
+COLUMNS = "aggregate_id, version, type, timestamp, payload, metadata, schema_version"
+
+# A table made by a release before schema versions lacks the column: both adapters add it when
+# they open the database (every row there was written in schema version 1).
+ADD_SCHEMA_VERSION = "ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1"
 
 
 def select_events(

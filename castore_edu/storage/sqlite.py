@@ -43,7 +43,7 @@ from castore_edu.storage.protocol import (
     stamp_for_storage,
     stamp_group_for_one_database,
 )
-from castore_edu.storage.sql import COLUMNS, list_aggregates_query, select_events
+from castore_edu.storage.sql import ADD_SCHEMA_VERSION, COLUMNS, list_aggregates_query, select_events
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -55,13 +55,14 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp      TEXT    NOT NULL,
     payload        TEXT,                 -- JSON
     metadata       TEXT,                 -- JSON
+    schema_version INTEGER NOT NULL DEFAULT 1,  -- the payload's shape (core/upcasting.py)
     UNIQUE (event_store_id, aggregate_id, version)
 )
 """
 
 INSERT = """
-INSERT INTO events (event_store_id, aggregate_id, version, type, timestamp, payload, metadata)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO events (event_store_id, aggregate_id, version, type, timestamp, payload, metadata, schema_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # ``force`` overwrites the event in place: same row, so the same log position.
@@ -70,7 +71,7 @@ UPSERT = (
     + """
 ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
     type = excluded.type, timestamp = excluded.timestamp,
-    payload = excluded.payload, metadata = excluded.metadata
+    payload = excluded.payload, metadata = excluded.metadata, schema_version = excluded.schema_version
 """
 )
 
@@ -97,6 +98,25 @@ class SQLiteEventStorageAdapter:
         self._use_wal(timeout)
         self.connection.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
         self.connection.execute(SCHEMA)
+        self._add_schema_version()
+
+    def _has_schema_version(self) -> bool:
+        return any(row[1] == "schema_version" for row in self.connection.execute("PRAGMA table_info(events)"))
+
+    def _add_schema_version(self) -> None:
+        """Add the ``schema_version`` column to a file made by a release before it (its rows were
+        all written in version 1). Under the write lock, and asked again there: two processes that
+        open the same old file at once add it once."""
+        if self._has_schema_version():
+            return
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_schema_version():
+                self.connection.execute(ADD_SCHEMA_VERSION)
+            self.connection.execute("COMMIT")
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
 
     def _database_file(self) -> str | None:
         """The file this connection opened, as SQLite itself reports it; ``None`` for a private
@@ -261,6 +281,7 @@ class SQLiteEventStorageAdapter:
                 event.timestamp,
                 payload,
                 metadata,
+                event.schema_version,
             )
             for event_store_id, event, payload, metadata in rows
         ]
@@ -297,7 +318,7 @@ def check_constructor_arguments(path: object, timeout: object) -> None:
 
 
 def _to_event(row: Sequence[Any]) -> EventDetail:
-    aggregate_id, version, type_, timestamp, payload, metadata = row
+    aggregate_id, version, type_, timestamp, payload, metadata, schema_version = row
     return EventDetail(
         aggregate_id=aggregate_id,
         version=version,
@@ -305,4 +326,5 @@ def _to_event(row: Sequence[Any]) -> EventDetail:
         timestamp=timestamp,
         payload=None if payload is None else json.loads(payload),
         metadata=None if metadata is None else json.loads(metadata),
+        schema_version=schema_version,
     )

@@ -249,17 +249,21 @@ class ProjectionRunnerContract:
         await pokemons.push_event(leveled_up("charmander", 2))
         assert await runner.lag() == 2 == await storage.last_position() - await runner.checkpoint()
 
-    async def test_every_event_reaches_apply_through_current_shape(
+    async def test_every_event_reaches_apply_through_its_store_s_upcast(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         pokemons, trainers, _, storage = await self.story()
         calls: list[tuple[str, int]] = []
 
-        def shaped(event_store: EventStore, event: EventDetail) -> EventDetail:
-            calls.append((event_store.event_store_id, event.version))
-            return replace(event, metadata={"shape": "current"})
+        def shaped_by(event_store: EventStore) -> Callable[[EventDetail], list[EventDetail]]:
+            def upcast(event: EventDetail) -> list[EventDetail]:
+                calls.append((event_store.event_store_id, event.version))
+                return [replace(event, metadata={"shape": "current"})]
 
-        monkeypatch.setattr("castore_edu.projections.projection.current_shape", shaped)
+            return upcast
+
+        for store in (pokemons, trainers):
+            monkeypatch.setattr(store, "upcast", shaped_by(store))
         runner = self.make_runner(self.seen_projection("board", [pokemons, trainers]))
         await runner.run_until_caught_up()
         followed = [e for e in await storage.read_log() if e.event_store_id != GYM_POKEMONS]

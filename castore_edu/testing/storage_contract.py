@@ -15,6 +15,7 @@ import inspect
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 import pytest
@@ -31,7 +32,9 @@ from castore_edu.core import (
 )
 from castore_edu.core.clock import Clock, utc_now
 from castore_edu.core.events import MAX_JSON_DEPTH, MAX_VERSION
-from castore_edu.reliability.relay import Relay
+from castore_edu.messaging.channels import NotificationMessageBus
+from castore_edu.messaging.in_memory_bus import InMemoryMessageBusAdapter
+from castore_edu.reliability.relay import InMemoryCheckpointStore, Relay
 from castore_edu.storage.protocol import (
     LOG_CALLS,
     EventStorageAdapter,
@@ -45,6 +48,11 @@ def event(aggregate_id: str = "pikachu", version: int = 1, **fields: Any) -> Eve
     return EventDetail(
         aggregate_id=aggregate_id, version=version, type=fields.pop("type", "LEVELLED_UP"), **fields
     )
+
+
+def by_to_levels(old: EventDetail) -> EventDetail:
+    """An upcaster: version 1 of LEVELLED_UP said ``{"by": n}``, version 2 says ``{"levels": n}``."""
+    return replace(old, payload={"levels": old.payload["by"]}, schema_version=2)
 
 
 def nested(depth: int) -> Any:
@@ -616,6 +624,75 @@ class StorageAdapterContract:
         with pytest.raises(TypeError, match=rf"AdapterWithoutLog\(\) keeps no ordered log: {missing}"):
             Relay(AdapterWithoutLog(adapter), {})
 
+    # -- schema versions (core/upcasting.py) -----------------------------------------------
+
+    async def test_the_schema_version_round_trips_through_reads_groups_and_the_log(self) -> None:
+        adapter = self.make_adapter()
+        first = event(version=1, timestamp=YEARS[0])  # the default: 1
+        second = event(version=2, timestamp=YEARS[1], schema_version=3)
+        assert await adapter.push_event(first, event_store_id="S") == first
+        assert await adapter.push_event(second, event_store_id="S") == second
+        pokemons, trainers = store("S", adapter), store("T", self.make_sibling(adapter))
+        grouped = await EventStore.push_event_group(  # of types these stores do not declare
+            pokemons.group_event(event(version=3, type="EVOLVED", timestamp=YEARS[2], schema_version=7)),
+            trainers.group_event(event("ash", type="BADGE_WON", timestamp=YEARS[3], schema_version=2)),
+        )
+        third, ash = (result.event for result in grouped)
+        assert (third.schema_version, ash.schema_version) == (7, 2)
+        assert [e.schema_version for e in [first, second, third]] == [1, 3, 7]
+        assert await adapter.get_events("pikachu", event_store_id="S") == [first, second, third]
+        assert await adapter.get_events("pikachu", event_store_id="S", reverse=True, limit=1) == [third]
+        assert await log_of(trainers).get_events("ash", event_store_id="T") == [ash]
+        logged = [entry.event for each in (pokemons, trainers) for entry in await log_of(each).read_log()]
+        assert {(e.aggregate_id, e.version, e.schema_version) for e in logged} == {
+            ("pikachu", 1, 1),
+            ("pikachu", 2, 3),
+            ("pikachu", 3, 7),
+            ("ash", 1, 2),
+        }
+
+    async def test_force_overwrites_the_schema_version_too(self) -> None:
+        adapter = self.make_adapter()
+        await adapter.push_event(event(timestamp=YEARS[0], schema_version=4), event_store_id="S")
+        replacement = event(timestamp=YEARS[1])
+        await adapter.push_event(replacement, event_store_id="S", force=True)
+        assert await adapter.get_events("pikachu", event_store_id="S") == [replacement]
+        assert [entry.event.schema_version for entry in await adapter.read_log()] == [1]
+
+    async def test_old_events_are_read_and_relayed_in_the_current_shape_and_stored_unchanged(self) -> None:
+        """The adapter stores what it is given and hands it back as stored; the store upcasts on
+        read, and the relay on publish: every adapter alike."""
+        adapter = self.make_adapter(stepping_clock())
+        old = [event(version=1, payload={"by": 2}), event(version=2, payload={"by": 1})]
+        stored = [await adapter.push_event(e, event_store_id="S") for e in old]  # last year's code
+        levels = EventStore(
+            event_store_id="S",
+            event_types=[EventType("LEVELLED_UP", schema_version=2, upcasters={1: by_to_levels})],
+            reducer=lambda total, e: (total or 0) + e.payload["levels"],
+            event_storage_adapter=adapter,
+        )
+        assert [e.payload for e in await levels.get_events("pikachu")] == [{"levels": 2}, {"levels": 1}]
+        assert (await levels.get_aggregate("pikachu")).aggregate == 3
+        pushed = (await levels.push_event(event(version=3, payload={"levels": 4}))).event
+        assert pushed.schema_version == 2  # new events are written in the current shape
+        bus = NotificationMessageBus(message_bus_id="LEVELS", source_event_stores=[levels])
+        received: list[Any] = []
+
+        async def keep(message: Any, context: Any) -> None:
+            received.append(message.event)
+
+        bus_adapter = InMemoryMessageBusAdapter.attach_to(bus)
+        bus_adapter.on({}, keep)
+        relay = Relay(adapter, {"S": bus}, name="upcasting", checkpoints=InMemoryCheckpointStore())
+        await relay.catch_up()
+        await bus_adapter.wait_idle()
+        assert [(e.version, e.schema_version, e.payload) for e in received] == [
+            (1, 2, {"levels": 2}),
+            (2, 2, {"levels": 1}),
+            (3, 2, {"levels": 4}),
+        ]
+        assert await adapter.get_events("pikachu", event_store_id="S") == [*stored, pushed]
+
     # -- bad input -------------------------------------------------------------------------
 
     @pytest.mark.parametrize(
@@ -635,6 +712,10 @@ class StorageAdapterContract:
             (dict(payload={"when": object()}), "payload"),
             (dict(payload=float("inf")), "payload"),
             (dict(metadata={1, 2}), "metadata"),
+            (dict(schema_version=0), "schema_version"),
+            (dict(schema_version=True), "schema_version"),
+            (dict(schema_version="2"), "schema_version"),
+            (dict(schema_version=None), "schema_version"),
         ],
     )
     async def test_bad_events_are_refused_and_nothing_is_stored(
@@ -669,6 +750,9 @@ class StorageAdapterContract:
             pytest.param(dict(timestamp="\x002024"), "timestamp", id="NUL in timestamp"),
             pytest.param(dict(version=MAX_VERSION + 1), "version", id="version beyond MAX_VERSION"),
             pytest.param(dict(version=2**63), "version", id="version beyond 64 bits"),
+            pytest.param(
+                dict(schema_version=MAX_VERSION + 1), "schema_version", id="schema version beyond MAX_VERSION"
+            ),
         ],
     )
     async def test_values_some_adapter_cannot_store_are_refused_by_every_adapter(
@@ -689,6 +773,7 @@ class StorageAdapterContract:
             timestamp=YEARS[0],
             payload={"deep": nested(MAX_JSON_DEPTH - 1), "nul\x00key": "a\x00b"},
             metadata=["\U0001f600", "\x00"],
+            schema_version=MAX_VERSION,
         )
         assert await adapter.push_event(limits, event_store_id="S ✨") == limits
         assert await adapter.get_events(limits.aggregate_id, event_store_id="S ✨") == [limits]

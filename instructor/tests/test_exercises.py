@@ -39,6 +39,7 @@ nbformat = pytest.importorskip("nbformat")
 from castore_edu import (  # noqa: E402
     Command,
     ConnectedEventStore,
+    EventDetail,
     EventStore,
     InMemoryMessageBusAdapter,
     InMemoryMessageQueueAdapter,
@@ -99,6 +100,7 @@ CHECKS = {
     10: "check_ack_after_commit",
     11: "check_projection_step",
     12: "check_fold_from_snapshot",
+    13: "check_sighting_upcaster",
 }
 SNAPSHOT_READ = "get_aggregate_from_snapshots"  # what exercise 12's wrong answers replace
 CHECK_CALL = re.compile(r"^await (check_\w+)\(", re.MULTILINE)
@@ -122,7 +124,7 @@ def check_cells() -> list[tuple[str, int, str]]:
 
 
 def test_the_exercises_in_their_notebooks_one_check_cell_each_in_course_order() -> None:
-    assert len(STEMS) == 7
+    assert len(STEMS) == 8
     assert [name for _, _, name in check_cells()] == list(CHECKS.values())
     assert [exercise.number for exercise in EXERCISES] == list(CHECKS)
     assert sorted(path.stem for path in LEARNER_DIR.glob("*.ipynb")) == STEMS
@@ -196,7 +198,7 @@ def test_the_solution_is_stored_executed_and_every_check_prints_its_success_line
         if is_check(cell.source):
             ((kind, name, text),) = texts
             assert (kind, name) == ("stream", "stdout")
-            assert re.fullmatch(r"✅ Exercise [1-9]\d* passed: [^\n]+\n", text)
+            assert re.fullmatch(r"✅ Exercise \d+ passed: [^\n]+\n", text)
         else:
             assert texts == []
 
@@ -1133,6 +1135,74 @@ async def fold_without_a_fallback(
 ) -> Any:
     latest = max(of_this_reducer(snapshots, reducer_version, max_version), key=lambda s: s.version)
     return await fold_after(event_store, aggregate_id, latest, max_version)
+# Exercise 13: sighted_v1_to_v2
+
+
+def sighted_mutating_the_payload(event: Any) -> Any:
+    payload = event.payload  # the old event's own dict
+    payload["species"] = payload.pop("name")
+    payload["route"], payload["region"] = payload.pop("place").rsplit(", ", 1)
+    return replace(event, payload=payload, schema_version=2)
+
+
+def sighted_dropping_unknown_fields(event: Any) -> Any:
+    route, region = event.payload["place"].rsplit(", ", 1)
+    payload = {
+        "species": event.payload["name"],
+        "level": event.payload["level"],
+        "route": route,
+        "region": region,
+    }
+    return replace(event, payload=payload, schema_version=2)
+
+
+def sighted_not_bumped(event: Any) -> Any:
+    payload = dict(event.payload)
+    payload["species"] = payload.pop("name")
+    payload["route"], payload["region"] = payload.pop("place").rsplit(", ", 1)
+    return replace(event, payload=payload)
+
+
+def sighted_in_kanto(event: Any) -> Any:
+    payload = dict(event.payload)
+    payload["species"] = payload.pop("name")
+    payload["route"] = payload.pop("place").rsplit(", ", 1)[0]
+    payload["region"] = "Kanto"  # every example is in Kanto...
+    return replace(event, payload=payload, schema_version=2)
+
+
+def sighted_capping_the_level(event: Any) -> Any:
+    payload = dict(event.payload)
+    payload["species"] = payload.pop("name")
+    payload["route"], payload["region"] = payload.pop("place").rsplit(", ", 1)
+    payload["level"] = min(payload["level"], 50)  # today's rule, applied to history
+    return replace(event, payload=payload, schema_version=2)
+
+
+def sighted_keeping_the_name(event: Any) -> Any:
+    payload = dict(event.payload, species=event.payload["name"])
+    payload["route"], payload["region"] = payload.pop("place").rsplit(", ", 1)
+    return replace(event, payload=payload, schema_version=2)
+
+
+def sighted_returning_the_payload(event: Any) -> Any:
+    payload = dict(event.payload)
+    payload["species"] = payload.pop("name")
+    payload["route"], payload["region"] = payload.pop("place").rsplit(", ", 1)
+    return payload
+
+
+def sighted_as_a_new_event(event: Any) -> Any:
+    payload = dict(event.payload)
+    payload["species"] = payload.pop("name")
+    payload["route"], payload["region"] = payload.pop("place").rsplit(", ", 1)
+    return EventDetail(
+        aggregate_id=event.aggregate_id,
+        version=event.version,
+        type=event.type,
+        payload=payload,
+        schema_version=2,
+    )
 
 
 # (exercise, what the wrong answer replaces, the wrong answer, what the check must say about it)
@@ -1282,6 +1352,19 @@ WRONG_ANSWERS = [
     (12, SNAPSHOT_READ, fold_past_max_version, "went past max_version: pass max_version to get_events"),
     (12, SNAPSHOT_READ, fold_from_the_first_snapshot_that_fits, "start from the latest snapshot that fits"),
     (12, SNAPSHOT_READ, fold_without_a_fallback, "when no snapshot fits"),
+    (13, "sighted_v1_to_v2", sighted_mutating_the_payload, "changed the payload of the event it was given"),
+    (13, "sighted_v1_to_v2", sighted_dropping_unknown_fields, "your upcaster dropped 'shiny'"),
+    (13, "sighted_v1_to_v2", sighted_not_bumped, "says schema_version=1"),
+    (13, "sighted_v1_to_v2", sighted_in_kanto, "never hard-coded"),
+    (
+        13,
+        "sighted_v1_to_v2",
+        sighted_capping_the_level,
+        "today's rules (the level cap) belong in the command",
+    ),
+    (13, "sighted_v1_to_v2", sighted_keeping_the_name, "version 1 called it `name`"),
+    (13, "sighted_v1_to_v2", sighted_returning_the_payload, "not an event"),
+    (13, "sighted_v1_to_v2", sighted_as_a_new_event, "changed timestamp and metadata of the event"),
 ]
 
 

@@ -150,6 +150,7 @@ await slow.execute(
         "2024-01-01T01:00:00.000Z",
         '{"name": "Slowpoke", "level": 1}',
         None,
+        1,  # schema_version (notebook 13)
     ),
 )
 push = asyncio.ensure_future(pokedex.pokemons.push_event(pokemon_leveled_up("pikachu", version=5)))

@@ -476,7 +476,7 @@ assert castore_tasks() == []  # nothing left running (notebook 03, "Leaving noth
 #   <https://martinfowler.com/eaaDev/EventSourcing.html>
 # - In this package: `castore_edu/snapshots/` (the rules in `protocol.py`, the guard in
 #   `config.py`), `castore_edu/core/event_store.py` (`get_aggregate`), `benchmarks/snapshots.py`,
-#   `docs/api.md` §16.
+#   `docs/api.md` §17.
 #
 # Now do exercise 12 in `exercises/07_snapshots.ipynb` (a read that starts from a snapshot, by
 # hand), then go on to the next notebook.

@@ -6,8 +6,8 @@ The exercise notebooks (``notebooks/exercises/``) import everything from here::
     await check_trainer_reducer(trainer_reducer)
 
 See :mod:`castore_edu.course.exercises.feedback` for how a check reports, and
-:mod:`castore_edu.course.exercises.checks` for what each one verifies (exercise 11's check is in
-:mod:`castore_edu.course.exercises.read_models`).
+:mod:`castore_edu.course.exercises.checks` for what each one verifies (the checks of exercises 11, 12
+and 13 are in :mod:`castore_edu.course.exercises.read_models`, ``snapshots`` and ``evolving_events``).
 """
 
 from castore_edu.course.exercises.checks import (
@@ -28,6 +28,11 @@ from castore_edu.course.exercises.checks import (
     check_trainer_reducer,
     trainer_released_pokemon,
 )
+from castore_edu.course.exercises.evolving_events import (
+    POKEMON_SIGHTED,
+    check_sighting_upcaster,
+    pokemon_sighted,
+)
 from castore_edu.course.exercises.feedback import Exercise, NotYet
 from castore_edu.course.exercises.read_models import (
     apply_level,
@@ -40,6 +45,7 @@ from castore_edu.course.exercises.snapshots import check_fold_from_snapshot
 
 __all__ = [
     "EXERCISES",
+    "POKEMON_SIGHTED",
     "TRAINER_RELEASED_POKEMON",
     "Delivery",
     "Exercise",
@@ -58,8 +64,10 @@ __all__ = [
     "check_read_new",
     "check_rebuild_levels",
     "check_relay_step",
+    "check_sighting_upcaster",
     "check_trainer_reducer",
     "load_checkpoint",
+    "pokemon_sighted",
     "read_levels",
     "save_checkpoint",
     "trainer_released_pokemon",

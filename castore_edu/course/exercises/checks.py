@@ -36,6 +36,7 @@ from castore_edu.core.command import Command
 from castore_edu.core.errors import EventAlreadyExistsError, is_event_already_exists_error
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType, LoggedEvent
+from castore_edu.course.exercises.evolving_events import UPCASTER
 from castore_edu.course.exercises.feedback import Exercise, attempt, expect, not_yet, passed
 from castore_edu.course.exercises.read_models import PROJECTION_STEP
 from castore_edu.course.exercises.snapshots import SNAPSHOT_READ
@@ -89,6 +90,7 @@ EXERCISES = (
     ACK_AFTER_COMMIT,
     PROJECTION_STEP,  # its check: castore_edu/course/exercises/read_models.py
     SNAPSHOT_READ,  # exercise 12, in its own module: castore_edu/course/exercises/snapshots.py
+    UPCASTER,  # exercise 13: castore_edu/course/exercises/evolving_events.py
 )
 
 # The gym leaders' Pokémon: a store whose events have the same types as POKEMONS' (exercises 3, 7, 10).

@@ -107,10 +107,18 @@ def _table(title: str, rows: Iterable[tuple[str, Any]]) -> str:
 
 
 def event_html(event: EventDetail | None) -> str:
-    """The event as a two-column table (or a note that the version holds no event)."""
+    """The event as a two-column table (or a note that the version holds no event).
+
+    ``schema_version`` shows only when it is not 1, as in the event's repr: the event of a type
+    that never evolved (the whole course before notebook 13) has nothing to say about it."""
     if event is None:
         return "<b>Event</b><p><i>no event at this version</i></p>"
-    return _table("Event", [(field.name, getattr(event, field.name)) for field in dataclasses.fields(event)])
+    rows = [
+        (field.name, getattr(event, field.name))
+        for field in dataclasses.fields(event)
+        if field.name != "schema_version" or event.schema_version != 1
+    ]
+    return _table("Event", rows)
 
 
 def aggregate_html(aggregate: Any) -> str:
