@@ -1135,6 +1135,8 @@ async def fold_without_a_fallback(
 ) -> Any:
     latest = max(of_this_reducer(snapshots, reducer_version, max_version), key=lambda s: s.version)
     return await fold_after(event_store, aggregate_id, latest, max_version)
+
+
 # Exercise 13: sighted_v1_to_v2
 
 
