@@ -24,13 +24,8 @@ random kill); a child still running when the test fails is killed in ``finally``
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
 import random
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from contextlib import closing
@@ -38,10 +33,10 @@ from pathlib import Path
 from typing import IO
 
 from castore_edu import EventDetail, EventStore, LoggedEvent, SQLiteEventStorageAdapter
+from tests.killable_child import KillableChild
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = str(ROOT / "tests" / "projection_kill_child.py")
-ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT)}
 COUNTERS, OTHER = "COUNTERS", "OTHER"
 LOG_SIZE = 1_500  # entries; every fifth one is of a store the projection does not follow
 BATCH_SIZE = 30
@@ -51,46 +46,9 @@ LINE_WAIT = 30.0  # seconds: far more than any batch takes, even on a loaded mac
 SEED = 20261105
 
 
-class Child:
-    """The projection process, and its lines, read by a thread so that a wait can give up."""
-
-    def __init__(self, path: Path, hold_at: int, errors: IO[str]) -> None:
-        self.errors = errors
-        self.process = subprocess.Popen(
-            [sys.executable, CHILD, str(path), str(BATCH_SIZE), str(hold_at)],
-            env=ENVIRONMENT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        self._lines: queue.Queue[list[str] | None] = queue.Queue()
-        threading.Thread(target=self._read_lines, daemon=True).start()
-
-    def _read_lines(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line.split())
-        self._lines.put(None)
-
-    def next_line(self) -> list[str]:
-        try:
-            line = self._lines.get(timeout=LINE_WAIT)
-        except queue.Empty:
-            raise AssertionError(f"the projection said nothing for {LINE_WAIT} s") from None
-        if line is None:
-            self.errors.seek(0)
-            raise AssertionError(f"the projection stopped by itself:\n{self.errors.read()}")
-        return line
-
-    def kill(self) -> None:
-        """SIGKILL: no rollback, no cleanup, no last flush."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
+def start_projection(path: Path, hold_at: int, errors: IO[str]) -> KillableChild:
+    """The projection process (``hold_at``: the position where it stops mid-batch, 0 for none)."""
+    return KillableChild("projection", CHILD, [str(path), str(BATCH_SIZE), str(hold_at)], errors, LINE_WAIT)
 
 
 def fill_the_log(path: Path) -> list[LoggedEvent]:
@@ -149,7 +107,7 @@ def check_the_read_model(path: Path, log: list[LoggedEvent], reported: int, prev
     return int(checkpoint)
 
 
-def kill_at_a_seeded_moment(child: Child, moment: str, rng: random.Random, hold_at: int) -> int:
+def kill_at_a_seeded_moment(child: KillableChild, moment: str, rng: random.Random, hold_at: int) -> int:
     """Read the child's lines until the moment comes, then kill it; returns the last checkpoint
     it reported as committed (0 if none)."""
     reported = 0
@@ -176,13 +134,13 @@ def test_sigkill_never_applies_an_event_twice_nor_misses_one(tmp_path: Path) -> 
     half_batches = 0  # kills that threw away a batch's rows with its uncommitted transaction
     started = time.monotonic()
     with (tmp_path / "child-errors.txt").open("w+") as errors:
-        child: Child | None = None
+        child: KillableChild | None = None
         try:
             for moment in rng.sample(KILLS, len(KILLS)):
                 # held: at a followed position one or two batches ahead, so that a batch commits first
                 ahead = [p for p in followed if checkpoint + BATCH_SIZE < p <= checkpoint + 3 * BATCH_SIZE]
                 hold_at = rng.choice(ahead) if moment == "held mid-batch" else 0
-                child = Child(path, hold_at, errors)
+                child = start_projection(path, hold_at, errors)
                 assert child.next_line() == ["ready", str(checkpoint)]  # it carries on where the file stands
                 reported = kill_at_a_seeded_moment(child, moment, rng, hold_at)
                 before = checkpoint
@@ -190,7 +148,7 @@ def test_sigkill_never_applies_an_event_twice_nor_misses_one(tmp_path: Path) -> 
                 if moment == "held mid-batch":
                     assert before < checkpoint < hold_at  # the held batch left nothing behind
                     half_batches += 1
-            child = Child(path, 0, errors)  # the last one runs to the end of the log
+            child = start_projection(path, 0, errors)  # the last one runs to the end of the log
             assert child.next_line() == ["ready", str(checkpoint)]
             while child.next_line() != ["done"]:
                 pass

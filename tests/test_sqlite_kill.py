@@ -23,13 +23,8 @@ the test fails is killed in ``finally``.
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
 import random
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -37,10 +32,10 @@ from pathlib import Path
 from typing import IO
 
 from castore_edu import LoggedEvent, SQLiteEventStorageAdapter
+from tests.killable_child import KillableChild
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = str(ROOT / "tests" / "sqlite_kill_child.py")
-ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT)}
 GROUP_SIZE = 1000
 MID_GROUP_DELAY = 0.015  # seconds: at most this long into the write of a group, the kill comes
 KILLS = ["after some commits", "mid-group"] * 4  # in a seeded order
@@ -48,45 +43,9 @@ LINE_WAIT = 30.0  # seconds: far more than any write takes, even on a loaded mac
 SEED = 20250614
 
 
-class Writer:
-    """The child process writing to ``path``, and the lines it prints, read by a thread so that
-    waiting for the next one can give up after :data:`LINE_WAIT` seconds."""
-
-    def __init__(self, path: Path, errors: IO[str]) -> None:
-        self.errors = errors
-        self.process = subprocess.Popen(
-            [sys.executable, CHILD, str(path), str(GROUP_SIZE)],
-            env=ENVIRONMENT,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        self._lines: queue.Queue[list[str] | None] = queue.Queue()
-        threading.Thread(target=self._read_lines, daemon=True).start()
-
-    def _read_lines(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line.split())
-        self._lines.put(None)  # the pipe closed: the writer is gone
-
-    def next_line(self) -> list[str]:
-        try:
-            line = self._lines.get(timeout=LINE_WAIT)
-        except queue.Empty:
-            raise AssertionError(f"the writer said nothing for {LINE_WAIT} s") from None
-        if line is None:
-            self.errors.seek(0)
-            raise AssertionError(f"the writer stopped by itself:\n{self.errors.read()}")
-        return line
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no rollback, no last flush."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+def start_writer(path: Path, errors: IO[str]) -> KillableChild:
+    """The child process writing to ``path``."""
+    return KillableChild("writer", CHILD, [str(path), str(GROUP_SIZE)], errors, LINE_WAIT)
 
 
 @dataclass
@@ -119,7 +78,7 @@ class Stored:
 
 
 def kill_at_a_seeded_moment(
-    writer: Writer, moment: str, rng: random.Random, reported: Reported
+    writer: KillableChild, moment: str, rng: random.Random, reported: Reported
 ) -> int | None:
     """Read the writer's lines until the moment comes, then kill it. Returns the round of the
     group it was writing when killed mid-group (else ``None``)."""
@@ -187,17 +146,17 @@ def test_sigkill_never_corrupts_the_file_loses_a_commit_or_leaves_half_a_group(t
     cut_groups = 0  # mid-group kills that landed before the group committed
     started = time.monotonic()
     with (tmp_path / "writer-errors.txt").open("w+") as errors:
-        writer: Writer | None = None
+        writer: KillableChild | None = None
         try:
             for moment in rng.sample(KILLS, len(KILLS)):
-                writer = Writer(path, errors)
+                writer = start_writer(path, errors)
                 # It carries on where the file stands.
                 assert writer.next_line() == ["ready", str(stored.singles), str(stored.groups)]
                 group_in_flight = kill_at_a_seeded_moment(writer, moment, rng, reported)
                 stored = check_the_file(path, reported)
                 if group_in_flight is not None and stored.groups < group_in_flight:
                     cut_groups += 1
-            writer = Writer(path, errors)  # after the last kill, it still starts and writes
+            writer = start_writer(path, errors)  # after the last kill, it still starts and writes
             assert writer.next_line() == ["ready", str(stored.singles), str(stored.groups)]
             while not reported.note(writer.next_line()):
                 pass

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from castore_edu.core.events import EventDetail
 from castore_edu.course.pokedex import POKEMON_APPEARED, POKEMON_LEVELED_UP
 from castore_edu.messaging.delivery import TaskContext
 from castore_edu.reliability.idempotency import ProcessedMessages, idempotent
+
+
+def level_gain(event: EventDetail) -> int | None:
+    """What ``event`` adds to a Pokémon's level: its starting level when it appears, one per
+    level-up; ``None`` for an event that has nothing to do with levels."""
+    if event.type == POKEMON_APPEARED.type:
+        return int(event.payload["level"])
+    if event.type == POKEMON_LEVELED_UP.type:
+        return 1
+    return None
 
 
 class LevelBoard:
@@ -32,13 +43,8 @@ class LevelBoard:
     async def apply(self, message: Any, context: TaskContext | None = None) -> None:
         """Apply one message's effect, unconditionally (not idempotent on its own)."""
         event = message.event
-        if event.type == POKEMON_APPEARED.type:
-            gain = event.payload["level"]
-        elif event.type == POKEMON_LEVELED_UP.type:
-            gain = 1
-        else:
-            return
-        self.levels[event.aggregate_id] = self.levels.get(event.aggregate_id, 0) + gain
+        if (gain := level_gain(event)) is not None:
+            self.levels[event.aggregate_id] = self.levels.get(event.aggregate_id, 0) + gain
 
     def reset(self) -> None:
         """Forget everything — levels *and* processed keys — before rebuilding by replay."""

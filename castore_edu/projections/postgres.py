@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -37,14 +36,14 @@ from castore_edu.core.arguments import got
 from castore_edu.core.errors import ServerUnavailableError
 from castore_edu.projections.projection import Projection
 from castore_edu.projections.runner import LOAD_CHECKPOINT, ProjectionRunner, awaited
-from castore_edu.storage.postgres import PostgresEventStorageAdapter, first_line
+from castore_edu.storage.postgres import OwnConnection, PostgresEventStorageAdapter, first_line
 from castore_edu.storage.protocol import innermost_adapter
 
 # Any fixed number (not the adapter's): one process at a time creates the runners' tables.
 SCHEMA_LOCK = 7_210_246
 
 
-class PostgresProjectionRunner(ProjectionRunner):
+class PostgresProjectionRunner(OwnConnection, ProjectionRunner):
     """Runs ``projection`` on the PostgreSQL database of its event stores, with a connection of
     its own, opened on first use. ``await runner.fetch(sql, parameters)`` reads the read model;
     ``await runner.close()`` (or ``async with``) releases the connection."""
@@ -61,22 +60,6 @@ class PostgresProjectionRunner(ProjectionRunner):
         self.server = adapter.server
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            if self._loop is asyncio.get_running_loop():
-                await connection.close()
-            else:
-                connection.pgconn.finish()
-
-    async def __aenter__(self) -> PostgresProjectionRunner:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def _connected(self) -> psycopg.AsyncConnection[Any]:
         """The runner's connection, (re)opened when needed: after the server went away, or from a

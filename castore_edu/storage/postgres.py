@@ -53,7 +53,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import psycopg.conninfo
@@ -155,7 +155,32 @@ def describe_server(conninfo: str) -> str:
     return f"PostgreSQL at {host}:{port}, database {settings.get('dbname') or settings.get('user') or '?'}"
 
 
-class PostgresEventStorageAdapter:
+class OwnConnection:
+    """What owns one psycopg connection, made in the event loop it was first used in:
+    ``await close()`` (or ``async with``) ends it — with an await in that loop, or else by closing
+    its socket, since the old loop may be gone. The adapter and the projection runner are two."""
+
+    _connection: psycopg.AsyncConnection[Any] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if self._loop is asyncio.get_running_loop():
+                await connection.close()
+            else:
+                connection.pgconn.finish()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class PostgresEventStorageAdapter(OwnConnection):
     """Events in a PostgreSQL database, given by a libpq connection string (``conninfo``), for
     example ``"postgresql://user@127.0.0.1:5432/pokedex"``.
 
@@ -221,22 +246,6 @@ class PostgresEventStorageAdapter:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
             connection.pgconn.finish()  # closes the socket without the event loop
-
-    async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            if self._loop is asyncio.get_running_loop():
-                await connection.close()
-            else:
-                connection.pgconn.finish()
-
-    async def __aenter__(self) -> PostgresEventStorageAdapter:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -63,8 +63,9 @@ from castore_edu.messaging.messages import NotificationMessage
 from castore_edu.reliability.relay import InMemoryCheckpointStore
 from castore_edu.replay.dam import pour_event_store_events
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
-from castore_edu.storage.protocol import EventStorageAdapter, OrderedLogStorage, require_ordered_log
+from castore_edu.storage.protocol import EventStorageAdapter, require_ordered_log
 from castore_edu.testing.faults import FaultSchedule, FaultyChannelAdapter, InjectedFault, SimulatedCrash
+from castore_edu.testing.gaps import LogWithGaps
 from castore_edu.testing.latency import SimulatedLatencyAdapter
 
 REDUCER = Exercise(1, "Write a reducer")
@@ -983,32 +984,13 @@ async def check_idempotent_counter(counter_class: Callable[[], Any]) -> None:
 # -- Exercise 8 ------------------------------------------------------------------------------
 
 
-class _LogWithGaps:
-    """The ordered log of ``inner``, with a gap before every position: 2, 4, 6...
-
-    A server database's log has gaps (exercise 9: a rolled-back transaction never uses its
-    position). A relay must save the *position* of what it published, not a count of events: on
-    a log without gaps the two agree, and a relay that counts would pass by luck.
-    """
-
-    def __init__(self, inner: OrderedLogStorage) -> None:
-        self.inner = inner
-
-    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
-        entries = await self.inner.read_log(after_position=after_position // 2, limit=limit)
-        return [dataclasses.replace(entry, position=2 * entry.position) for entry in entries]
-
-    async def last_position(self) -> int:
-        return 2 * await self.inner.last_position()
-
-
 async def check_relay_step(relay_step: Callable[[Any, Any, Any, str], Any]) -> None:
     """Step a relay over the Pokémon log while its 3rd publish fails; then step again, and again."""
     ex = RELAY
     pokedex = in_memory_pokedex()
     await tell_the_story(pokedex)
     pokemons = pokedex.pokemons
-    storage = _LogWithGaps(require_ordered_log(pokemons.event_storage_adapter))
+    storage = LogWithGaps(require_ordered_log(pokemons.event_storage_adapter))
     bus = NotificationMessageBus(message_bus_id="POKEMON_NEWS", source_event_stores=[pokemons])
     spy = _SpyBusAdapter.attach_to(bus)
     FaultyChannelAdapter.wrap(bus, FaultSchedule.on_calls(3))  # the 3rd publish fails, nothing delivered

@@ -25,7 +25,6 @@ the course's LevelBoard does: an event applied twice shows as a level too many.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -45,8 +44,9 @@ from castore_edu.course.pokedex import (
     tell_the_story,
     trainer_created,
 )
-from castore_edu.storage.protocol import OrderedLogStorage
+from castore_edu.course.read_models import level_gain
 from castore_edu.testing.faults import SimulatedCrash
+from castore_edu.testing.gaps import LogWithGaps
 
 PROJECTION_STEP = Exercise(11, "Keep a read model and its checkpoint in one transaction")
 PROJECTION_NAME = "pokemon-levels"
@@ -85,13 +85,7 @@ def apply_level(connection: sqlite3.Connection, entry: LoggedEvent) -> None:
     """Add one log entry's contribution to ``levels``: a ``POKEMONS`` appearance adds its starting
     level, a level-up adds one; any other entry changes nothing. Applied twice, it adds twice."""
     event = entry.event
-    if entry.event_store_id != POKEMONS:
-        return
-    if event.type == POKEMON_APPEARED.type:
-        gain = event.payload["level"]
-    elif event.type == POKEMON_LEVELED_UP.type:
-        gain = 1
-    else:
+    if entry.event_store_id != POKEMONS or (gain := level_gain(event)) is None:
         return
     connection.execute(
         "INSERT INTO levels (pokemon_id, level) VALUES (?, ?)"
@@ -148,21 +142,6 @@ class _FaultyConnection(sqlite3.Connection):
         return super().cursor(factory)
 
 
-class _LogWithGaps:
-    """The ordered log of ``inner`` with a gap before every position (2, 4, 6...), as a server
-    database's log can have: a checkpoint must be a position, not a count of entries."""
-
-    def __init__(self, inner: OrderedLogStorage) -> None:
-        self.inner = inner
-
-    async def read_log(self, *, after_position: int = 0, limit: int | None = None) -> list[LoggedEvent]:
-        entries = await self.inner.read_log(after_position=after_position // 2, limit=limit)
-        return [dataclasses.replace(entry, position=2 * entry.position) for entry in entries]
-
-    async def last_position(self) -> int:
-        return 2 * await self.inner.last_position()
-
-
 def _fold(entries: list[LoggedEvent], up_to: int) -> dict[str, int]:
     """What ``levels`` holds when every entry up to position ``up_to`` was applied once."""
     levels: dict[str, int] = {}
@@ -214,7 +193,7 @@ async def _check(
     connections: list[sqlite3.Connection],
 ) -> None:
     await tell_the_story(pokedex)
-    storage = _LogWithGaps(pokedex.pokemons.event_storage_adapter)
+    storage = LogWithGaps(pokedex.pokemons.event_storage_adapter)
 
     def connect() -> _FaultyConnection:
         connection = sqlite3.connect(path, isolation_level=None, factory=_FaultyConnection)
