@@ -217,7 +217,8 @@ def test_reserved_event_types_are_refused(reserved: str) -> None:
 
 def test_store_attributes() -> None:
     store = pokemons_event_store()
-    public_state = {name for name in vars(store) if not name.startswith("_")}
+    properties = {name for name, value in vars(EventStore).items() if isinstance(value, property)}
+    public_state = {name for name in vars(store) if not name.startswith("_")} | properties
     assert public_state == {
         "event_store_id",
         "event_types",

@@ -198,6 +198,17 @@ def test_a_store_refuses_two_different_declarations_of_one_type() -> None:
     assert pokemons(event_types=[POKEMON_CAUGHT, POKEMON_CAUGHT]).event_types == [POKEMON_CAUGHT] * 2
 
 
+async def test_declarations_given_after_the_store_was_made_are_checked_and_read_with() -> None:
+    store = await store_with_history()
+    store.event_types = [POKEMON_APPEARED]  # POKEMON_CAUGHT is no longer declared: read as stored
+    assert [event.payload for event in await store.get_events("pikachu")][-1] == {"trainer": "ash"}
+    store.event_types = TODAY
+    assert await store.get_events("pikachu") == PIKACHU_NOW
+    with pytest.raises(ValueError, match="declares 'POKEMON_CAUGHT' twice"):
+        store.event_types = [POKEMON_CAUGHT, EventType("POKEMON_CAUGHT")]
+    assert store.event_types == TODAY  # the refused declarations left the store as it was
+
+
 def test_an_event_shows_its_schema_version_only_when_it_is_not_1() -> None:
     event = old(2, "POKEMON_CAUGHT", {"trainer": "ash"})
     assert repr(event) == (

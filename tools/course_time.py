@@ -78,9 +78,14 @@ def contents(path: Path) -> Contents:
     return Contents(words, code_lines, code_cells, plots, widgets)
 
 
+def rounded(minutes: float) -> int:
+    """To the nearest 5 minutes, and at least 5."""
+    return max(5, 5 * round(minutes / 5))
+
+
 def estimated_minutes(path: Path) -> int:
-    """The estimate, to the nearest 5 minutes (and at least 5)."""
-    return max(5, 5 * round(contents(path).minutes() / 5))
+    """The estimate for the notebook at ``path``, rounded (:func:`rounded`)."""
+    return rounded(contents(path).minutes())
 
 
 def course_notebooks() -> list[Path]:
@@ -95,13 +100,14 @@ def write_times() -> None:
     """Put each estimate in the notebook's source, the built notebook and the course tables."""
     tables = {path: path.read_text(encoding="utf-8") for path in TABLES}
     for path in course_notebooks():
-        said = f"**Time:** about {estimated_minutes(path)} minutes"
+        minutes = estimated_minutes(path)
+        said = f"**Time:** about {minutes} minutes"
         for text_file in (ROOT / "tools" / "notebooks" / f"{path.stem}.py", path):
             text = text_file.read_text(encoding="utf-8")
             text_file.write_text(TIME_LINE.sub(said, text, count=1), encoding="utf-8")
         for table, text in tables.items():  # the minutes are the third column of the row
             row = re.compile(rf"^(\| `{path.stem}` \|[^|]*\| )\d+( \|)", re.MULTILINE)
-            tables[table] = row.sub(rf"\g<1>{estimated_minutes(path)}\2", text)
+            tables[table] = row.sub(rf"\g<1>{minutes}\2", text)
     for table, text in tables.items():
         table.write_text(text, encoding="utf-8")
 
@@ -113,7 +119,7 @@ def main() -> int:
     total = 0
     for path in course_notebooks():
         counted = contents(path)
-        minutes = estimated_minutes(path)
+        minutes = rounded(counted.minutes())
         total += minutes
         print(
             f"{path.stem:<28} {counted.words:>6} {counted.code_lines:>5} {counted.code_cells:>5} "

@@ -103,7 +103,6 @@ def check_event_types(event_types: object) -> list[EventType]:
                 f"event_types[{index}] must be an EventType, got {got(event_type)}. "
                 f"Hint: wrap the name, EventType({quote(event_type)})"
             )
-    event_types_by_name(declared)  # two declarations of one name fail here, not at the first read
     return declared
 
 
@@ -150,7 +149,7 @@ class EventStore:
         snapshots: SnapshotHook | None = None,
     ) -> None:
         require_str("event_store_id", event_store_id)
-        declared_types = check_event_types(event_types)
+        self.event_types = event_types  # the property below: checked, and indexed by name once
         require_callable("reducer", reducer, hint="a reducer is a function (aggregate, event) -> aggregate")
         for name, callback in (
             ("simulate_side_effect", simulate_side_effect),
@@ -163,7 +162,6 @@ class EventStore:
         if snapshots is not None:
             check_snapshots(snapshots)
         self.event_store_id = event_store_id
-        self.event_types = declared_types
         self.reducer = reducer
         self.simulate_side_effect = simulate_side_effect or index_by_version
         self.on_event_pushed = on_event_pushed
@@ -172,6 +170,19 @@ class EventStore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(event_store_id={self.event_store_id!r})"
+
+    @property
+    def event_types(self) -> list[EventType]:
+        return self._event_types
+
+    @event_types.setter
+    def event_types(self, event_types: Iterable[EventType]) -> None:
+        """Every read and write looks its event's type up by name (to upcast it, or to write it in
+        its current schema version): the index is made here, once, not on every event. Two
+        different declarations of one name fail here, not at the first read."""
+        declared = check_event_types(event_types)
+        self._types_by_name = event_types_by_name(declared)
+        self._event_types = declared
 
     def get_event_storage_adapter(self) -> EventStorageAdapter:
         adapter = self.event_storage_adapter
@@ -205,7 +216,7 @@ class EventStore:
             limit=limit,
             reverse=reverse,
         )
-        return upcast_events(stored, event_types_by_name(self.event_types), reverse=reverse)
+        return upcast_events(stored, self._types_by_name, reverse=reverse)
 
     def upcast(self, event: EventDetail) -> list[EventDetail]:
         """``event``, a stored event, in its type's current shape: the chain of its type's
@@ -217,7 +228,7 @@ class EventStore:
         newer than its type declares, or when an upcaster returns something else than the next
         version. Reads call it for you; call it on events read from elsewhere (the ordered log).
         """
-        return upcast_event(event, event_types_by_name(self.event_types))
+        return upcast_event(event, self._types_by_name)
 
     async def get_aggregate(self, aggregate_id: str, *, max_version: int | None = None) -> AggregateResult:
         """Fold the aggregate's events; ``max_version`` travels back in time.
@@ -403,9 +414,7 @@ class EventStore:
         given: object = event  # typed as an event, but a caller may pass anything
         if not isinstance(given, EventDetail):
             return event  # the adapter refuses it, with the message of every other bad event
-        return in_current_schema(
-            event, event_types_by_name(self.event_types), event_store_id=self.event_store_id
-        )
+        return in_current_schema(event, self._types_by_name, event_store_id=self.event_store_id)
 
     @staticmethod
     async def push_event_group(*grouped_events: GroupedEvent, force: bool = False) -> list[PushEventResult]:
