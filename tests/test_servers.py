@@ -79,6 +79,43 @@ def test_a_killed_postgres_comes_back_on_its_port_with_its_data() -> None:
             assert connection.execute("SELECT n FROM kept").fetchall() == [(42,)]
 
 
+def test_a_killed_postgres_takes_its_busy_backends_with_it() -> None:
+    """``kill()`` is a crash of the whole server, not only of its first process: a backend busy
+    with a long query (which would not look up from it to notice) ends with it, so nothing more
+    is answered after ``kill()`` returns."""
+    with PostgresServer() as server:
+        connection = psycopg.connect(server.url, autocommit=True)
+        backend = connection.execute("SELECT pg_backend_pid()").fetchall()[0][0]
+        busy = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import psycopg; psycopg.connect({server.url!r}).execute("
+                "'SELECT count(*) FROM generate_series(1, 10000000000)')",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            busy_backend = None
+            deadline = time.monotonic() + 30
+            while busy_backend is None and time.monotonic() < deadline:
+                rows = connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> %s "
+                    "AND query LIKE '%%generate_series%%'",
+                    (backend,),
+                ).fetchall()
+                busy_backend = rows[0][0] if rows else None
+            assert busy_backend is not None
+            server.kill()
+            assert gone(busy_backend, timeout=0.5) and gone(backend, timeout=0.5)
+            with pytest.raises(psycopg.OperationalError):
+                connection.execute("SELECT 1")
+        finally:
+            connection.pgconn.finish()
+            busy.kill()
+            busy.wait()
+
+
 def test_nats_answers_on_loopback_and_stops_by_its_pid() -> None:
     with NatsServer() as server:
         pid = server.pid

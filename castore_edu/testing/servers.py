@@ -103,13 +103,14 @@ class PrivateServer(_Started):
     """One server process on a loopback port, with its directory. Subclasses say how to start it.
 
     ``start()`` launches it and waits until it accepts clients; ``stop()`` ends it by its PID
-    (gracefully, then ``SIGKILL`` after ``timeout``); ``kill()`` ends it at once, as a crash
+    (gracefully, then ``kill()`` after ``timeout``); ``kill()`` ends it at once, as a crash
     would; ``start()`` again brings it back on the same port with the same data. ``close()``
     stops it and removes its directory. A ``with`` block does ``close()`` on the way out.
     """
 
     name = "server"
     stop_signal = signal.SIGTERM
+    kill_signal = signal.SIGKILL
 
     def __init__(self, *, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -170,21 +171,25 @@ class PrivateServer(_Started):
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the server to shut down (``stop_signal``), by its own PID; ``SIGKILL`` if it is
+        """Ask the server to shut down (``stop_signal``), by its own PID; ``kill()`` it if it is
         still there after ``timeout`` seconds."""
-        self._end(self.stop_signal, timeout)
-
-    def kill(self) -> None:
-        """End the server at once (``SIGKILL``), as a crash or a pulled plug would."""
-        self._end(signal.SIGKILL, 10.0)
-
-    def _end(self, signal_number: int, timeout: float) -> None:
         process = self.process
         if process is not None and process.poll() is None:
-            process.send_signal(signal_number)
+            process.send_signal(self.stop_signal)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.kill()
+        _running.discard(self)
+
+    def kill(self) -> None:
+        """End the server at once, as a crash or a pulled plug would (``kill_signal``)."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(self.kill_signal)
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a server that hangs as it dies
                 process.kill()
                 process.wait()
         _running.discard(self)
@@ -223,6 +228,10 @@ class PostgresServer(PrivateServer):
 
     name = "postgres"
     stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown: roll back open transactions, stop
+    # A crash: PostgreSQL's "immediate" shutdown ends every process of the server at once, with no
+    # checkpoint, and the next start recovers from the write-ahead log. A SIGKILL would end only
+    # the first process: each connection's own process would go on serving for a moment.
+    kill_signal = signal.SIGQUIT
 
     def __init__(self, *, port: int | None = None) -> None:
         super().__init__(port=port)
