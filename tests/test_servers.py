@@ -193,10 +193,26 @@ def test_the_environment_variables_point_at_a_server_of_your_own(monkeypatch: py
         assert servers._running == running  # nothing was started
 
 
-def test_free_ports_are_free_loopback_ports() -> None:
+def test_free_ports_are_free_loopback_ports_outside_the_range_lent_to_clients() -> None:
+    """A port the kernel may lend to an outgoing connection could be taken before a server
+    starts on it (the NATS cluster's monitoring port once was): private ports lie below it."""
+    ports = {free_port() for _ in range(50)}
+    assert len(ports) > 40 and all(port in servers.PRIVATE_PORTS for port in ports)
+    loan_range = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if loan_range.exists():  # Linux: the range this machine lends
+        assert max(ports) < int(loan_range.read_text().split()[0])
     port = free_port()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # would raise if something held it
+
+
+def test_no_free_port_left_is_said_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", free_port()))
+        held = holder.getsockname()[1]
+        monkeypatch.setattr(servers, "PRIVATE_PORTS", range(held, held + 1))
+        with pytest.raises(ServerStartError, match=f"no free port of 127.0.0.1 between {held} and {held}"):
+            free_port()
 
 
 def test_start_is_idempotent_and_the_repr_says_where_and_whether_it_runs() -> None:

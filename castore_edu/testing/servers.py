@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -56,12 +57,27 @@ class ServerStartError(RuntimeError):
     """A private server did not start; the message quotes the end of its log."""
 
 
+# Where private servers listen: below the ports the kernel lends to outgoing connections (from
+# 32768 on Linux, 49152 on macOS). A port the kernel picked ("bind to port 0") comes from that
+# loan range, and between our probe and the server's start any client connecting anywhere could
+# be handed it for its own end, so the server would find it taken.
+PRIVATE_PORTS = range(20000, 32768)
+_port_picker = random.SystemRandom()
+
+
 def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
+    """A TCP port of 127.0.0.1, from ``PRIVATE_PORTS``, that nothing holds right now."""
+    for _ in range(1000):
+        port = _port_picker.choice(PRIVATE_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:  # taken: try another
+                continue
         return port
+    raise ServerStartError(
+        f"no free port of {LOOPBACK} between {PRIVATE_PORTS.start} and {PRIVATE_PORTS.stop - 1}"
+    )
 
 
 def _die_with_parent(signal_number: int) -> Callable[[], None] | None:
