@@ -13,6 +13,7 @@ from typing import Any
 
 from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType
+from castore_edu.messaging.channels import NotificationMessageBus
 from castore_edu.messaging.delivery import TaskContext
 from castore_edu.messaging.messages import NotificationMessage
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
@@ -183,6 +184,15 @@ class RecordingChannelAdapter:
 
     async def publish_messages(self, messages: Any, *, replay: bool = False) -> None:
         self.batches.append((list(messages), replay))
+
+
+def recording_bus(
+    store: EventStore, channel_class: type = NotificationMessageBus
+) -> tuple[Any, RecordingChannelAdapter]:
+    """A bus of ``channel_class`` fed by ``store``, and the adapter that records what it publishes."""
+    channel = channel_class(message_bus_id="bus", source_event_stores=[store])
+    adapter = channel.message_channel_adapter = RecordingChannelAdapter()
+    return channel, adapter
 
 
 class FailingChannelAdapter(RecordingChannelAdapter):

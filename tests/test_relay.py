@@ -39,7 +39,7 @@ from castore_edu.testing.faults import (
     SimulatedCrash,
 )
 from castore_edu.testing.storage_contract import AdapterWithoutLog
-from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer
+from tests.fixtures_pokemon import RecordingChannelAdapter, SpyEventStore, pokemon_reducer, recording_bus
 
 pytestmark = pytest.mark.anyio
 
@@ -62,14 +62,6 @@ def store_on(
     return store_class(
         event_store_id=event_store_id, event_types=[], reducer=pokemon_reducer, event_storage_adapter=adapter
     )
-
-
-def recording_bus(
-    store: EventStore, channel_class: type = NotificationMessageBus
-) -> tuple[Any, RecordingChannelAdapter]:
-    channel = channel_class(message_bus_id="bus", source_event_stores=[store])
-    adapter = channel.message_channel_adapter = RecordingChannelAdapter()
-    return channel, adapter
 
 
 def keys(adapter: RecordingChannelAdapter) -> list[tuple[str, int]]:

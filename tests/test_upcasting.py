@@ -25,7 +25,6 @@ from castore_edu import (
     InMemoryEventStorageAdapter,
     InvalidEventError,
     NotificationMessage,
-    NotificationMessageBus,
     Relay,
     SQLiteEventStorageAdapter,
     StateCarryingMessage,
@@ -38,7 +37,7 @@ from castore_edu import (
 from castore_edu.course.widgets.explorer import event_html
 from castore_edu.messaging.wire import decode_message, encode_message
 from castore_edu.reliability.relay import InMemoryCheckpointStore
-from tests.fixtures_pokemon import RecordingChannelAdapter
+from tests.fixtures_pokemon import RecordingChannelAdapter, recording_bus
 
 pytestmark = pytest.mark.anyio
 
@@ -470,14 +469,6 @@ async def test_reading_never_rewrites_a_stored_row(tmp_path: Path) -> None:
         await Relay(adapter, {"POKEMONS": recording_bus(store)[0]}).catch_up()
         assert rows() == before
         assert await adapter.get_events("pikachu", event_store_id="POKEMONS") == PIKACHU_THEN
-
-
-def recording_bus(
-    store: Any, channel_class: type = NotificationMessageBus
-) -> tuple[Any, RecordingChannelAdapter]:
-    channel = channel_class(message_bus_id="bus", source_event_stores=[store])
-    adapter = channel.message_channel_adapter = RecordingChannelAdapter()
-    return channel, adapter
 
 
 def published_events(recorder: RecordingChannelAdapter) -> list[EventDetail]:

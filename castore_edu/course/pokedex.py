@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any
 
 from castore_edu.core.clock import Clock, stepping_clock
@@ -31,7 +30,7 @@ from castore_edu.core.event_store import EventStore
 from castore_edu.core.events import EventDetail, EventType, PushEventResult
 from castore_edu.storage.in_memory import InMemoryEventStorageAdapter
 from castore_edu.storage.protocol import EventStorageAdapter
-from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
+from castore_edu.storage.sqlite import ClosedByWith, SQLiteEventStorageAdapter
 
 POKEMONS = "POKEMONS"
 TRAINERS = "TRAINERS"
@@ -211,7 +210,7 @@ def trainers_event_store(event_storage_adapter: EventStorageAdapter | None = Non
 
 
 @dataclass
-class Pokedex:
+class Pokedex(ClosedByWith):
     """The course's two event stores, side by side. ``close()`` releases SQLite connections."""
 
     pokemons: EventStore
@@ -229,14 +228,6 @@ class Pokedex:
         for store in self.stores:
             if isinstance(store.event_storage_adapter, SQLiteEventStorageAdapter):
                 store.event_storage_adapter.close()
-
-    def __enter__(self) -> Pokedex:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def in_memory_pokedex(*, clock: Clock | None = None) -> Pokedex:

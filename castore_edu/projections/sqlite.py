@@ -25,16 +25,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Any
 
 from castore_edu.core.arguments import got
 from castore_edu.projections.projection import Projection
 from castore_edu.projections.runner import ProjectionRunner, is_async_hook
 from castore_edu.storage.protocol import innermost_adapter
+from castore_edu.storage.sqlite import ClosedByWith
 
 
-class SQLiteProjectionRunner(ProjectionRunner):
+class SQLiteProjectionRunner(ClosedByWith, ProjectionRunner):
     """Runs ``projection`` on the SQLite file of its event stores, with a connection of its own
     (``runner.connection``, which a reader may use too). ``timeout``: seconds to wait for the
     write lock. Close it with ``runner.close()`` (or use ``with``)."""
@@ -66,14 +66,6 @@ class SQLiteProjectionRunner(ProjectionRunner):
 
     def close(self) -> None:
         self.connection.close()
-
-    def __enter__(self) -> SQLiteProjectionRunner:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[sqlite3.Connection]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from types import TracebackType
 
 from castore_edu.core.arguments import got
 from castore_edu.core.events import MAX_VERSION
@@ -26,10 +25,10 @@ from castore_edu.snapshots.codec import (
 )
 from castore_edu.snapshots.protocol import Snapshot, check_discard, check_key, check_load, check_snapshot
 from castore_edu.snapshots.sql import DISCARD, LIST, LOAD_LATEST, SAVE, SCHEMA, for_sqlite, listed
-from castore_edu.storage.sqlite import SQLiteEventStorageAdapter
+from castore_edu.storage.sqlite import ClosedByWith, SQLiteEventStorageAdapter
 
 
-class SQLiteSnapshotStore:
+class SQLiteSnapshotStore(ClosedByWith):
     """Snapshots in the table ``snapshots`` of ``database``: an :class:`SQLiteEventStorageAdapter`
     (its file and connection), or the path of a file of their own (``":memory:"`` for a private one).
 
@@ -67,14 +66,6 @@ class SQLiteSnapshotStore:
         """Close the connection this store opened (one it shares with an adapter stays open)."""
         if self._owns_connection:
             self.connection.close()
-
-    def __enter__(self) -> SQLiteSnapshotStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
     async def load_latest(
         self, event_store_id: str, aggregate_id: str, *, reducer_version: str, max_version: int | None = None

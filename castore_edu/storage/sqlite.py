@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from castore_edu.core.arguments import require_bool
 from castore_edu.core.clock import Clock, utc_now
@@ -76,7 +76,24 @@ ON CONFLICT (event_store_id, aggregate_id, version) DO UPDATE SET
 )
 
 
-class SQLiteEventStorageAdapter:
+class ClosedByWith:
+    """What owns SQLite connections: ``close()`` releases them, and a ``with`` block calls it on
+    the way out, whatever happened inside. The adapter, the snapshot store, the projection runner
+    and the course's ``Pokedex`` are four."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SQLiteEventStorageAdapter(ClosedByWith):
     """Events in an SQLite database file (``":memory:"`` for a private, throw-away one).
 
     One file can hold any number of event stores. Use it as a context manager, or call
@@ -162,14 +179,6 @@ class SQLiteEventStorageAdapter:
 
     def close(self) -> None:
         self.connection.close()
-
-    def __enter__(self) -> SQLiteEventStorageAdapter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ class ServerStartError(RuntimeError):
 # loan range, and between our probe and the server's start any client connecting anywhere could
 # be handed it for its own end, so the server would find it taken.
 PRIVATE_PORTS = range(20000, 32768)
+# Not the module `random` itself: a notebook that seeds it would make two kernels pick alike.
 _port_picker = random.SystemRandom()
 
 
